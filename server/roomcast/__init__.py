@@ -1,0 +1,3 @@
+"""Roomcast: a realtime WebSocket server speaking the Centrifugo client protocol."""
+
+__version__ = "0.1.0"
