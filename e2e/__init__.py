@@ -1,0 +1,1 @@
+"""End-to-end tier: the Kubernetes test bed and the suites that need it."""
