@@ -1,0 +1,351 @@
+"""Server HTTP API for backends, request and response shapes as Centrifugo's.
+
+``POST /api/<method>`` with a JSON body; ``X-API-Key`` (or ``Authorization:
+apikey``) authorises. Results are ``{"result": ...}`` or ``{"error": ...}``
+with status 200, or an HTTP status in the transport error mode.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import fnmatch
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from .codes import ErrorCode, ProtocolError
+from .engine import EngineUnavailable, Publication
+from .node import Node
+
+log = logging.getLogger(__name__)
+
+ApiMethod = Callable[["ServerApi", dict[str, Any]], Awaitable[dict[str, Any]]]
+
+_TRANSPORT_STATUS = {100: 500, 102: 404, 104: 404, 107: 400, 108: 400, 112: 416, 113: 409}
+
+
+def _require_str(req: dict[str, Any], key: str) -> str:
+    value = req.get(key)
+    if not isinstance(value, str) or not value:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"{key} required")
+    return value
+
+
+def _optional_str(req: dict[str, Any], key: str) -> str:
+    value = req.get(key, "")
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"{key} must be a string")
+    return value
+
+
+def _api_error(exc: ProtocolError) -> dict[str, Any]:
+    return {"code": int(exc.code), "message": exc.message}
+
+
+class ServerApi:
+    """The API methods; each takes the request object and returns the result object."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    async def call(self, method: str, req: Any) -> dict[str, Any]:
+        handler = _METHODS.get(method)
+        if handler is None:
+            raise ProtocolError(ErrorCode.METHOD_NOT_FOUND, "not found")
+        if not isinstance(req, dict):
+            raise ProtocolError(ErrorCode.BAD_REQUEST)
+        try:
+            return await handler(self, req)
+        except EngineUnavailable:
+            self.node.metrics.engine_errors += 1
+            raise ProtocolError(ErrorCode.INTERNAL) from None
+
+    # publish ------------------------------------------------------------------
+    def _payload(self, req: dict[str, Any], channel_info: Any) -> bytes:
+        b64 = req.get("b64data")
+        if b64:
+            try:
+                raw = base64.b64decode(b64, validate=True)
+                data = orjson.loads(raw)
+            except (binascii.Error, ValueError, TypeError):
+                raise ProtocolError(ErrorCode.BAD_REQUEST, "b64data must be base64 JSON") from None
+            return self.node.validate_data(channel_info, data)
+        return self.node.validate_data(channel_info, req.get("data"))
+
+    async def _publish_one(self, channel: str, req: dict[str, Any]) -> dict[str, Any]:
+        info = self.node.rules.resolve(channel)
+        tags = req.get("tags")
+        if tags is not None and not (
+            isinstance(tags, dict) and all(isinstance(v, str) for v in tags.values())
+        ):
+            raise ProtocolError(ErrorCode.BAD_REQUEST, "tags must map strings to strings")
+        pub = Publication(self._payload(req, info), tags=tags or None)
+        if req.get("skip_history") and info.options.history_enabled:
+            await self.node.engine.publish(channel, pub, history=None)
+            self.node.metrics.publications["api"] += 1
+            return {}
+        key = _optional_str(req, "idempotency_key") or None
+        position = await self.node.publish(channel, info, pub, source="api", idempotency_key=key)
+        if position is None:
+            return {}
+        return {"offset": position.offset, "epoch": position.epoch}
+
+    async def publish(self, req: dict[str, Any]) -> dict[str, Any]:
+        return await self._publish_one(_require_str(req, "channel"), req)
+
+    async def broadcast(self, req: dict[str, Any]) -> dict[str, Any]:
+        channels = req.get("channels")
+        if not isinstance(channels, list) or not channels:
+            raise ProtocolError(ErrorCode.BAD_REQUEST, "channels required")
+        responses: list[dict[str, Any]] = []
+        for channel in channels:
+            try:
+                if not isinstance(channel, str) or not channel:
+                    raise ProtocolError(ErrorCode.BAD_REQUEST, "channel required")
+                responses.append({"result": await self._publish_one(channel, req)})
+            except ProtocolError as exc:
+                responses.append({"error": _api_error(exc)})
+        return {"responses": responses}
+
+    # connections ------------------------------------------------------------------
+    async def subscribe(self, req: dict[str, Any]) -> dict[str, Any]:
+        user = _require_str(req, "user")
+        channel = _require_str(req, "channel")
+        self.node.rules.resolve(channel)
+        since = req.get("recover_since")
+        command: dict[str, Any] = {
+            "op": "subscribe",
+            "user": user,
+            "client": _optional_str(req, "client"),
+            "channel": channel,
+            "data": req.get("data"),
+            "info": req.get("info"),
+            "override": req.get("override"),
+        }
+        if isinstance(since, dict):
+            command["since"] = {
+                "offset": int(since.get("offset") or 0),
+                "epoch": str(since.get("epoch") or ""),
+            }
+        await self.node.control(command)
+        return {}
+
+    async def unsubscribe(self, req: dict[str, Any]) -> dict[str, Any]:
+        user = _require_str(req, "user")
+        channel = _require_str(req, "channel")
+        await self.node.control(
+            {
+                "op": "unsubscribe",
+                "user": user,
+                "channel": channel,
+                "client": _optional_str(req, "client"),
+            }
+        )
+        return {}
+
+    async def disconnect(self, req: dict[str, Any]) -> dict[str, Any]:
+        user = _optional_str(req, "user")
+        client = _optional_str(req, "client")
+        if not user and not client:
+            raise ProtocolError(ErrorCode.BAD_REQUEST, "user required")
+        command: dict[str, Any] = {"op": "disconnect", "user": user, "client": client}
+        whitelist = req.get("whitelist")
+        if isinstance(whitelist, list):
+            command["whitelist"] = [c for c in whitelist if isinstance(c, str)]
+        advice = req.get("disconnect")
+        if isinstance(advice, dict):
+            code = advice.get("code")
+            if not isinstance(code, int) or isinstance(code, bool) or not 3000 <= code <= 4999:
+                raise ProtocolError(ErrorCode.BAD_REQUEST, "disconnect code must be 3000-4999")
+            reason = advice.get("reason") or "disconnect"
+            if not isinstance(reason, str) or len(reason.encode()) > 123:
+                raise ProtocolError(ErrorCode.BAD_REQUEST, "reason must be a short string")
+            command["code"] = code
+            command["reason"] = reason
+        await self.node.control(command)
+        return {}
+
+    async def refresh(self, req: dict[str, Any]) -> dict[str, Any]:
+        user = _require_str(req, "user")
+        expire_at = req.get("expire_at")
+        if expire_at is not None and (
+            not isinstance(expire_at, int) or isinstance(expire_at, bool)
+        ):
+            raise ProtocolError(ErrorCode.BAD_REQUEST, "expire_at must be an integer")
+        await self.node.control(
+            {
+                "op": "refresh",
+                "user": user,
+                "client": _optional_str(req, "client"),
+                "expired": bool(req.get("expired")),
+                "expire_at": expire_at,
+                "info": req.get("info"),
+            }
+        )
+        return {}
+
+    # channel state --------------------------------------------------------------------
+    def _presence_channel(self, req: dict[str, Any]) -> str:
+        channel = _require_str(req, "channel")
+        if not self.node.rules.resolve(channel).options.presence:
+            raise ProtocolError(ErrorCode.NOT_AVAILABLE)
+        return channel
+
+    async def presence(self, req: dict[str, Any]) -> dict[str, Any]:
+        clients = await self.node.engine.presence(self._presence_channel(req))
+        return {"presence": {cid: info.wire() for cid, info in clients.items()}}
+
+    async def presence_stats(self, req: dict[str, Any]) -> dict[str, Any]:
+        num_clients, num_users = await self.node.engine.presence_stats(self._presence_channel(req))
+        return {"num_clients": num_clients, "num_users": num_users}
+
+    async def history(self, req: dict[str, Any]) -> dict[str, Any]:
+        info = self.node.rules.resolve(_require_str(req, "channel"))
+        limit = req.get("limit", 0) or 0
+        if not isinstance(limit, int) or isinstance(limit, bool):
+            raise ProtocolError(ErrorCode.BAD_REQUEST, "limit must be an integer")
+        return await self.node.read_history(
+            info, req.get("since"), limit, req.get("reverse") is True
+        )
+
+    async def history_remove(self, req: dict[str, Any]) -> dict[str, Any]:
+        channel = _require_str(req, "channel")
+        if self.node.history_options(self.node.rules.resolve(channel)) is None:
+            raise ProtocolError(ErrorCode.NOT_AVAILABLE)
+        await self.node.engine.remove_history(channel)
+        return {}
+
+    async def channels(self, req: dict[str, Any]) -> dict[str, Any]:
+        pattern = _optional_str(req, "pattern")
+        totals: dict[str, int] = {}
+        for node_info in await self.node.engine.nodes():
+            source = (
+                node_info.channels
+                if node_info.uid != self.node.uid
+                else dict(self.node.hub.channels())
+            )
+            for channel, n in source.items():
+                totals[channel] = totals.get(channel, 0) + n
+        out: dict[str, Any] = {}
+        for channel, n in sorted(totals.items()):
+            if pattern and not fnmatch.fnmatchcase(channel, pattern):
+                continue
+            out[channel] = {"num_clients": n} if n else {}
+        return {"channels": out}
+
+    async def info(self, req: dict[str, Any]) -> dict[str, Any]:
+        nodes = {n.uid: n for n in await self.node.engine.nodes()}
+        nodes[self.node.uid] = self.node.info()
+        return {"nodes": [n.wire() for n in sorted(nodes.values(), key=lambda n: n.name)]}
+
+    async def rpc(self, req: dict[str, Any]) -> dict[str, Any]:
+        raise ProtocolError(ErrorCode.METHOD_NOT_FOUND, "not found")
+
+    async def batch(self, req: dict[str, Any]) -> dict[str, Any]:
+        commands = req.get("commands")
+        if not isinstance(commands, list):
+            raise ProtocolError(ErrorCode.BAD_REQUEST, "commands required")
+        replies: list[dict[str, Any]] = []
+        for command in commands:
+            if command is None or not isinstance(command, dict):
+                replies.append({"error": _api_error(ProtocolError(ErrorCode.BAD_REQUEST))})
+                continue
+            method = next((m for m in command if m in _METHODS and m != "batch"), None)
+            if method is None:
+                error = ProtocolError(ErrorCode.METHOD_NOT_FOUND, "not found")
+                replies.append({"error": _api_error(error)})
+                continue
+            try:
+                replies.append({method: await self.call(method, command[method])})
+            except ProtocolError as exc:
+                replies.append({"error": _api_error(exc)})
+        return {"replies": replies}
+
+
+_METHODS: dict[str, ApiMethod] = {
+    name: getattr(ServerApi, name)
+    for name in (
+        "publish",
+        "broadcast",
+        "subscribe",
+        "unsubscribe",
+        "disconnect",
+        "refresh",
+        "presence",
+        "presence_stats",
+        "history",
+        "history_remove",
+        "channels",
+        "info",
+        "rpc",
+        "batch",
+    )
+}
+
+
+def _authorized(request: web.Request, key: str) -> bool:
+    supplied = request.headers.get("X-API-Key")
+    if supplied is None:
+        auth = request.headers.get("Authorization", "")
+        scheme, _, value = auth.partition(" ")
+        if scheme.lower() == "apikey":
+            supplied = value.strip()
+    if supplied is None:
+        supplied = request.query.get("api_key")
+    return (
+        bool(key) and supplied is not None and hmac.compare_digest(supplied.encode(), key.encode())
+    )
+
+
+def make_api_handler(node: Node) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    api = ServerApi(node)
+    settings = node.settings.http_api
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        if request.method != "POST":
+            return web.Response(status=405)
+        if not settings.insecure and not _authorized(request, settings.key):
+            return web.Response(status=401)
+        method = request.match_info["method"]
+        try:
+            body = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            return web.Response(status=400, text="Bad Request")
+        transport_mode = (
+            settings.error_mode == "transport"
+            or request.headers.get("X-Centrifugo-Error-Mode", "").lower() == "transport"
+        )
+        try:
+            result = await api.call(method, body)
+        except ProtocolError as exc:
+            error = _api_error(exc)
+            if transport_mode:
+                return web.Response(
+                    status=_TRANSPORT_STATUS.get(error["code"], 500),
+                    body=orjson.dumps(error),
+                    content_type="application/json",
+                )
+            return web.Response(
+                body=orjson.dumps({"error": error}), content_type="application/json"
+            )
+        except Exception:
+            log.exception("api method failed", extra={"method": method})
+            error = {"code": 100, "message": "internal server error"}
+            if transport_mode:
+                return web.Response(
+                    status=500, body=orjson.dumps(error), content_type="application/json"
+                )
+            return web.Response(
+                body=orjson.dumps({"error": error}), content_type="application/json"
+            )
+        body_out = result if method == "batch" else {"result": result}
+        return web.Response(body=orjson.dumps(body_out), content_type="application/json")
+
+    return handle

@@ -1,0 +1,888 @@
+"""One client connection: the protocol state machine.
+
+Commands of a connection are handled strictly in order (the JS SDK sends
+``connect`` and its ``subscribe`` commands in one frame before it has seen the
+connect reply). Handlers either return a result, raise ``ProtocolError`` (an
+error reply) or raise ``Disconnect`` (a close frame with that code). Anything
+else is a bug: it is logged and the client sees error 100, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from . import __version__
+from .channels import ChannelInfo
+from .codes import (
+    UNSUBSCRIBE_REASONS,
+    Disconnect,
+    DisconnectCode,
+    ErrorCode,
+    ProtocolError,
+    UnsubscribeCode,
+)
+from .engine import ClientInfo, EngineUnavailable, Publication, StreamPosition
+from .hub import Subscriber, encode_push
+from .ratelimit import TokenBucket
+from .tokens import (
+    ConnectionClaims,
+    InvalidToken,
+    ServerSideSub,
+    SubscriptionClaims,
+    SubscriptionOverride,
+    TokenExpired,
+    ttl_until,
+)
+
+if TYPE_CHECKING:
+    from .node import Node
+    from .transport import Transport
+
+log = logging.getLogger(__name__)
+
+_PONG = b"{}"
+_MAX_ID = 2**32 - 1
+
+
+class ClientState(enum.Enum):
+    CONNECTING = 1
+    CONNECTED = 2
+    CLOSED = 3
+
+
+@dataclass(slots=True, eq=False)
+class Subscription:
+    """What a connection knows about one of its channels."""
+
+    channel: str
+    info: ChannelInfo
+    client_info: ClientInfo  # with this subscription's chan_info
+    presence: bool
+    join_leave: bool
+    positioned: bool
+    recoverable: bool
+    server_side: bool
+    expire_at: int = 0
+    expiry_timer: asyncio.TimerHandle | None = None
+
+
+@dataclass(slots=True)
+class _SubscribeRequest:
+    channel: str
+    token: str = ""
+    recover: bool = False
+    offset: int = 0
+    epoch: str = ""
+    positioned: bool = False
+    recoverable: bool = False
+    join_leave: bool = False
+    reject_unrecovered: bool = False
+    data: bytes | None = None
+    override: SubscriptionOverride | None = None
+    chan_info: bytes | None = None
+
+
+def _str_field(req: dict[str, Any], key: str) -> str:
+    value = req.get(key, "")
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"{key} must be a string")
+    return value
+
+
+def _int_field(req: dict[str, Any], key: str, default: int = 0) -> int:
+    value = req.get(key, default)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, str) and value.isdigit():
+            return int(value)
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"{key} must be an integer")
+    return value
+
+
+def _pub_wire(pubs: list[Publication]) -> list[dict[str, Any]]:
+    return [p.wire() for p in pubs]
+
+
+class Client:
+    """A connection from handshake to close."""
+
+    def __init__(self, node: Node, transport: Transport, remote: str = "") -> None:
+        self.node = node
+        self.transport = transport
+        self.remote = remote
+        self.id = str(uuid.uuid4())
+        self.user = ""
+        self.state = ClientState.CONNECTING
+        self.conn_info: bytes | None = None
+        self.expire_at = 0
+        self.subs: dict[str, Subscription] = {}
+        self.ping_pending = False
+        self.heartbeat_slot = -1
+        self.last_presence_update = 0.0
+        client_settings = node.settings.client
+        rate = client_settings.command_rate_limit
+        self._bucket = TokenBucket(rate.rate_per_second, rate.burst, time.monotonic())
+        self._rejections = 0
+        self._timers: list[asyncio.TimerHandle] = []
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self._stale_timer: asyncio.TimerHandle | None = loop.call_later(
+            client_settings.stale_close_delay, self._close_stale
+        )
+        self._expiry_timer: asyncio.TimerHandle | None = None
+        self._cleaned = False
+
+    # Transport events ---------------------------------------------------
+    async def handle_frame(self, text: str) -> None:
+        """Process one text frame: newline-separated commands, in order."""
+        for line in text.split("\n"):
+            if self.state is ClientState.CLOSED:
+                return
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                command = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                self.disconnect(DisconnectCode.BAD_REQUEST)
+                return
+            if not isinstance(command, dict):
+                self.disconnect(DisconnectCode.BAD_REQUEST)
+                return
+            await self._handle_command(command)
+
+    def handle_binary(self) -> None:
+        self.disconnect(DisconnectCode.INAPPROPRIATE_PROTOCOL)
+
+    async def _handle_command(self, command: dict[str, Any]) -> None:
+        cmd_id = command.get("id", 0)
+        if cmd_id is None:
+            cmd_id = 0
+        if isinstance(cmd_id, bool) or not isinstance(cmd_id, int) or not 0 <= cmd_id <= _MAX_ID:
+            self.disconnect(DisconnectCode.BAD_REQUEST)
+            return
+        if cmd_id == 0:
+            if "send" in command:
+                # No application message handler exists: Centrifugo's answer.
+                self.disconnect(DisconnectCode.NOT_AVAILABLE)
+            else:
+                self.ping_pending = False  # pong (or an id-less command, treated as one)
+            return
+        method = next((k for k in command if k != "id" and k in _HANDLERS), None)
+        if self.state is ClientState.CONNECTING and method != "connect":
+            self.disconnect(DisconnectCode.BAD_REQUEST)
+            return
+        if not self._bucket.take(time.monotonic()):
+            self._rejections += 1
+            self.node.metrics.commands[(method or "unknown", "rate_limited")] += 1
+            if self._rejections >= self.node.settings.client.command_rate_limit.max_rejections:
+                self.disconnect(DisconnectCode.TOO_MANY_REQUESTS)
+            else:
+                self._error(cmd_id, ProtocolError(ErrorCode.TOO_MANY_REQUESTS))
+            return
+        self._rejections = 0
+        if method is None:
+            self.node.metrics.commands[("unknown", "error")] += 1
+            self._error(cmd_id, ProtocolError(ErrorCode.BAD_REQUEST, "unknown method"))
+            return
+        request = command[method]
+        if request is None:
+            request = {}
+        if not isinstance(request, dict):
+            self.disconnect(DisconnectCode.BAD_REQUEST)
+            return
+        handler = _HANDLERS[method]
+        try:
+            result = await handler(self, request)
+        except ProtocolError as exc:
+            self.node.metrics.commands[(method, "error")] += 1
+            self._error(cmd_id, exc)
+            if method == "connect":
+                self._fail_connect()
+            return
+        except Disconnect as exc:
+            self.node.metrics.commands[(method, "disconnect")] += 1
+            self.disconnect(exc.code, exc.reason)
+            return
+        except EngineUnavailable:
+            self.node.metrics.engine_errors += 1
+            self.node.metrics.commands[(method, "error")] += 1
+            self._error(cmd_id, ProtocolError(ErrorCode.INTERNAL))
+            if method == "connect":
+                self._fail_connect()
+            return
+        except Exception:
+            log.exception("command failed", extra={"method": method, "client": self.id})
+            self.node.metrics.commands[(method, "error")] += 1
+            self._error(cmd_id, ProtocolError(ErrorCode.INTERNAL))
+            if method == "connect":
+                self._fail_connect()
+            return
+        self.node.metrics.commands[(method, "ok")] += 1
+        if result is not None:
+            reply, after = result
+            self.transport.send(orjson.dumps({"id": cmd_id, method: reply}))
+            if after is not None:
+                after()
+
+    def _error(self, cmd_id: int, error: ProtocolError) -> None:
+        self.transport.send(orjson.dumps({"id": cmd_id, "error": error.to_dict()}))
+
+    def _fail_connect(self) -> None:
+        """After an error reply to connect the connection is unusable (Centrifugo)."""
+        self.node.metrics.connects["rejected"] += 1
+        self.state = ClientState.CLOSED
+        self._loop.call_later(
+            self.node.settings.websocket.close_timeout,
+            self.transport.close,
+            DisconnectCode.CONNECTION_CLOSED,
+            "connection closed",
+        )
+
+    def send_ping(self) -> None:
+        self.ping_pending = True
+        self.transport.send(_PONG)
+
+    def disconnect(self, code: int, reason: str | None = None) -> None:
+        """Close the connection with a protocol disconnect code (idempotent)."""
+        if self.transport.closed:
+            self.state = ClientState.CLOSED
+            return
+        if reason is None:
+            reason = Disconnect(code).reason
+        self.state = ClientState.CLOSED
+        self.node.metrics.count_disconnect(code)
+        self.transport.close(code, reason)
+
+    def _close_stale(self) -> None:
+        self._stale_timer = None
+        if self.state is ClientState.CONNECTING:
+            self.disconnect(DisconnectCode.STALE)
+
+    async def cleanup(self) -> None:
+        """Forget the connection everywhere: hub, presence, join/leave, node registry."""
+        if self._cleaned:
+            return
+        self._cleaned = True
+        self.state = ClientState.CLOSED
+        for timer in (self._stale_timer, self._expiry_timer, *self._timers):
+            if timer is not None:
+                timer.cancel()
+        for sub in list(self.subs.values()):
+            await self._drop_subscription(sub)
+        self.node.unregister(self)
+
+    # connect ------------------------------------------------------------
+    async def _connect(self, req: dict[str, Any]) -> tuple[dict[str, Any], Callable[[], None]]:
+        node = self.node
+        settings = node.settings.client
+        token = _str_field(req, "token")
+        claims: ConnectionClaims
+        if token:
+            if not node.conn_verifier.configured:
+                raise Disconnect(DisconnectCode.INVALID_TOKEN)
+            try:
+                claims = await node.conn_verifier.verify_connection(token)
+            except TokenExpired:
+                raise ProtocolError(ErrorCode.TOKEN_EXPIRED) from None
+            except InvalidToken as exc:
+                log.info("invalid connection token", extra={"client": self.id, "error": str(exc)})
+                raise Disconnect(DisconnectCode.INVALID_TOKEN) from None
+            if not claims.user and settings.disallow_anonymous_connection_tokens:
+                raise Disconnect(DisconnectCode.PERMISSION_DENIED)
+        elif settings.allow_anonymous_connect_without_token or settings.insecure:
+            claims = ConnectionClaims(user="", expire_at=0, info=None)
+        else:
+            raise Disconnect(DisconnectCode.BAD_REQUEST)
+        now = time.time()
+        if claims.expire_at and claims.expire_at <= now:
+            raise ProtocolError(ErrorCode.EXPIRED)
+        limit = settings.user_connection_limit
+        if limit and claims.user and node.user_connection_count(claims.user) >= limit:
+            raise Disconnect(DisconnectCode.CONNECTION_LIMIT)
+
+        self.user = claims.user
+        self.conn_info = claims.info
+        self.expire_at = claims.expire_at
+        if self._stale_timer is not None:
+            self._stale_timer.cancel()
+            self._stale_timer = None
+
+        server_subs = list(claims.subs)
+        personal = settings.subscribe_to_user_personal_channel
+        if personal.enabled and self.user:
+            server_subs.append(
+                ServerSideSub(
+                    node.rules.personal_channel(self.user, personal.personal_channel_namespace)
+                )
+            )
+        if len(server_subs) > settings.channel_limit:
+            raise Disconnect(DisconnectCode.CHANNEL_LIMIT)
+        positions = req.get("subs") if isinstance(req.get("subs"), dict) else {}
+        assert isinstance(positions, dict)
+        node.register(self)
+        self.state = ClientState.CONNECTED
+        subs_result: dict[str, Any] = {}
+        commits: list[Callable[[], None]] = []
+        try:
+            for server_sub in server_subs:
+                pos = positions.get(server_sub.channel)
+                pos = pos if isinstance(pos, dict) else {}
+                sub_req = _SubscribeRequest(
+                    channel=server_sub.channel,
+                    recover=bool(pos.get("recover")),
+                    offset=_int_field(pos, "offset"),
+                    epoch=_str_field(pos, "epoch"),
+                    data=server_sub.data,
+                    override=server_sub.override,
+                    chan_info=server_sub.info,
+                )
+                info = node.rules.resolve(server_sub.channel)
+                result, commit = await self._subscribe(sub_req, info, server_side=True)
+                subs_result[server_sub.channel] = result
+                commits.append(commit)
+        except BaseException:
+            self.state = ClientState.CONNECTING
+            for sub in list(self.subs.values()):
+                await self._drop_subscription(sub, leave=False)
+            node.unregister(self)
+            raise
+
+        reply: dict[str, Any] = {"client": self.id, "version": __version__}
+        if self.expire_at:
+            reply["expires"] = True
+            reply["ttl"] = ttl_until(self.expire_at, now)
+            self._schedule_connection_expiry()
+        if subs_result:
+            reply["subs"] = subs_result
+        reply["ping"] = max(1, round(settings.ping_interval))
+        reply["pong"] = True
+        if settings.connect_include_server_time:
+            reply["time"] = int(now * 1000)
+        node.metrics.connects["accepted"] += 1
+        node.heartbeat.add(self)
+
+        def after() -> None:
+            for commit in commits:
+                commit()
+
+        return reply, after
+
+    def _schedule_connection_expiry(self) -> None:
+        if self._expiry_timer is not None:
+            self._expiry_timer.cancel()
+        delay = self.expire_at - time.time() + self.node.settings.client.expired_close_delay
+        self._expiry_timer = self._loop.call_later(max(0.0, delay), self._check_connection_expiry)
+
+    def _check_connection_expiry(self) -> None:
+        self._expiry_timer = None
+        if self.expire_at and self.expire_at <= time.time():
+            self.disconnect(DisconnectCode.CONNECTION_EXPIRED)
+        elif self.expire_at:
+            self._schedule_connection_expiry()
+
+    # refresh ------------------------------------------------------------
+    async def _refresh(self, req: dict[str, Any]) -> tuple[dict[str, Any], None]:
+        token = _str_field(req, "token")
+        if not token:
+            raise Disconnect(DisconnectCode.BAD_REQUEST)
+        try:
+            claims = await self.node.conn_verifier.verify_connection(token)
+        except TokenExpired:
+            raise Disconnect(DisconnectCode.CONNECTION_EXPIRED) from None
+        except InvalidToken:
+            raise Disconnect(DisconnectCode.INVALID_TOKEN) from None
+        if claims.user != self.user:
+            raise Disconnect(DisconnectCode.INVALID_TOKEN)
+        current = {s.channel for s in self.subs.values() if s.server_side}
+        wanted = {s.channel for s in claims.subs}
+        personal = self.node.settings.client.subscribe_to_user_personal_channel
+        if personal.enabled and self.user:
+            wanted.add(
+                self.node.rules.personal_channel(self.user, personal.personal_channel_namespace)
+            )
+        if wanted != current:
+            raise Disconnect(DisconnectCode.INSUFFICIENT_STATE)
+        self.conn_info = claims.info if claims.info is not None else self.conn_info
+        self.expire_at = claims.expire_at
+        result: dict[str, Any] = {"client": self.id, "version": __version__}
+        if self.expire_at:
+            result["expires"] = True
+            result["ttl"] = ttl_until(self.expire_at)
+            self._schedule_connection_expiry()
+        elif self._expiry_timer is not None:
+            self._expiry_timer.cancel()
+            self._expiry_timer = None
+        return result, None
+
+    def apply_server_refresh(
+        self, expire_at: int | None, expired: bool, info: bytes | None
+    ) -> None:
+        """Server API ``refresh``: extend, expire now, or replace the connection info."""
+        if expired:
+            self.disconnect(DisconnectCode.CONNECTION_EXPIRED)
+            return
+        if info is not None:
+            self.conn_info = info
+        if expire_at is not None:
+            self.expire_at = expire_at
+            if expire_at:
+                self._schedule_connection_expiry()
+            elif self._expiry_timer is not None:
+                self._expiry_timer.cancel()
+                self._expiry_timer = None
+
+    # subscribe ----------------------------------------------------------
+    def _is_anonymous_ok(self, anonymous_flag: bool) -> bool:
+        return bool(self.user) or anonymous_flag
+
+    def _has_history_permission(self, info: ChannelInfo) -> bool:
+        o = info.options
+        return self.node.settings.client.insecure or (
+            (
+                o.allow_history_for_client
+                or (o.allow_history_for_subscriber and info.name in self.subs)
+            )
+            and self._is_anonymous_ok(o.allow_history_for_anonymous)
+        )
+
+    def _has_presence_permission(self, info: ChannelInfo, subscribing: bool = False) -> bool:
+        o = info.options
+        subscribed = subscribing or info.name in self.subs
+        return self.node.settings.client.insecure or (
+            (o.allow_presence_for_client or (o.allow_presence_for_subscriber and subscribed))
+            and self._is_anonymous_ok(o.allow_presence_for_anonymous)
+        )
+
+    async def _client_subscribe(
+        self, req: dict[str, Any]
+    ) -> tuple[dict[str, Any], Callable[[], None]]:
+        channel = _str_field(req, "channel")
+        if not channel:
+            raise Disconnect(DisconnectCode.BAD_REQUEST)
+        node = self.node
+        info = node.rules.resolve(channel)
+        if channel in self.subs:
+            raise ProtocolError(ErrorCode.ALREADY_SUBSCRIBED)
+        if len(self.subs) >= node.settings.client.channel_limit:
+            raise ProtocolError(ErrorCode.LIMIT_EXCEEDED)
+        if isinstance(req.get("type"), int) and req["type"] != 0:
+            raise ProtocolError(ErrorCode.PERMISSION_DENIED)  # map subscriptions: not a stream
+        if req.get("tf") is not None:
+            raise ProtocolError(ErrorCode.BAD_REQUEST, "tags filter not allowed")
+        flag = _int_field(req, "flag")
+        sub_req = _SubscribeRequest(
+            channel=channel,
+            token=_str_field(req, "token"),
+            recover=req.get("recover") is True,
+            offset=_int_field(req, "offset"),
+            epoch=_str_field(req, "epoch"),
+            positioned=req.get("positioned") is True,
+            recoverable=req.get("recoverable") is True,
+            join_leave=req.get("join_leave") is True,
+            reject_unrecovered=bool(flag & 2),
+        )
+        if sub_req.token:
+            claims = await self._verify_subscription_token(sub_req.token, channel)
+            sub_req.data = claims.data
+            sub_req.override = claims.override
+            sub_req.chan_info = claims.info
+            if claims.expire_at and claims.expire_at <= time.time():
+                raise ProtocolError(ErrorCode.EXPIRED)
+            expire_at = claims.expire_at
+        else:
+            self._check_subscribe_permission(info)
+            expire_at = 0
+        result, commit = await self._subscribe(
+            sub_req, info, server_side=False, expire_at=expire_at
+        )
+        return result, commit
+
+    async def _verify_subscription_token(self, token: str, channel: str) -> SubscriptionClaims:
+        try:
+            claims = await self.node.sub_verifier.verify_subscription(token)
+        except TokenExpired:
+            raise ProtocolError(ErrorCode.TOKEN_EXPIRED) from None
+        except InvalidToken:
+            raise ProtocolError(ErrorCode.PERMISSION_DENIED) from None
+        if claims.channel != channel or claims.user != self.user:
+            raise Disconnect(DisconnectCode.INVALID_TOKEN)
+        if claims.client and claims.client != self.id:
+            raise Disconnect(DisconnectCode.INVALID_TOKEN)
+        return claims
+
+    def _check_subscribe_permission(self, info: ChannelInfo) -> None:
+        o = info.options
+        if info.private:
+            raise ProtocolError(ErrorCode.PERMISSION_DENIED)
+        if info.allowed_users is not None:
+            if self.user and self.user in info.allowed_users:
+                return
+        elif o.allow_subscribe_for_client and self._is_anonymous_ok(
+            o.allow_subscribe_for_anonymous
+        ):
+            return
+        if self.node.settings.client.insecure:
+            return
+        raise ProtocolError(ErrorCode.PERMISSION_DENIED)
+
+    async def _subscribe(
+        self,
+        req: _SubscribeRequest,
+        info: ChannelInfo,
+        *,
+        server_side: bool,
+        expire_at: int = 0,
+    ) -> tuple[dict[str, Any], Callable[[], None]]:
+        """Subscribe and (maybe) recover; returns the result and a commit step.
+
+        The commit step runs right after the reply is queued: it makes the
+        subscriber live, delivers what arrived meanwhile and emits the join.
+        """
+        node = self.node
+        opts = info.options
+        ov = req.override or SubscriptionOverride()
+        history = node.history_options(info)
+        presence = opts.presence if ov.presence is None else ov.presence
+        join_leave = opts.join_leave if ov.join_leave is None else ov.join_leave
+        force_push = (
+            opts.force_push_join_leave
+            if ov.force_push_join_leave is None
+            else ov.force_push_join_leave
+        )
+        force_recovery = opts.force_recovery if ov.force_recovery is None else ov.force_recovery
+        force_positioning = (
+            opts.force_positioning if ov.force_positioning is None else ov.force_positioning
+        )
+        history_perm = self._has_history_permission(info)
+        recoverable = history is not None and (
+            force_recovery or (req.recoverable and (opts.allow_recovery or history_perm))
+        )
+        positioned = history is not None and (
+            recoverable
+            or force_positioning
+            or (req.positioned and (opts.allow_positioning or history_perm))
+        )
+        push_join_leave = join_leave and (
+            force_push or (req.join_leave and self._has_presence_permission(info, True))
+        )
+        client_info = ClientInfo(self.user, self.id, self.conn_info, req.chan_info)
+        channel = req.channel
+        subscriber = Subscriber(self.id, self.transport.send, push_join_leave, positioned)
+        first = node.hub.add_pending(channel, subscriber)
+        try:
+            if first:
+                await node.engine.subscribe(channel)
+            result: dict[str, Any] = {}
+            if expire_at:
+                result["expires"] = True
+                result["ttl"] = ttl_until(expire_at)
+            publications: list[Publication] = []
+            recovered = False
+            top: StreamPosition | None = None
+            if positioned and history is not None:
+                if req.recover and recoverable:
+                    hist = await node.engine.history(
+                        channel,
+                        history=history,
+                        since=StreamPosition(req.offset, req.epoch),
+                        limit=node.settings.client.recovery_max_publication_limit,
+                    )
+                    top = hist.position
+                    pubs = hist.publications
+                    if req.epoch == top.epoch and req.offset <= top.offset:
+                        recovered = (not pubs and req.offset == top.offset) or (
+                            bool(pubs)
+                            and pubs[0].offset == req.offset + 1
+                            and pubs[-1].offset == top.offset
+                        )
+                    if recovered:
+                        publications = pubs
+                    node.metrics.recoveries["recovered" if recovered else "failed"] += 1
+                    if not recovered and req.reject_unrecovered:
+                        raise ProtocolError(ErrorCode.UNRECOVERABLE_POSITION)
+                else:
+                    top = (
+                        await node.engine.history(channel, history=history, since=None, limit=0)
+                    ).position
+            if presence:
+                await node.engine.add_presence(
+                    channel, client_info, node.settings.client.presence_update_interval * 3
+                )
+        except BaseException:
+            if node.hub.remove(channel, self.id):
+                await self._engine_unsubscribe(channel)
+            raise
+
+        if recoverable:
+            result["recoverable"] = True
+        if top is not None:
+            result["epoch"] = top.epoch
+        start = top.offset if top is not None else 0
+        if recovered:
+            start = publications[-1].offset if publications else req.offset
+        if publications:
+            result["publications"] = _pub_wire(publications)
+        if recovered:
+            result["recovered"] = True
+        if top is not None:
+            result["offset"] = req.offset if recovered else top.offset
+        if positioned:
+            result["positioned"] = True
+        if req.data is not None:
+            result["data"] = orjson.Fragment(req.data)
+        if req.recover:
+            result["was_recovering"] = True
+
+        sub = Subscription(
+            channel=channel,
+            info=info,
+            client_info=client_info,
+            presence=presence,
+            join_leave=join_leave,
+            positioned=positioned,
+            recoverable=recoverable,
+            server_side=server_side,
+            expire_at=expire_at,
+        )
+        self.subs[channel] = sub
+        if expire_at:
+            self._schedule_subscription_expiry(sub)
+
+        def commit() -> None:
+            if self.subs.get(channel) is not sub:
+                return
+            buffered = node.hub.activate(channel, self.id)
+            last = start
+            for pub in buffered:
+                if pub.offset and top is not None:
+                    if pub.offset <= last:
+                        continue
+                    if pub.offset != last + 1:
+                        self.disconnect(DisconnectCode.INSUFFICIENT_STATE)
+                        return
+                    last = pub.offset
+                self.transport.send(encode_push(channel, "pub", pub.wire()))
+            if join_leave:
+                node.spawn(node.engine.publish_join(channel, client_info))
+
+        return result, commit
+
+    def _schedule_subscription_expiry(self, sub: Subscription) -> None:
+        if sub.expiry_timer is not None:
+            sub.expiry_timer.cancel()
+        delay = sub.expire_at - time.time() + self.node.settings.client.expired_sub_close_delay
+        sub.expiry_timer = self._loop.call_later(
+            max(0.0, delay), self._check_subscription_expiry, sub
+        )
+
+    def _check_subscription_expiry(self, sub: Subscription) -> None:
+        sub.expiry_timer = None
+        if self.subs.get(sub.channel) is not sub or not sub.expire_at:
+            return
+        if sub.expire_at > time.time():
+            self._schedule_subscription_expiry(sub)
+        elif sub.server_side:
+            self.disconnect(DisconnectCode.SUBSCRIPTION_EXPIRED)
+        else:
+            self.server_unsubscribe(sub.channel, UnsubscribeCode.EXPIRED)
+
+    def server_unsubscribe(self, channel: str, code: UnsubscribeCode) -> None:
+        """Unsubscribe on the server's initiative and tell the client with a push."""
+        sub = self.subs.get(channel)
+        if sub is None:
+            return
+        self.transport.send(
+            encode_push(
+                channel, "unsubscribe", {"code": int(code), "reason": UNSUBSCRIBE_REASONS[code]}
+            )
+        )
+        self.node.spawn(self._drop_subscription(sub))
+
+    def insufficient_state(self, channel: str) -> None:
+        """Publications were lost for this channel; the SDK must resubscribe or reconnect."""
+        sub = self.subs.get(channel)
+        if sub is None or not sub.positioned:
+            return
+        if sub.server_side:
+            self.disconnect(DisconnectCode.INSUFFICIENT_STATE)
+        else:
+            self.server_unsubscribe(channel, UnsubscribeCode.INSUFFICIENT_STATE)
+
+    async def server_subscribe(
+        self,
+        channel: str,
+        data: bytes | None,
+        info: bytes | None,
+        override: SubscriptionOverride | None,
+        since: StreamPosition | None,
+    ) -> None:
+        """Server API ``subscribe``: add a server-side subscription to a live connection."""
+        if self.state is not ClientState.CONNECTED or channel in self.subs:
+            return
+        ch_info = self.node.rules.resolve(channel)
+        req = _SubscribeRequest(
+            channel=channel,
+            data=data,
+            override=override,
+            chan_info=info,
+            recover=since is not None,
+            offset=since.offset if since else 0,
+            epoch=since.epoch if since else "",
+        )
+        result, commit = await self._subscribe(req, ch_info, server_side=True)
+        result.pop("was_recovering", None)
+        self.transport.send(encode_push(channel, "subscribe", result))
+        commit()
+
+    async def _engine_unsubscribe(self, channel: str) -> None:
+        try:
+            await self.node.engine.unsubscribe(channel)
+        except EngineUnavailable:
+            self.node.metrics.engine_errors += 1
+
+    async def _drop_subscription(self, sub: Subscription, leave: bool = True) -> None:
+        """Remove one subscription: hub, engine interest, presence, leave event."""
+        if self.subs.get(sub.channel) is not sub:
+            return
+        del self.subs[sub.channel]
+        if sub.expiry_timer is not None:
+            sub.expiry_timer.cancel()
+        node = self.node
+        if node.hub.remove(sub.channel, self.id):
+            await self._engine_unsubscribe(sub.channel)
+        try:
+            if sub.presence:
+                await node.engine.remove_presence(sub.channel, self.id, self.user)
+            if sub.join_leave and leave:
+                await node.engine.publish_leave(sub.channel, sub.client_info)
+        except EngineUnavailable:
+            node.metrics.engine_errors += 1
+
+    async def _unsubscribe(self, req: dict[str, Any]) -> tuple[dict[str, Any], None]:
+        channel = _str_field(req, "channel")
+        if not channel:
+            raise Disconnect(DisconnectCode.BAD_REQUEST)
+        sub = self.subs.get(channel)
+        if sub is not None and not sub.server_side:
+            await self._drop_subscription(sub)
+        return {}, None
+
+    async def _sub_refresh(self, req: dict[str, Any]) -> tuple[dict[str, Any], None]:
+        channel = _str_field(req, "channel")
+        token = _str_field(req, "token")
+        sub = self.subs.get(channel)
+        if sub is None:
+            raise ProtocolError(ErrorCode.PERMISSION_DENIED)
+        if not token:
+            raise ProtocolError(ErrorCode.BAD_REQUEST)
+        try:
+            claims = await self.node.sub_verifier.verify_subscription(token)
+        except TokenExpired:
+            raise ProtocolError(ErrorCode.TOKEN_EXPIRED, "token expired") from None
+        except InvalidToken:
+            raise Disconnect(DisconnectCode.INVALID_TOKEN) from None
+        if (
+            claims.channel != channel
+            or claims.user != self.user
+            or (claims.client and claims.client != self.id)
+        ):
+            raise Disconnect(DisconnectCode.INVALID_TOKEN)
+        if claims.expire_at and claims.expire_at <= time.time():
+            raise ProtocolError(ErrorCode.EXPIRED)
+        sub.expire_at = claims.expire_at
+        result: dict[str, Any] = {}
+        if sub.expire_at:
+            result["expires"] = True
+            result["ttl"] = ttl_until(sub.expire_at)
+            self._schedule_subscription_expiry(sub)
+        elif sub.expiry_timer is not None:
+            sub.expiry_timer.cancel()
+            sub.expiry_timer = None
+        return result, None
+
+    # publish / presence / history -------------------------------------------
+    async def _publish(self, req: dict[str, Any]) -> tuple[dict[str, Any], None]:
+        channel = _str_field(req, "channel")
+        node = self.node
+        info = node.rules.resolve(channel)
+        o = info.options
+        sub = self.subs.get(channel)
+        allowed = node.settings.client.insecure or (
+            (o.allow_publish_for_client or (o.allow_publish_for_subscriber and sub is not None))
+            and self._is_anonymous_ok(o.allow_publish_for_anonymous)
+        )
+        if not allowed:
+            raise ProtocolError(ErrorCode.PERMISSION_DENIED)
+        data = node.validate_data(info, req.get("data"))
+        pub_info = ClientInfo(
+            self.user, self.id, self.conn_info, sub.client_info.chan_info if sub else None
+        )
+        await node.publish(channel, info, Publication(data, info=pub_info), source="client")
+        return {}, None
+
+    async def _presence(self, req: dict[str, Any]) -> tuple[dict[str, Any], None]:
+        info = self._presence_channel(req)
+        clients = await self.node.engine.presence(info.name)
+        return {"presence": {cid: ci.wire() for cid, ci in clients.items()}}, None
+
+    async def _presence_stats(self, req: dict[str, Any]) -> tuple[dict[str, Any], None]:
+        info = self._presence_channel(req)
+        num_clients, num_users = await self.node.engine.presence_stats(info.name)
+        return {"num_clients": num_clients, "num_users": num_users}, None
+
+    def _presence_channel(self, req: dict[str, Any]) -> ChannelInfo:
+        info = self.node.rules.resolve(_str_field(req, "channel"))
+        if not info.options.presence:
+            raise ProtocolError(ErrorCode.NOT_AVAILABLE)
+        if not self._has_presence_permission(info):
+            raise ProtocolError(ErrorCode.PERMISSION_DENIED)
+        return info
+
+    async def _history(self, req: dict[str, Any]) -> tuple[dict[str, Any], None]:
+        node = self.node
+        info = node.rules.resolve(_str_field(req, "channel"))
+        if node.history_options(info) is None:
+            raise ProtocolError(ErrorCode.NOT_AVAILABLE)
+        if not self._has_history_permission(info):
+            raise ProtocolError(ErrorCode.PERMISSION_DENIED)
+        limit = _int_field(req, "limit")
+        max_limit = node.settings.client.history_max_publication_limit
+        if limit < 0 or limit > max_limit:
+            limit = max_limit
+        return await node.read_history(
+            info, req.get("since"), limit, req.get("reverse") is True
+        ), None
+
+    async def _rpc(self, req: dict[str, Any]) -> tuple[dict[str, Any], None]:
+        raise ProtocolError(ErrorCode.METHOD_NOT_FOUND)
+
+
+Handler = Callable[
+    [Client, dict[str, Any]], Awaitable[tuple[dict[str, Any], Callable[[], None] | None]]
+]
+
+_HANDLERS: dict[str, Handler] = {
+    "connect": Client._connect,
+    "subscribe": Client._client_subscribe,
+    "unsubscribe": Client._unsubscribe,
+    "publish": Client._publish,
+    "presence": Client._presence,
+    "presence_stats": Client._presence_stats,
+    "history": Client._history,
+    "rpc": Client._rpc,
+    "refresh": Client._refresh,
+    "sub_refresh": Client._sub_refresh,
+}

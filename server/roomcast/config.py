@@ -1,0 +1,425 @@
+"""Server settings, laid out like Centrifugo v6's configuration file.
+
+Sources, strongest first: ``ROOMCAST_*`` environment variables (the documented
+shortcuts such as ``ROOMCAST_PORT`` and nested ``ROOMCAST_CLIENT__PING_INTERVAL``
+style names), then the YAML or JSON file named by ``ROOMCAST_CONFIG``, then the
+defaults below. Every other module reads settings from a ``Settings`` object;
+nothing else looks at the environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(value: object) -> object:
+    """Turn Centrifugo-style durations ("300s", "1m30s", "250ms") into seconds."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number of seconds or a string like '30s'")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if re.fullmatch(r"\d+(?:\.\d+)?", text):
+            return float(text)
+        pos, total = 0, 0.0
+        for match in _DURATION_PART.finditer(text):
+            if match.start() != pos:
+                break
+            total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+            pos = match.end()
+        if pos == len(text) and text:
+            return total
+        raise ValueError(f"invalid duration {value!r}: use e.g. '30s', '5m', '1h30m', '250ms'")
+    return value
+
+
+Seconds = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class ChannelOptions(_Section):
+    """Per-namespace channel options (Centrifugo names and meaning)."""
+
+    presence: bool = Field(False, description="Keep presence information for channels.")
+    join_leave: bool = Field(False, description="Emit join and leave events.")
+    force_push_join_leave: bool = Field(False, description="Push join/leave to all subscribers.")
+    history_size: int = Field(0, ge=0, description="Publications kept per channel (0 = none).")
+    history_ttl: Seconds = Field(0.0, description="How long history lives after the last publish.")
+    history_meta_ttl: Seconds | None = Field(
+        None, description="How long the stream position (offset, epoch) is kept; default global."
+    )
+    force_positioning: bool = False
+    allow_positioning: bool = False
+    force_recovery: bool = Field(False, description="Every subscription is recoverable.")
+    allow_recovery: bool = False
+    force_recovery_mode: Literal["stream", "cache"] = "stream"
+    allow_subscribe_for_client: bool = False
+    allow_subscribe_for_anonymous: bool = False
+    allow_publish_for_client: bool = False
+    allow_publish_for_subscriber: bool = False
+    allow_publish_for_anonymous: bool = False
+    allow_presence_for_client: bool = False
+    allow_presence_for_subscriber: bool = False
+    allow_presence_for_anonymous: bool = False
+    allow_history_for_client: bool = False
+    allow_history_for_subscriber: bool = False
+    allow_history_for_anonymous: bool = False
+    allow_user_limited_channels: bool = False
+    channel_regex: str | None = Field(None, description="Pattern for the name after the namespace.")
+    publication_data_format: Literal["", "json", "json_object", "binary"] = ""
+
+    @field_validator("channel_regex")
+    @classmethod
+    def _regex_compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression: {exc}") from exc
+        return value
+
+    @property
+    def history_enabled(self) -> bool:
+        return self.history_size > 0 and self.history_ttl > 0
+
+
+class Namespace(ChannelOptions):
+    name: str = Field(pattern=r"^[-a-zA-Z0-9_]{2,}$")
+
+
+class ChannelSettings(_Section):
+    without_namespace: ChannelOptions = Field(default_factory=ChannelOptions)
+    namespaces: list[Namespace] = Field(default_factory=list)
+    max_length: int = Field(255, gt=0, description="Longest channel name accepted.")
+    namespace_boundary: str = Field(":", min_length=1, max_length=1)
+    private_prefix: str = Field("$", min_length=1, max_length=1)
+    user_boundary: str = Field("#", min_length=1, max_length=1)
+    user_separator: str = Field(",", min_length=1, max_length=1)
+    history_meta_ttl: Seconds = Field(720 * 3600.0, description="Stream position retention.")
+
+    @model_validator(mode="after")
+    def _unique_namespaces(self) -> ChannelSettings:
+        seen: set[str] = set()
+        for ns in self.namespaces:
+            if ns.name in seen:
+                raise ValueError(f"namespace {ns.name!r} is defined twice")
+            seen.add(ns.name)
+        return self
+
+
+class TokenSettings(_Section):
+    """Keys and checks for JWTs (RFC 8725: alg pinned to the key type)."""
+
+    hmac_secret_key: str = Field("", description="HS256/384/512 secret, at least 32 bytes.")
+    hmac_previous_secret_key: str = Field("", description="Accepted too, for secret rotation.")
+    rsa_public_key: str = Field("", description="PEM public key for RS256/384/512.")
+    ecdsa_public_key: str = Field("", description="PEM public key for ES256/384/512.")
+    jwks_public_endpoint: str = Field("", description="JWKS URL; keys selected by kid.")
+    jwks_refresh_interval: Seconds = Field(300.0, description="JWKS cache lifetime.")
+    jwks_min_refetch_interval: Seconds = Field(30.0, description="Throttle for unknown kids.")
+    audience: str = ""
+    issuer: str = ""
+    user_id_claim: str = "sub"
+    require_exp: bool = Field(True, description="Refuse tokens without an exp claim.")
+    leeway: Seconds = Field(0.0, description="Clock skew tolerated on exp/nbf/iat.")
+
+    @field_validator("hmac_secret_key", "hmac_previous_secret_key")
+    @classmethod
+    def _secret_long_enough(cls, value: str) -> str:
+        if value and len(value.encode()) < 32:
+            raise ValueError("HMAC secret must be at least 32 bytes (RFC 7518 section 3.2)")
+        return value
+
+    @property
+    def configured(self) -> bool:
+        return bool(
+            self.hmac_secret_key
+            or self.rsa_public_key
+            or self.ecdsa_public_key
+            or self.jwks_public_endpoint
+        )
+
+
+class SubscriptionTokenSettings(TokenSettings):
+    enabled: bool = Field(False, description="Use these keys for subscription tokens.")
+
+
+class RateLimit(_Section):
+    rate_per_second: float = Field(100.0, gt=0, description="Commands per second, sustained.")
+    burst: int = Field(200, gt=0, description="Commands allowed in a burst.")
+    max_rejections: int = Field(
+        50, gt=0, description="Rejected commands in a row before the 3013 disconnect."
+    )
+
+
+class PersonalChannel(_Section):
+    enabled: bool = False
+    personal_channel_namespace: str = ""
+    single_connection: bool = False
+
+
+class ClientSettings(_Section):
+    token: TokenSettings = Field(default_factory=TokenSettings)
+    subscription_token: SubscriptionTokenSettings = Field(default_factory=SubscriptionTokenSettings)
+    allowed_origins: list[str] = Field(
+        default_factory=list, description="Origins allowed to open WebSockets; '*' allows all."
+    )
+    allow_anonymous_connect_without_token: bool = False
+    disallow_anonymous_connection_tokens: bool = False
+    insecure: bool = Field(False, description="Development only: no auth, every permission.")
+    ping_interval: Seconds = Field(25.0, gt=0)
+    pong_timeout: Seconds = Field(8.0, gt=0)
+    expired_close_delay: Seconds = 25.0
+    expired_sub_close_delay: Seconds = 25.0
+    stale_close_delay: Seconds = Field(10.0, gt=0)
+    channel_limit: int = Field(128, gt=0)
+    queue_max_size: int = Field(1_048_576, gt=0, description="Bytes queued per connection.")
+    history_max_publication_limit: int = Field(300, gt=0)
+    recovery_max_publication_limit: int = Field(300, gt=0)
+    user_connection_limit: int = Field(0, ge=0, description="Per user and node; 0 = off.")
+    connection_limit: int = Field(0, ge=0, description="Connections per node; 0 = off.")
+    presence_update_interval: Seconds = Field(27.0, gt=0)
+    command_rate_limit: RateLimit = Field(default_factory=RateLimit)
+    subscribe_to_user_personal_channel: PersonalChannel = Field(default_factory=PersonalChannel)
+    connect_include_server_time: bool = False
+
+    @model_validator(mode="after")
+    def _pong_before_next_ping(self) -> ClientSettings:
+        if self.pong_timeout >= self.ping_interval:
+            raise ValueError("pong_timeout must be shorter than ping_interval")
+        return self
+
+
+class WebSocketSettings(_Section):
+    handler_prefix: str = "/connection/websocket"
+    message_size_limit: int = Field(65_536, gt=0, description="Largest incoming frame, bytes.")
+    compression: bool = Field(False, description="permessage-deflate (costs CPU, bomb risk).")
+    write_timeout: Seconds = Field(1.0, gt=0)
+    handshake_timeout: Seconds = Field(10.0, gt=0, description="Deadline for HTTP headers.")
+    close_timeout: Seconds = Field(5.0, gt=0, description="Wait for the client's close reply.")
+
+
+class HttpApiSettings(_Section):
+    key: str = Field("", description="X-API-Key value; empty disables the API.")
+    insecure: bool = False
+    handler_prefix: str = "/api"
+    error_mode: Literal["", "transport"] = ""
+
+
+class HttpServerSettings(_Section):
+    address: str = Field("127.0.0.1", description="Listen address.")
+    port: int = Field(8000, ge=0, le=65535)
+
+
+class RedisSettings(_Section):
+    address: list[str] = Field(
+        default_factory=lambda: ["redis://127.0.0.1:6379/0"],
+        description="Redis URLs; several shard channels by consistent hashing.",
+    )
+    prefix: str = "roomcast"
+    sentinel_addresses: list[str] = Field(default_factory=list)
+    sentinel_master_name: str = ""
+    cluster: bool = False
+    connect_timeout: Seconds = 1.0
+    io_timeout: Seconds = 4.0
+
+    @field_validator("address", mode="before")
+    @classmethod
+    def _split_urls(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+
+class EngineSettings(_Section):
+    type: Literal["memory", "redis"] = "memory"
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+
+
+class ShutdownSettings(_Section):
+    drain_window: Seconds = Field(30.0, description="Spread shutdown disconnects over this.")
+    timeout: Seconds = Field(45.0, description="Hard stop after SIGTERM.")
+
+
+class LogSettings(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["json", "text"] = "json"
+
+
+_ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("roomcast_environ", default=None)
+
+
+class _MappingEnvSource(EnvSettingsSource):
+    """pydantic-settings' environment source, reading a given mapping, not os.environ."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {key.lower(): value for key, value in self._environ.items()}
+
+
+class Settings(BaseSettings):
+    """Everything the server can be told."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ROOMCAST_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    http_server: HttpServerSettings = Field(default_factory=HttpServerSettings)
+    client: ClientSettings = Field(default_factory=ClientSettings)
+    channel: ChannelSettings = Field(default_factory=ChannelSettings)
+    websocket: WebSocketSettings = Field(default_factory=WebSocketSettings)
+    http_api: HttpApiSettings = Field(default_factory=HttpApiSettings)
+    engine: EngineSettings = Field(default_factory=EngineSettings)
+    shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+    node_name: str = Field("", description="Shown in /api/info; defaults to the hostname.")
+
+    @classmethod
+    def from_sources(cls, data: dict[str, Any], environ: Mapping[str, str]) -> Settings:
+        """Validate ``data`` (file plus shortcuts) under nested ``ROOMCAST_A__B`` variables."""
+        token = _ENVIRON.set(environ)
+        try:
+            return cls(**data)
+        finally:
+            _ENVIRON.reset(token)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # init_settings carries the file and the shortcut variables, already merged.
+        return (_MappingEnvSource(settings_cls, _ENVIRON.get() or {}), init_settings)
+
+    def namespace(self, name: str) -> ChannelOptions | None:
+        for ns in self.channel.namespaces:
+            if ns.name == name:
+                return ns
+        return None
+
+
+#: Documented short environment variables and the setting each one sets.
+ENV_SHORTCUTS: dict[str, tuple[str, ...]] = {
+    "ROOMCAST_HOST": ("http_server", "address"),
+    "ROOMCAST_PORT": ("http_server", "port"),
+    "ROOMCAST_TOKEN_HMAC_SECRET": ("client", "token", "hmac_secret_key"),
+    "ROOMCAST_API_KEY": ("http_api", "key"),
+    "ROOMCAST_ENGINE": ("engine", "type"),
+    "ROOMCAST_REDIS_URL": ("engine", "redis", "address"),
+    "ROOMCAST_ALLOWED_ORIGINS": ("client", "allowed_origins"),
+    "ROOMCAST_LOG_LEVEL": ("log", "level"),
+    "ROOMCAST_NODE_NAME": ("node_name",),
+}
+_LIST_SHORTCUTS = {"ROOMCAST_ALLOWED_ORIGINS"}
+
+
+class ConfigError(Exception):
+    """The configuration is unusable; ``problems`` lists ``(path, message)`` pairs."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{path}: {msg}" for path, msg in problems))
+
+
+def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Parse a YAML or JSON config file into a mapping."""
+    text = Path(path).read_text()
+    try:
+        data = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError([(str(path), f"cannot parse: {exc}")]) from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError([(str(path), "the top level must be a mapping")])
+    return data
+
+
+def _apply_shortcuts(data: dict[str, Any], environ: dict[str, str]) -> None:
+    for var, path in ENV_SHORTCUTS.items():
+        if var not in environ:
+            continue
+        value: Any = environ[var]
+        if var in _LIST_SHORTCUTS:
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        node = data
+        for key in path[:-1]:
+            child = node.get(key)
+            if not isinstance(child, dict):
+                child = {}
+                node[key] = child
+            node = child
+        node[path[-1]] = value
+
+
+def load_settings(
+    config_path: str | os.PathLike[str] | None = None,
+    environ: dict[str, str] | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Settings:
+    """Build settings from file, shortcut variables and nested variables.
+
+    Raises ``ConfigError`` listing every bad key with its dotted path.
+    """
+    env = dict(os.environ if environ is None else environ)
+    path = config_path if config_path is not None else env.get("ROOMCAST_CONFIG")
+    data: dict[str, Any] = read_config_file(path) if path else {}
+    _apply_shortcuts(data, env)
+    if overrides:
+        _deep_merge(data, overrides)
+    for var in (*ENV_SHORTCUTS, "ROOMCAST_CONFIG"):
+        env.pop(var, None)  # consumed above; not nested settings
+    try:
+        return Settings.from_sources(data, env)
+    except ValidationError as exc:
+        raise ConfigError(
+            [(".".join(str(p) for p in err["loc"]) or "(root)", err["msg"]) for err in exc.errors()]
+        ) from None
+
+
+def _deep_merge(into: dict[str, Any], extra: dict[str, Any]) -> None:
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _deep_merge(into[key], value)
+        else:
+            into[key] = value

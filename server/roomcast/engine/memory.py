@@ -1,0 +1,202 @@
+"""The embedded engine: one process, nothing else to run.
+
+Everything happens synchronously inside the awaited call, so a publication is
+handed to the node's fan-out before ``publish`` returns and no other task can
+interleave between a history read and a subscriber registration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import string
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from .base import (
+    ClientInfo,
+    EngineEventHandler,
+    HistoryOptions,
+    HistoryResult,
+    NodeInfo,
+    Publication,
+    StreamPosition,
+)
+
+IDEMPOTENCY_WINDOW_SECONDS = 300.0
+_SWEEP_INTERVAL_SECONDS = 60.0
+
+
+def new_epoch() -> str:
+    """Eight random letters, like Centrifugo's epochs."""
+    return "".join(random.choices(string.ascii_letters, k=8))
+
+
+@dataclass(slots=True)
+class _Stream:
+    epoch: str
+    top: int = 0
+    publications: deque[Publication] = field(default_factory=deque)
+    expires: float = 0.0  # monotonic; publications dropped after this
+    meta_expires: float = 0.0  # monotonic; offset and epoch forgotten after this
+
+
+class MemoryEngine:
+    """Broker, history and presence in this process's memory."""
+
+    name = "memory"
+
+    def __init__(self) -> None:
+        self._handler: EngineEventHandler | None = None
+        self._streams: dict[str, _Stream] = {}
+        self._presence: dict[str, dict[str, ClientInfo]] = {}
+        self._idempotency: dict[tuple[str, str], tuple[float, StreamPosition | None]] = {}
+        self._node: NodeInfo | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+
+    @property
+    def available(self) -> bool:
+        return True
+
+    async def start(self, handler: EngineEventHandler) -> None:
+        self._handler = handler
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="memory-engine-sweep")
+
+    async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+
+    async def subscribe(self, channel: str) -> None:
+        return None
+
+    async def unsubscribe(self, channel: str) -> None:
+        return None
+
+    def _stream(self, channel: str, opts: HistoryOptions, now: float) -> _Stream:
+        stream = self._streams.get(channel)
+        if stream is None or (stream.meta_expires and now > stream.meta_expires):
+            stream = _Stream(epoch=new_epoch())
+            self._streams[channel] = stream
+        elif stream.expires and now > stream.expires:
+            stream.publications.clear()
+        if stream.publications.maxlen != opts.size:
+            stream.publications = deque(stream.publications, maxlen=opts.size)
+        return stream
+
+    async def publish(
+        self,
+        channel: str,
+        pub: Publication,
+        *,
+        history: HistoryOptions | None,
+        idempotency_key: str | None = None,
+    ) -> StreamPosition | None:
+        now = time.monotonic()
+        if idempotency_key:
+            seen = self._idempotency.get((channel, idempotency_key))
+            if seen is not None and seen[0] > now:
+                return seen[1]
+        position: StreamPosition | None = None
+        epoch = ""
+        if history is not None:
+            stream = self._stream(channel, history, now)
+            stream.top += 1
+            pub.offset = stream.top
+            stream.publications.append(pub)
+            stream.expires = now + history.ttl_seconds
+            stream.meta_expires = now + max(history.meta_ttl_seconds, history.ttl_seconds)
+            epoch = stream.epoch
+            position = StreamPosition(stream.top, stream.epoch)
+        if idempotency_key:
+            self._idempotency[(channel, idempotency_key)] = (
+                now + IDEMPOTENCY_WINDOW_SECONDS,
+                position,
+            )
+        if self._handler is not None:
+            self._handler.on_publication(channel, pub, epoch)
+        return position
+
+    async def publish_join(self, channel: str, info: ClientInfo) -> None:
+        if self._handler is not None:
+            self._handler.on_join(channel, info)
+
+    async def publish_leave(self, channel: str, info: ClientInfo) -> None:
+        if self._handler is not None:
+            self._handler.on_leave(channel, info)
+
+    async def publish_control(self, payload: bytes) -> None:
+        if self._handler is not None:
+            self._handler.on_control(payload)
+
+    async def history(
+        self,
+        channel: str,
+        *,
+        history: HistoryOptions,
+        since: StreamPosition | None,
+        limit: int,
+        reverse: bool = False,
+    ) -> HistoryResult:
+        stream = self._stream(channel, history, time.monotonic())
+        position = StreamPosition(stream.top, stream.epoch)
+        if limit == 0:
+            return HistoryResult([], position)
+        pubs = list(stream.publications)
+        if reverse:
+            pubs.reverse()
+            if since is not None:
+                pubs = [p for p in pubs if p.offset < since.offset]
+        elif since is not None:
+            pubs = [p for p in pubs if p.offset > since.offset]
+        if limit > 0:
+            pubs = pubs[:limit]
+        return HistoryResult(pubs, position)
+
+    async def remove_history(self, channel: str) -> None:
+        stream = self._streams.get(channel)
+        if stream is not None:
+            stream.publications.clear()
+
+    async def add_presence(self, channel: str, info: ClientInfo, ttl_seconds: float) -> None:
+        self._presence.setdefault(channel, {})[info.client] = info
+
+    async def remove_presence(self, channel: str, client_id: str, user: str) -> None:
+        clients = self._presence.get(channel)
+        if clients is not None:
+            clients.pop(client_id, None)
+            if not clients:
+                del self._presence[channel]
+
+    async def presence(self, channel: str) -> dict[str, ClientInfo]:
+        return dict(self._presence.get(channel, {}))
+
+    async def presence_stats(self, channel: str) -> tuple[int, int]:
+        clients = self._presence.get(channel, {})
+        return len(clients), len({info.user for info in clients.values()})
+
+    async def announce(self, info: NodeInfo, ttl_seconds: float) -> None:
+        self._node = info
+
+    async def nodes(self) -> list[NodeInfo]:
+        return [self._node] if self._node is not None else []
+
+    def sweep(self, now: float | None = None) -> None:
+        """Free expired history, stream metadata and idempotency keys."""
+        now = time.monotonic() if now is None else now
+        for channel in [c for c, s in self._streams.items() if s.meta_expires < now]:
+            del self._streams[channel]
+        for stream in self._streams.values():
+            if stream.publications and stream.expires < now:
+                stream.publications.clear()
+        for key in [k for k, (exp, _) in self._idempotency.items() if exp <= now]:
+            del self._idempotency[key]
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(_SWEEP_INTERVAL_SECONDS)
+            self.sweep()

@@ -1,0 +1,66 @@
+"""One shared timer for every connection's pings, pong checks and presence refresh.
+
+Connections are spread over the slots of a wheel that turns once per ping
+interval. Each tick pings one slot, and disconnects the clients of the slot
+pinged ``pong_timeout`` ago that have not answered. No per-connection timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from .codes import DisconnectCode
+
+if TYPE_CHECKING:
+    from .client import Client
+
+
+class Heartbeat:
+    def __init__(
+        self,
+        ping_interval: float,
+        pong_timeout: float,
+        on_tick: Callable[[Client], None] | None = None,
+    ) -> None:
+        self.tick_seconds = min(1.0, pong_timeout / 2)
+        self._slots: list[set[Client]] = [
+            set() for _ in range(max(2, math.ceil(ping_interval / self.tick_seconds)))
+        ]
+        self._pong_ticks = max(1, math.ceil(pong_timeout / self.tick_seconds))
+        self._tick = 0
+        self._on_tick = on_tick
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, client: Client) -> None:
+        slot = random.randrange(len(self._slots))
+        client.heartbeat_slot = slot
+        self._slots[slot].add(client)
+
+    def remove(self, client: Client) -> None:
+        if client.heartbeat_slot >= 0:
+            self._slots[client.heartbeat_slot].discard(client)
+            client.heartbeat_slot = -1
+
+    def tick(self) -> None:
+        """Advance the wheel one step (called by ``run`` every ``tick_seconds``)."""
+        self._tick += 1
+        n = len(self._slots)
+        for client in list(self._slots[(self._tick - self._pong_ticks) % n]):
+            if client.ping_pending:
+                client.disconnect(DisconnectCode.NO_PONG)
+        for client in list(self._slots[self._tick % n]):
+            client.send_ping()
+            if self._on_tick is not None:
+                self._on_tick(client)
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
+        while True:
+            next_at += self.tick_seconds
+            await asyncio.sleep(max(0.0, next_at - loop.time()))
+            self.tick()

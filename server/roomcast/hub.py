@@ -1,0 +1,135 @@
+"""Local subscribers of this node and the fan-out hot path.
+
+A publication is encoded once per channel and handed to each subscriber's
+transport with one synchronous call: no task and no await per recipient. The
+transport coalesces what one connection receives in a loop turn into one write.
+
+A subscriber that is still being set up (its subscribe reply not yet written)
+is "pending": publications for it are buffered, so the reply always precedes
+the pushes and a recovering subscriber misses nothing between the history read
+and its registration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import orjson
+
+from .engine import ClientInfo, Publication
+
+if TYPE_CHECKING:
+    from .metrics import Metrics
+
+Send = Callable[[bytes], None]
+
+
+@dataclass(slots=True, eq=False)
+class Subscriber:
+    """One connection's membership in one channel, as the fan-out sees it."""
+
+    client_id: str
+    send: Send
+    push_join_leave: bool
+    positioned: bool
+    #: set while pending: publications that arrived before the subscribe reply
+    buffer: list[Publication] | None = field(default_factory=list)
+
+
+def encode_push(channel: str, kind: str, body: object) -> bytes:
+    return orjson.dumps({"push": {"channel": channel, kind: body}})
+
+
+class Hub:
+    """channel -> subscribers of this node; fan-out and join/leave delivery."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._channels: dict[str, dict[str, Subscriber]] = {}
+        self._pending: dict[str, dict[str, Subscriber]] = {}
+        self._metrics = metrics
+        self._num_subs = 0
+
+    # Membership ---------------------------------------------------------
+    def add_pending(self, channel: str, sub: Subscriber) -> bool:
+        """Start buffering for a subscriber; True if the node had no one on the channel."""
+        first = channel not in self._channels and channel not in self._pending
+        self._pending.setdefault(channel, {})[sub.client_id] = sub
+        return first
+
+    def activate(self, channel: str, client_id: str) -> list[Publication]:
+        """Make a pending subscriber live; returns what was buffered meanwhile."""
+        pending = self._pending.get(channel)
+        sub = pending.pop(client_id, None) if pending is not None else None
+        if pending is not None and not pending:
+            del self._pending[channel]
+        if sub is None:
+            return []
+        buffered, sub.buffer = sub.buffer or [], None
+        self._channels.setdefault(channel, {})[client_id] = sub
+        self._num_subs += 1
+        return buffered
+
+    def remove(self, channel: str, client_id: str) -> bool:
+        """Drop a subscriber (live or pending); True if the channel has no one left here."""
+        subs = self._channels.get(channel)
+        if subs is not None and subs.pop(client_id, None) is not None:
+            self._num_subs -= 1
+            if not subs:
+                del self._channels[channel]
+        pending = self._pending.get(channel)
+        if pending is not None:
+            pending.pop(client_id, None)
+            if not pending:
+                del self._pending[channel]
+        return channel not in self._channels and channel not in self._pending
+
+    def has_subscribers(self, channel: str) -> bool:
+        return channel in self._channels or channel in self._pending
+
+    def num_subscribers(self, channel: str) -> int:
+        return len(self._channels.get(channel, ()))
+
+    @property
+    def num_subscriptions(self) -> int:
+        return self._num_subs
+
+    @property
+    def num_channels(self) -> int:
+        return len(self._channels)
+
+    def channels(self) -> Iterator[tuple[str, int]]:
+        for channel, subs in self._channels.items():
+            yield channel, len(subs)
+
+    def subscriber_ids(self, channel: str) -> list[str]:
+        return list(self._channels.get(channel, ()))
+
+    # Fan-out ------------------------------------------------------------
+    def broadcast_publication(self, channel: str, pub: Publication) -> None:
+        """Deliver one publication to every local subscriber of the channel."""
+        pending = self._pending.get(channel)
+        if pending:
+            for sub in pending.values():
+                if sub.buffer is not None:
+                    sub.buffer.append(pub)
+        subs = self._channels.get(channel)
+        if not subs:
+            return
+        message = encode_push(channel, "pub", pub.wire())
+        for sub in subs.values():
+            sub.send(message)
+        metrics = self._metrics
+        metrics.deliveries += len(subs)
+        if pub.created:
+            metrics.track_publish_latency(pub.created)
+
+    def broadcast_join_leave(self, channel: str, kind: str, info: ClientInfo) -> None:
+        subs = self._channels.get(channel)
+        if not subs:
+            return
+        message = encode_push(channel, kind, {"info": info.wire()})
+        for sub in subs.values():
+            if sub.push_join_leave and not (kind == "leave" and sub.client_id == info.client):
+                sub.send(message)

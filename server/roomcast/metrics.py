@@ -1,0 +1,137 @@
+"""Prometheus metrics of one node.
+
+Hot-path counters are plain integers on ``Metrics`` (an attribute increment per
+event); a custom collector turns them into Prometheus samples at scrape time.
+Names carry units, and the families are what the operator's health checks read:
+connect errors, terminal disconnects, failed recoveries, publish latency and
+engine errors.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from .codes import is_terminal_disconnect
+
+LATENCY_BUCKETS_SECONDS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+)
+
+
+class Metrics:
+    """Counters of one node; the gauges are read from callbacks at scrape time."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.deliveries = 0
+        self.publications: Counter[str] = Counter()  # by source: client, api
+        self.commands: Counter[tuple[str, str]] = Counter()  # (method, result)
+        self.disconnects: Counter[int] = Counter()
+        self.connects: Counter[str] = Counter()  # accepted, rejected
+        self.recoveries: Counter[str] = Counter()  # recovered, failed
+        self.engine_errors = 0
+        self.bytes_out = 0
+        self.gauges: dict[str, Callable[[], float]] = {}
+        self.publish_latency = Histogram(
+            "roomcast_publish_to_write_seconds",
+            "Time from accepting a publication to writing it to subscribers' sockets.",
+            buckets=LATENCY_BUCKETS_SECONDS,
+            registry=self.registry,
+        )
+        self._latency_pending: list[float] = []
+        self.registry.register(_Collector(self))
+
+    def track_publish_latency(self, created: float) -> None:
+        """Remember a fanned-out publication; observed when its frames are written."""
+        self._latency_pending.append(created)
+
+    def frames_written(self) -> None:
+        """Called once per flush of all outboxes."""
+        if self._latency_pending:
+            now = time.monotonic()
+            for created in self._latency_pending:
+                self.publish_latency.observe(now - created)
+            self._latency_pending.clear()
+
+    def count_disconnect(self, code: int) -> None:
+        self.disconnects[code] += 1
+
+
+class _Collector(Collector):
+    def __init__(self, metrics: Metrics) -> None:
+        self._m = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        m = self._m
+        for name, read in m.gauges.items():
+            gauge = GaugeMetricFamily(f"roomcast_{name}", _GAUGE_HELP.get(name, name))
+            gauge.add_metric([], read())
+            yield gauge
+        yield _counter("roomcast_deliveries", "Messages written to subscribers.", m.deliveries)
+        yield _counter("roomcast_engine_errors", "Failed engine operations.", m.engine_errors)
+        pubs = CounterMetricFamily(
+            "roomcast_publications", "Publications accepted.", labels=["source"]
+        )
+        for source, n in sorted(m.publications.items()):
+            pubs.add_metric([source], n)
+        yield pubs
+        commands = CounterMetricFamily(
+            "roomcast_commands",
+            "Client commands by method and result.",
+            labels=["method", "result"],
+        )
+        for (method, result), n in sorted(m.commands.items()):
+            commands.add_metric([method, result], n)
+        yield commands
+        disconnects = CounterMetricFamily(
+            "roomcast_disconnects",
+            "Connections closed by the server, by code.",
+            labels=["code", "terminal"],
+        )
+        for code, n in sorted(m.disconnects.items()):
+            disconnects.add_metric([str(code), str(is_terminal_disconnect(code)).lower()], n)
+        yield disconnects
+        connects = CounterMetricFamily(
+            "roomcast_connects", "Connect attempts by result.", labels=["result"]
+        )
+        for result, n in sorted(m.connects.items()):
+            connects.add_metric([result], n)
+        yield connects
+        recoveries = CounterMetricFamily(
+            "roomcast_recoveries", "Subscribe-time recoveries by result.", labels=["result"]
+        )
+        for result, n in sorted(m.recoveries.items()):
+            recoveries.add_metric([result], n)
+        yield recoveries
+
+
+def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, doc)
+    family.add_metric([], value)
+    return family
+
+
+_GAUGE_HELP = {
+    "connections": "Open client connections on this node.",
+    "subscriptions": "Channel subscriptions on this node.",
+    "channels": "Channels with subscribers on this node.",
+    "draining": "1 while the node drains connections for shutdown.",
+    "engine_available": "1 while the engine's backing store is reachable.",
+}

@@ -1,0 +1,171 @@
+"""aiohttp WebSocket adapter: per-connection outboxes flushed once per loop turn.
+
+Frames bound for one connection in the same loop turn are joined with ``\\n``
+(the protocol allows several messages per frame) and written with one
+``transport.write``: the syscall, not Python, dominates fan-out cost. Frames are
+built here (server frames are unmasked, so this is a header plus the payload)
+and written straight to the asyncio transport, bypassing aiohttp's per-message
+coroutine. A connection whose unsent bytes pass ``queue_max_size`` is closed
+with the ``slow`` code instead of being awaited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import struct
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from .codes import DisconnectCode
+
+if TYPE_CHECKING:
+    from .metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+_MAX_FRAME_PAYLOAD_BYTES = 65_536
+
+
+def text_frame(payload: bytes) -> bytes:
+    """An unmasked, final WebSocket text frame."""
+    n = len(payload)
+    if n < 126:
+        return bytes((0x81, n)) + payload
+    if n < 65_536:
+        return struct.pack("!BBH", 0x81, 126, n) + payload
+    return struct.pack("!BBQ", 0x81, 127, n) + payload
+
+
+class Flusher:
+    """Writes every dirty outbox once at the end of the current loop turn."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._dirty: list[WebSocketTransport] = []
+        self._scheduled = False
+        self._metrics = metrics
+        self._loop = asyncio.get_running_loop()
+
+    def mark(self, transport: WebSocketTransport) -> None:
+        self._dirty.append(transport)
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        dirty, self._dirty = self._dirty, []
+        frames: dict[int, bytes] = {}  # one frame per message shared by its recipients
+        written = 0
+        for transport in dirty:
+            written += transport.flush(frames)
+        self._metrics.bytes_out += written
+        self._metrics.frames_written()
+
+
+class WebSocketTransport:
+    """One client's socket: outbox, coalesced writes, slow-consumer guard, close."""
+
+    __slots__ = (
+        "_close_task",
+        "_closed",
+        "_flusher",
+        "_outbox",
+        "_queue_max",
+        "_raw",
+        "_ws",
+        "close_code",
+    )
+
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        raw: asyncio.Transport,
+        flusher: Flusher,
+        queue_max_bytes: int,
+    ) -> None:
+        self._ws = ws
+        self._raw = raw
+        self._flusher = flusher
+        self._queue_max = queue_max_bytes
+        self._outbox: list[bytes] = []
+        self._closed = False
+        self._close_task: asyncio.Task[None] | None = None
+        self.close_code: int | None = None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def send(self, message: bytes) -> None:
+        if self._closed:
+            return
+        outbox = self._outbox
+        outbox.append(message)
+        if len(outbox) == 1:
+            self._flusher.mark(self)
+
+    def flush(self, frames: dict[int, bytes] | None = None) -> int:
+        """Write the outbox as few frames as possible; returns bytes written."""
+        outbox = self._outbox
+        if not outbox or (self._closed and self._close_task is not None):
+            outbox.clear()
+            return 0
+        self._outbox = []
+        if len(outbox) == 1:
+            message = outbox[0]
+            key = id(message)
+            data = frames.get(key) if frames is not None else None
+            if data is None:
+                data = text_frame(message)
+                if frames is not None:
+                    frames[key] = data
+        else:
+            data = b"".join(text_frame(b"\n".join(chunk)) for chunk in _chunks(outbox))
+        raw = self._raw
+        if raw.is_closing():
+            return 0
+        raw.write(data)
+        if raw.get_write_buffer_size() > self._queue_max:
+            self.close(DisconnectCode.SLOW, "slow", drain=False)
+        return len(data)
+
+    def close(self, code: int, reason: str, *, drain: bool = True) -> None:
+        if self._close_task is not None:
+            return
+        self.flush()
+        self._closed = True
+        self.close_code = code
+        self._close_task = asyncio.ensure_future(self._close(code, reason, drain))
+
+    async def _close(self, code: int, reason: str, drain: bool) -> None:
+        try:
+            await self._ws.close(code=code, message=reason.encode()[:123], drain=drain)
+        except (TimeoutError, ConnectionError, RuntimeError) as exc:
+            log.debug("close failed", extra={"error": str(exc)})
+            self._raw.abort()
+
+    async def wait_closed(self) -> None:
+        if self._close_task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(self._close_task)
+
+    def mark_closed(self) -> None:
+        """The peer went away; drop anything still queued."""
+        self._closed = True
+        self._outbox.clear()
+
+
+def _chunks(messages: list[bytes]) -> list[list[bytes]]:
+    """Split messages into groups whose joined payload stays near one frame limit."""
+    groups: list[list[bytes]] = [[]]
+    size = 0
+    for message in messages:
+        if size and size + len(message) > _MAX_FRAME_PAYLOAD_BYTES:
+            groups.append([])
+            size = 0
+        groups[-1].append(message)
+        size += len(message) + 1
+    return groups
