@@ -181,8 +181,8 @@ class Client:
                 self.ping_pending = False  # pong (or an id-less command, treated as one)
             return
         method = next((k for k in command if k != "id" and k in _HANDLERS), None)
-        if self.state is ClientState.CONNECTING and method != "connect":
-            self.disconnect(DisconnectCode.BAD_REQUEST)
+        if (self.state is ClientState.CONNECTING) != (method == "connect"):
+            self.disconnect(DisconnectCode.BAD_REQUEST)  # connect must come first, and once
             return
         if not self._bucket.take(time.monotonic()):
             self._rejections += 1

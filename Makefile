@@ -1,0 +1,57 @@
+# Roomcast developer commands. `make help` lists them.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+HOST_PYTHON ?= python3
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+JS_STAMP := tests/js/node_modules/.installed
+PYTEST_ARGS ?=
+
+.PHONY: help install run test unit lint format bench test-deps clean
+
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml
+	$(HOST_PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[dev,operator]'
+	touch $@
+
+$(JS_STAMP): tests/js/package.json
+	cd tests/js && npm install --no-audit --no-fund --loglevel=error
+	touch $@
+
+install: $(STAMP) $(JS_STAMP) ## Create .venv (and the JS SDK test client) with everything installed
+	@true
+
+run: $(STAMP) ## Serve on the memory engine and print how to connect
+	$(VENV)/bin/roomcast serve --dev
+
+test-deps: install ## Install what the tests need outside Python (redis-server, Kubernetes tools)
+	tests/deps.sh
+	e2e/ci.sh >/dev/null
+
+lint: $(STAMP) ## ruff and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: $(STAMP) ## Format the code with ruff
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+unit: install ## Unit and integration tests (no Kubernetes)
+	$(PYTHON) -m pytest tests $(PYTEST_ARGS)
+
+test: test-deps lint unit e2e ## Install what the tests need, then run them all
+
+bench: install ## Benchmarks: results as JSON in bench/results/ plus a table
+	$(PYTHON) bench/run.py $(BENCH_ARGS)
+
+clean: ## Remove the virtualenv and caches
+	rm -rf $(VENV) tests/js/node_modules .mypy_cache .ruff_cache .pytest_cache
+
+include e2e/bed.mk
