@@ -1,0 +1,885 @@
+/*
+ * loadgen: a single-threaded epoll WebSocket client for benchmarking Roomcast.
+ *
+ * Why C: the benchmark shares two cores between the server and its load, and a
+ * Python client tops out far below the server. This client costs a few
+ * microseconds per delivery, so the server stays the bottleneck.
+ *
+ * It opens N subscriber connections (HTTP upgrade, masked client frames,
+ * Centrifugo JSON protocol), sends connect (with a JWT) and subscribe in one
+ * frame as the JS SDK does, answers server pings, and optionally drives one
+ * publisher connection that publishes through the client protocol. The
+ * publisher stamps each publication with CLOCK_MONOTONIC nanoseconds and a
+ * sequence number ({"t":<ns>,"s":<seq>,"p":"xx.."}); subscribers parse those
+ * two numbers to measure publish-to-receive latency per delivery and the time
+ * until the last subscriber got each publication.
+ *
+ * Output: JSON lines on stdout. With --wait the run has phases driven by the
+ * caller (the benchmark runner reads server CPU between them):
+ *   {"event":"ready",...}   all connections set up; then waits for "go" on stdin
+ *   {"event":"done",...}    publishing finished; then waits for "quit" or EOF
+ * Without --wait it sets up, publishes and prints only the "done" report.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------------ utils */
+
+static uint64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void die(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "loadgen: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    exit(2);
+}
+
+static void *xrealloc(void *p, size_t n) {
+    p = realloc(p, n);
+    if (!p) die("out of memory");
+    return p;
+}
+
+/* Parse an unsigned decimal at p; advances *end past the digits. */
+static uint64_t parse_u64(const char *p, const char *limit, const char **end) {
+    uint64_t v = 0;
+    while (p < limit && *p >= '0' && *p <= '9') v = v * 10 + (uint64_t)(*p++ - '0');
+    *end = p;
+    return v;
+}
+
+/* -------------------------------------------------------------- histogram */
+
+/*
+ * Log-linear histogram of microseconds: exact below 2048 us, then 1024 buckets
+ * per power of two (under 0.1% error). Cheap enough to record every delivery.
+ */
+#define H_SUB 1024
+#define H_BUCKETS (2 * H_SUB + 44 * H_SUB)
+
+typedef struct {
+    uint64_t *counts;
+    uint64_t n, max_us, sum_us;
+} hist_t;
+
+static void hist_init(hist_t *h) {
+    h->counts = calloc(H_BUCKETS, sizeof(uint64_t));
+    if (!h->counts) die("out of memory");
+    h->n = h->max_us = h->sum_us = 0;
+}
+
+static int hist_bucket(uint64_t us) {
+    if (us < 2 * H_SUB) return (int)us;
+    int e = 63 - __builtin_clzll(us) - 10;
+    return 2 * H_SUB + (e - 1) * H_SUB + (int)((us >> e) - H_SUB);
+}
+
+static uint64_t hist_value(int idx) {
+    if (idx < 2 * H_SUB) return (uint64_t)idx;
+    int e = (idx - 2 * H_SUB) / H_SUB + 1;
+    uint64_t m = (uint64_t)((idx - 2 * H_SUB) % H_SUB + H_SUB);
+    return m << e;
+}
+
+static void hist_add_ns(hist_t *h, uint64_t ns) {
+    uint64_t us = ns / 1000;
+    if (us > (1ull << 40)) us = 1ull << 40;
+    h->counts[hist_bucket(us)]++;
+    h->n++;
+    h->sum_us += us;
+    if (us > h->max_us) h->max_us = us;
+}
+
+static double hist_pct_ms(const hist_t *h, double pct) {
+    if (h->n == 0) return 0.0;
+    uint64_t rank = (uint64_t)(pct / 100.0 * (double)h->n);
+    if (rank >= h->n) rank = h->n - 1;
+    uint64_t seen = 0;
+    for (int i = 0; i < H_BUCKETS; i++) {
+        seen += h->counts[i];
+        if (seen > rank) return (double)hist_value(i) / 1000.0;
+    }
+    return (double)h->max_us / 1000.0;
+}
+
+static void hist_json(FILE *f, const char *name, const hist_t *h) {
+    fprintf(f,
+            "\"%s\":{\"n\":%llu,\"p50\":%.3f,\"p90\":%.3f,\"p99\":%.3f,"
+            "\"max\":%.3f,\"mean\":%.3f}",
+            name, (unsigned long long)h->n, hist_pct_ms(h, 50), hist_pct_ms(h, 90),
+            hist_pct_ms(h, 99), (double)h->max_us / 1000.0,
+            h->n ? (double)h->sum_us / (double)h->n / 1000.0 : 0.0);
+}
+
+/* ----------------------------------------------------------------- config */
+
+typedef struct {
+    const char *host, *path, *channel, *tokens_file, *pub_token;
+    int port, conns, concurrency, batch, size, wait;
+    long pubs;
+    double rate, gap_ms, timeout_s;
+} config_t;
+
+static config_t cfg = {
+    .host = "127.0.0.1",
+    .path = "/connection/websocket",
+    .channel = "",
+    .tokens_file = NULL,
+    .pub_token = NULL,
+    .port = 0,
+    .conns = 1,
+    .concurrency = 64,
+    .batch = 1,
+    .size = 100,
+    .wait = 0,
+    .pubs = 0,
+    .rate = 0,
+    .gap_ms = 0,
+    .timeout_s = 60,
+};
+
+static char **tokens;
+static int n_tokens;
+
+static void load_tokens(const char *path) {
+    FILE *f = fopen(path, "r");
+    if (!f) die("cannot open %s: %s", path, strerror(errno));
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    int cap_tokens = 0;
+    while ((len = getline(&line, &cap, f)) > 0) {
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
+        if (len == 0) continue;
+        if (n_tokens == cap_tokens) {
+            cap_tokens = cap_tokens ? cap_tokens * 2 : 1024;
+            tokens = xrealloc(tokens, (size_t)cap_tokens * sizeof(char *));
+        }
+        tokens[n_tokens++] = strdup(line);
+    }
+    free(line);
+    fclose(f);
+    if (n_tokens == 0) die("no tokens in %s", path);
+}
+
+/* ------------------------------------------------------------ connections */
+
+enum state { S_IDLE, S_CONNECTING, S_UPGRADE, S_HELLO, S_READY, S_CLOSED };
+
+typedef struct {
+    int fd;
+    int index;
+    enum state state;
+    int is_publisher;
+    int replies_needed; /* connect (+ subscribe) replies before ready */
+    uint64_t t_start, t_upgraded;
+    char *rbuf; /* bytes of an incomplete frame or HTTP response */
+    size_t rlen, rcap;
+    char *wbuf; /* bytes the kernel did not take yet */
+    size_t wlen, wcap;
+} conn_t;
+
+static conn_t *conns;
+static int n_conns; /* subscribers + optional publisher */
+static int epfd, timer_fd = -1;
+static struct sockaddr_in server_addr;
+static char handshake_req[512];
+static size_t handshake_len;
+static uint32_t mask_state = 0x9e3779b9u;
+
+/* counters */
+static int opened, in_setup, ready_subs, publisher_ready, failed;
+static uint64_t deliveries, pings, other_pushes, replies_ok, pub_acks, pub_errors;
+static uint64_t err_connect, err_upgrade, err_eof, err_reply, err_protocol, closed_by_server;
+static int close_codes[64][2]; /* code, count */
+static int n_close_codes;
+static hist_t h_latency, h_last, h_upgrade, h_ready;
+static uint64_t setup_start, setup_end;
+
+/* publication bookkeeping, indexed by sequence number */
+static uint64_t *pub_sent_ns, *pub_last_ns;
+static uint32_t *pub_count;
+static long pubs_sent;
+static uint64_t publish_start, publish_end, last_send_ns;
+static int publishing, publish_done, gap_pending;
+static long next_cmd_id = 1;
+
+static void record_close_code(int code) {
+    for (int i = 0; i < n_close_codes; i++)
+        if (close_codes[i][0] == code) {
+            close_codes[i][1]++;
+            return;
+        }
+    if (n_close_codes < 64) {
+        close_codes[n_close_codes][0] = code;
+        close_codes[n_close_codes][1] = 1;
+        n_close_codes++;
+    }
+}
+
+static void buf_append(char **buf, size_t *len, size_t *cap, const char *data, size_t n) {
+    if (*len + n > *cap) {
+        size_t c = *cap ? *cap : 1024;
+        while (c < *len + n) c *= 2;
+        *buf = xrealloc(*buf, c);
+        *cap = c;
+    }
+    memcpy(*buf + *len, data, n);
+    *len += n;
+}
+
+static void conn_close(conn_t *c) {
+    if (c->state == S_CLOSED || c->fd < 0) return;
+    int was_setup = c->state != S_READY;
+    if (was_setup) {
+        in_setup--;
+        failed++;
+    } else if (c->is_publisher) {
+        publisher_ready = 0;
+    } else {
+        ready_subs--;
+    }
+    struct linger lg = {1, 0}; /* reset: no TIME_WAIT piles up across scenarios */
+    setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+    c->fd = -1;
+    c->state = S_CLOSED;
+    free(c->rbuf);
+    free(c->wbuf);
+    c->rbuf = c->wbuf = NULL;
+    c->rlen = c->rcap = c->wlen = c->wcap = 0;
+}
+
+static void set_events(conn_t *c, uint32_t events) {
+    struct epoll_event ev = {.events = events, .data.ptr = c};
+    epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
+}
+
+static void conn_write(conn_t *c, const char *data, size_t n) {
+    if (c->state == S_CLOSED) return;
+    if (c->wlen == 0) {
+        ssize_t w = write(c->fd, data, n);
+        if (w < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                err_eof++;
+                conn_close(c);
+                return;
+            }
+            w = 0;
+        }
+        if ((size_t)w == n) return;
+        data += w;
+        n -= (size_t)w;
+        set_events(c, EPOLLIN | EPOLLOUT);
+    }
+    buf_append(&c->wbuf, &c->wlen, &c->wcap, data, n);
+}
+
+static void conn_flush(conn_t *c) {
+    while (c->wlen > 0) {
+        ssize_t w = write(c->fd, c->wbuf, c->wlen);
+        if (w < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+            err_eof++;
+            conn_close(c);
+            return;
+        }
+        memmove(c->wbuf, c->wbuf + w, c->wlen - (size_t)w);
+        c->wlen -= (size_t)w;
+    }
+    set_events(c, EPOLLIN);
+}
+
+/* Send one masked client frame (RFC 6455 requires clients to mask). */
+static void send_frame(conn_t *c, int opcode, const char *payload, size_t n) {
+    static char *frame;
+    static size_t frame_cap;
+    size_t need = n + 14;
+    if (need > frame_cap) {
+        frame_cap = need * 2;
+        frame = xrealloc(frame, frame_cap);
+    }
+    size_t h = 0;
+    frame[h++] = (char)(0x80 | opcode);
+    if (n < 126) {
+        frame[h++] = (char)(0x80 | n);
+    } else if (n < 65536) {
+        frame[h++] = (char)(0x80 | 126);
+        frame[h++] = (char)(n >> 8);
+        frame[h++] = (char)(n & 0xff);
+    } else {
+        frame[h++] = (char)(0x80 | 127);
+        for (int i = 7; i >= 0; i--) frame[h++] = (char)((uint64_t)n >> (8 * i));
+    }
+    mask_state ^= mask_state << 13;
+    mask_state ^= mask_state >> 17;
+    mask_state ^= mask_state << 5;
+    unsigned char key[4];
+    memcpy(key, &mask_state, 4);
+    memcpy(frame + h, key, 4);
+    h += 4;
+    for (size_t i = 0; i < n; i++) frame[h + i] = (char)(payload[i] ^ key[i & 3]);
+    conn_write(c, frame, h + n);
+}
+
+static void send_text(conn_t *c, const char *s, size_t n) { send_frame(c, 0x1, s, n); }
+
+static void start_connection(conn_t *c) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) die("socket: %s (raise the fd limit?)", strerror(errno));
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    c->fd = fd;
+    c->t_start = now_ns();
+    c->state = S_CONNECTING;
+    opened++;
+    in_setup++;
+    struct epoll_event ev = {.events = EPOLLOUT | EPOLLIN, .data.ptr = c};
+    if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0) die("epoll_ctl: %s", strerror(errno));
+    if (connect(fd, (struct sockaddr *)&server_addr, sizeof server_addr) < 0 &&
+        errno != EINPROGRESS) {
+        err_connect++;
+        conn_close(c);
+    }
+}
+
+static void send_hello(conn_t *c) {
+    char msg[4096];
+    const char *token = c->is_publisher ? cfg.pub_token
+                        : n_tokens     ? tokens[c->index % n_tokens]
+                                       : "";
+    int n = snprintf(msg, sizeof msg, "{\"id\":1,\"connect\":{\"token\":\"%s\",\"name\":\"loadgen\"}}",
+                     token);
+    c->replies_needed = 1;
+    if (!c->is_publisher && cfg.channel[0]) {
+        n += snprintf(msg + n, sizeof msg - (size_t)n, "\n{\"id\":2,\"subscribe\":{\"channel\":\"%s\"}}",
+                      cfg.channel);
+        c->replies_needed = 2;
+    }
+    if ((size_t)n >= sizeof msg) die("token too long");
+    send_text(c, msg, (size_t)n);
+}
+
+static void became_ready(conn_t *c) {
+    uint64_t t = now_ns();
+    c->state = S_READY;
+    in_setup--;
+    hist_add_ns(&h_ready, t - c->t_start);
+    if (c->is_publisher)
+        publisher_ready = 1;
+    else
+        ready_subs++;
+}
+
+/* One JSON message (a line of a text frame). Only what the benchmark needs is parsed. */
+static void handle_message(conn_t *c, const char *m, size_t n, uint64_t t) {
+    if (n == 2 && m[0] == '{' && m[1] == '}') { /* server ping: answer with a pong */
+        pings++;
+        send_text(c, "{}", 2);
+        return;
+    }
+    if (n > 8 && memcmp(m, "{\"push\":", 8) == 0) {
+        static const char needle[] = "\"pub\":{\"data\":{\"t\":";
+        const char *p = memmem(m, n, needle, sizeof needle - 1);
+        if (!p) {
+            other_pushes++;
+            return;
+        }
+        const char *end = m + n, *q;
+        uint64_t sent = parse_u64(p + sizeof needle - 1, end, &q);
+        if (q + 5 > end || memcmp(q, ",\"s\":", 5) != 0) {
+            err_protocol++;
+            return;
+        }
+        uint64_t seq = parse_u64(q + 5, end, &q);
+        deliveries++;
+        hist_add_ns(&h_latency, t > sent ? t - sent : 0);
+        if (pub_count && seq < (uint64_t)cfg.pubs) {
+            pub_count[seq]++;
+            pub_last_ns[seq] = t;
+        }
+        return;
+    }
+    if (n > 6 && memcmp(m, "{\"id\":", 6) == 0) {
+        const char *q;
+        uint64_t id = parse_u64(m + 6, m + n, &q);
+        if (q + 9 <= m + n && memcmp(q, ",\"error\":", 9) == 0) {
+            err_reply++;
+            if (c->is_publisher && c->state == S_READY) pub_errors++;
+            if (c->state == S_HELLO) conn_close(c);
+            return;
+        }
+        replies_ok++;
+        if (c->state == S_HELLO && id <= 2) {
+            if (--c->replies_needed == 0) became_ready(c);
+        } else if (c->is_publisher) {
+            pub_acks++;
+        }
+        return;
+    }
+    err_protocol++;
+}
+
+/* Parse complete server frames in buf; returns bytes consumed. */
+static size_t handle_frames(conn_t *c, const char *buf, size_t len, uint64_t t) {
+    size_t off = 0;
+    while (len - off >= 2 && c->state != S_CLOSED) {
+        const unsigned char *b = (const unsigned char *)buf + off;
+        int opcode = b[0] & 0x0f;
+        uint64_t plen = b[1] & 0x7f;
+        size_t h = 2;
+        if (plen == 126) {
+            if (len - off < 4) break;
+            plen = ((uint64_t)b[2] << 8) | b[3];
+            h = 4;
+        } else if (plen == 127) {
+            if (len - off < 10) break;
+            plen = 0;
+            for (int i = 0; i < 8; i++) plen = (plen << 8) | b[2 + i];
+            h = 10;
+        }
+        if (b[1] & 0x80) h += 4; /* servers must not mask; tolerate it anyway */
+        if (len - off < h + plen) break;
+        const char *payload = buf + off + h;
+        off += h + plen;
+        switch (opcode) {
+        case 0x1: {
+            const char *p = payload, *end = payload + plen;
+            while (p < end) {
+                const char *nl = memchr(p, '\n', (size_t)(end - p));
+                const char *stop = nl ? nl : end;
+                if (stop > p) handle_message(c, p, (size_t)(stop - p), t);
+                if (c->state == S_CLOSED) return off;
+                p = stop + 1;
+            }
+            break;
+        }
+        case 0x8: {
+            int code = plen >= 2 ? ((unsigned char)payload[0] << 8) | (unsigned char)payload[1]
+                                 : 1005;
+            record_close_code(code);
+            closed_by_server++;
+            conn_close(c);
+            return off;
+        }
+        case 0x9:
+            send_frame(c, 0xA, payload, plen);
+            break;
+        case 0xA:
+            break;
+        default:
+            err_protocol++;
+            conn_close(c);
+            return off;
+        }
+    }
+    return off;
+}
+
+static char scratch[1 << 18];
+
+static void on_readable(conn_t *c) {
+    ssize_t r = read(c->fd, scratch, sizeof scratch);
+    if (r <= 0) {
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+        if (c->state == S_CONNECTING || c->state == S_UPGRADE)
+            err_connect++;
+        else
+            err_eof++;
+        conn_close(c);
+        return;
+    }
+    uint64_t t = now_ns();
+    const char *data = scratch;
+    size_t len = (size_t)r;
+    if (c->rlen > 0) {
+        buf_append(&c->rbuf, &c->rlen, &c->rcap, data, len);
+        data = c->rbuf;
+        len = c->rlen;
+    }
+    size_t off = 0;
+    if (c->state == S_UPGRADE) {
+        const char *hdr_end = memmem(data, len, "\r\n\r\n", 4);
+        if (!hdr_end) {
+            if (data == scratch) buf_append(&c->rbuf, &c->rlen, &c->rcap, data, len);
+            return;
+        }
+        if (len < 12 || memcmp(data, "HTTP/1.1 101", 12) != 0) {
+            err_upgrade++;
+            conn_close(c);
+            return;
+        }
+        c->t_upgraded = t;
+        hist_add_ns(&h_upgrade, t - c->t_start);
+        c->state = S_HELLO;
+        off = (size_t)(hdr_end + 4 - data);
+        send_hello(c);
+    }
+    if (c->state != S_CLOSED) off += handle_frames(c, data + off, len - off, t);
+    if (c->state == S_CLOSED) return;
+    size_t rest = len - off;
+    if (data == scratch) {
+        if (rest) buf_append(&c->rbuf, &c->rlen, &c->rcap, data + off, rest);
+    } else {
+        memmove(c->rbuf, c->rbuf + off, rest);
+        c->rlen = rest;
+    }
+}
+
+static void on_writable(conn_t *c) {
+    if (c->state == S_CONNECTING) {
+        int err = 0;
+        socklen_t l = sizeof err;
+        getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &l);
+        if (err) {
+            err_connect++;
+            conn_close(c);
+            return;
+        }
+        c->state = S_UPGRADE;
+        set_events(c, EPOLLIN);
+        conn_write(c, handshake_req, handshake_len);
+        return;
+    }
+    conn_flush(c);
+}
+
+/* ------------------------------------------------------------- publishing */
+
+static conn_t *publisher(void) { return cfg.pubs > 0 ? &conns[cfg.conns] : NULL; }
+
+/* Send the next batch of publications as one frame; t is the stamp they carry. */
+static void send_batch(uint64_t stamp) {
+    conn_t *p = publisher();
+    static char *frame;
+    static size_t cap;
+    size_t need = (size_t)cfg.batch * ((size_t)cfg.size + strlen(cfg.channel) + 96);
+    if (need > cap) {
+        cap = need;
+        frame = xrealloc(frame, cap);
+    }
+    size_t n = 0;
+    for (int i = 0; i < cfg.batch && pubs_sent < cfg.pubs; i++) {
+        if (n) frame[n++] = '\n';
+        int w = snprintf(frame + n, cap - n,
+                         "{\"id\":%ld,\"publish\":{\"channel\":\"%s\",\"data\":", ++next_cmd_id,
+                         cfg.channel);
+        n += (size_t)w;
+        /* data: {"t":<ns>,"s":<seq>,"p":"xxx"} padded to cfg.size bytes */
+        size_t d0 = n;
+        w = snprintf(frame + n, cap - n, "{\"t\":%llu,\"s\":%ld,\"p\":\"",
+                     (unsigned long long)stamp, pubs_sent);
+        n += (size_t)w;
+        while (n - d0 + 2 < (size_t)cfg.size) frame[n++] = 'x';
+        memcpy(frame + n, "\"}}}", 4);
+        n += 4;
+        pub_sent_ns[pubs_sent] = stamp;
+        pubs_sent++;
+    }
+    last_send_ns = now_ns();
+    send_text(p, frame, n);
+}
+
+static void arm_timer(uint64_t first_ns, uint64_t interval_ns) {
+    struct itimerspec its = {0};
+    its.it_value.tv_sec = (time_t)(first_ns / 1000000000ull);
+    its.it_value.tv_nsec = (long)(first_ns % 1000000000ull);
+    its.it_interval.tv_sec = (time_t)(interval_ns / 1000000000ull);
+    its.it_interval.tv_nsec = (long)(interval_ns % 1000000000ull);
+    timerfd_settime(timer_fd, TFD_TIMER_ABSTIME, &its, NULL);
+}
+
+static uint64_t batch_interval_ns(void) { return (uint64_t)(1e9 * cfg.batch / cfg.rate); }
+
+static void start_publishing(void) {
+    publishing = 1;
+    publish_start = now_ns();
+    if (!publisher() || !publisher_ready || cfg.pubs == 0) {
+        publish_done = 1;
+        publish_end = publish_start;
+        return;
+    }
+    if (cfg.rate > 0) {
+        /* open loop: batches due at fixed times, stamped with the due time */
+        arm_timer(publish_start, batch_interval_ns());
+    } else {
+        send_batch(now_ns());
+    }
+}
+
+static void on_timer(void) {
+    uint64_t expirations;
+    if (read(timer_fd, &expirations, sizeof expirations) < 0) return;
+    if (!publishing || publish_done || !publisher_ready) return;
+    gap_pending = 0;
+    if (cfg.rate > 0) {
+        uint64_t interval = batch_interval_ns(), t = now_ns();
+        long due = (long)((t - publish_start) / interval) + 1;
+        while (pubs_sent < cfg.pubs && pubs_sent / cfg.batch < due)
+            send_batch(publish_start + (uint64_t)(pubs_sent / cfg.batch) * interval);
+        if (pubs_sent >= cfg.pubs) arm_timer(0, 0);
+    } else {
+        send_batch(now_ns());
+    }
+}
+
+/* Closed loop: the next batch goes out once every subscriber has the previous one. */
+static void check_progress(void) {
+    if (!publishing || publish_done) return;
+    uint64_t expected = (uint64_t)pubs_sent * (uint64_t)ready_subs;
+    int delivered = deliveries >= expected && pub_acks + pub_errors >= (uint64_t)pubs_sent;
+    uint64_t t = now_ns();
+    if (pubs_sent >= cfg.pubs && (delivered || t - last_send_ns > (uint64_t)(cfg.timeout_s * 1e9))) {
+        publish_done = 1;
+        publish_end = t;
+        return;
+    }
+    if (cfg.rate > 0 || !delivered || pubs_sent >= cfg.pubs || gap_pending) return;
+    if (cfg.gap_ms > 0) {
+        gap_pending = 1;
+        arm_timer(t + (uint64_t)(cfg.gap_ms * 1e6), 0);
+    } else
+        send_batch(t);
+}
+
+/* ---------------------------------------------------------------- report */
+
+static void print_report(const char *event) {
+    FILE *f = stdout;
+    double setup_s = (double)(setup_end - setup_start) / 1e9;
+    fprintf(f, "{\"event\":\"%s\",\"conns\":%d,\"ready\":%d,\"failed\":%d,", event, cfg.conns,
+            ready_subs, failed);
+    fprintf(f, "\"setup\":{\"seconds\":%.3f,", setup_s);
+    hist_json(f, "upgrade_ms", &h_upgrade);
+    fputc(',', f);
+    hist_json(f, "ready_ms", &h_ready);
+    fprintf(f, "},");
+    if (publishing) {
+        uint64_t complete = 0;
+        hist_init(&h_last);
+        for (long s = 0; s < pubs_sent; s++) {
+            if (pub_count[s] >= (uint32_t)ready_subs && ready_subs > 0) {
+                complete++;
+                hist_add_ns(&h_last, pub_last_ns[s] - pub_sent_ns[s]);
+            }
+        }
+        double secs = (double)(publish_end - publish_start) / 1e9;
+        fprintf(f,
+                "\"publish\":{\"sent\":%ld,\"acks\":%llu,\"batch\":%d,\"rate\":%.1f,"
+                "\"seconds\":%.3f,\"complete\":%llu},",
+                pubs_sent, (unsigned long long)pub_acks, cfg.batch, cfg.rate, secs,
+                (unsigned long long)complete);
+        fprintf(f, "\"deliveries\":%llu,\"expected\":%llu,\"deliveries_per_second\":%.0f,",
+                (unsigned long long)deliveries,
+                (unsigned long long)((uint64_t)pubs_sent * (uint64_t)ready_subs),
+                secs > 0 ? (double)deliveries / secs : 0.0);
+        hist_json(f, "latency_ms", &h_latency);
+        fputc(',', f);
+        hist_json(f, "last_ms", &h_last);
+        fputc(',', f);
+    }
+    fprintf(f,
+            "\"pings\":%llu,\"other_pushes\":%llu,\"errors\":{\"connect\":%llu,"
+            "\"upgrade\":%llu,\"eof\":%llu,\"error_replies\":%llu,\"protocol\":%llu,"
+            "\"closed_by_server\":%llu},\"close_codes\":{",
+            (unsigned long long)pings, (unsigned long long)other_pushes,
+            (unsigned long long)err_connect, (unsigned long long)err_upgrade,
+            (unsigned long long)err_eof, (unsigned long long)err_reply,
+            (unsigned long long)err_protocol, (unsigned long long)closed_by_server);
+    for (int i = 0; i < n_close_codes; i++)
+        fprintf(f, "%s\"%d\":%d", i ? "," : "", close_codes[i][0], close_codes[i][1]);
+    fprintf(f, "}}\n");
+    fflush(f);
+}
+
+/* ------------------------------------------------------------------ main */
+
+static void usage(void) {
+    fprintf(stderr,
+            "usage: loadgen --port P [--host H] [--path P] [--conns N] [--channel CH]\n"
+            "               [--tokens FILE] [--pub-token JWT --pubs M [--batch B]\n"
+            "               [--rate R | --gap-ms G] [--size BYTES]] [--concurrency C]\n"
+            "               [--timeout S] [--wait]\n");
+    exit(2);
+}
+
+static void raise_fd_limit(int need) {
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_cur >= (rlim_t)need) return;
+    if (rl.rlim_max < (rlim_t)need) {
+        rl.rlim_max = (rlim_t)need; /* needs CAP_SYS_RESOURCE; fall back to the hard limit */
+        rl.rlim_cur = (rlim_t)need;
+        if (setrlimit(RLIMIT_NOFILE, &rl) == 0) return;
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_cur < (rlim_t)need)
+        die("fd limit %llu is below the %d needed", (unsigned long long)rl.rlim_cur, need);
+}
+
+/* Read "go" / "quit" commands from the runner. Returns 1 on quit or EOF. */
+static int on_stdin(void) {
+    char line[64];
+    ssize_t r = read(0, line, sizeof line - 1);
+    if (r <= 0) return 1;
+    line[r] = 0;
+    if (strstr(line, "quit")) return 1;
+    if (strstr(line, "go") && !publishing) start_publishing();
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    static struct option opts[] = {
+        {"host", required_argument, 0, 'H'},    {"port", required_argument, 0, 'p'},
+        {"path", required_argument, 0, 'P'},    {"conns", required_argument, 0, 'n'},
+        {"channel", required_argument, 0, 'c'}, {"tokens", required_argument, 0, 't'},
+        {"pub-token", required_argument, 0, 'T'}, {"pubs", required_argument, 0, 'm'},
+        {"batch", required_argument, 0, 'b'},   {"rate", required_argument, 0, 'r'},
+        {"gap-ms", required_argument, 0, 'g'},  {"size", required_argument, 0, 's'},
+        {"concurrency", required_argument, 0, 'C'}, {"timeout", required_argument, 0, 'o'},
+        {"wait", no_argument, 0, 'w'},          {0, 0, 0, 0},
+    };
+    int o;
+    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (o) {
+        case 'H': cfg.host = optarg; break;
+        case 'p': cfg.port = atoi(optarg); break;
+        case 'P': cfg.path = optarg; break;
+        case 'n': cfg.conns = atoi(optarg); break;
+        case 'c': cfg.channel = optarg; break;
+        case 't': cfg.tokens_file = optarg; break;
+        case 'T': cfg.pub_token = optarg; break;
+        case 'm': cfg.pubs = atol(optarg); break;
+        case 'b': cfg.batch = atoi(optarg); break;
+        case 'r': cfg.rate = atof(optarg); break;
+        case 'g': cfg.gap_ms = atof(optarg); break;
+        case 's': cfg.size = atoi(optarg); break;
+        case 'C': cfg.concurrency = atoi(optarg); break;
+        case 'o': cfg.timeout_s = atof(optarg); break;
+        case 'w': cfg.wait = 1; break;
+        default: usage();
+        }
+    }
+    if (cfg.port <= 0 || cfg.conns < 0 || cfg.batch < 1 || cfg.concurrency < 1) usage();
+    if (cfg.pubs > 0 && (!cfg.pub_token || !cfg.channel[0])) die("--pubs needs --pub-token and --channel");
+    if (cfg.size < 40) cfg.size = 40;
+    if (cfg.tokens_file) load_tokens(cfg.tokens_file);
+
+    n_conns = cfg.conns + (cfg.pubs > 0 ? 1 : 0);
+    raise_fd_limit(n_conns + 64);
+    conns = calloc((size_t)(n_conns ? n_conns : 1), sizeof(conn_t));
+    if (!conns) die("out of memory");
+    for (int i = 0; i < n_conns; i++) {
+        conns[i].fd = -1;
+        conns[i].index = i;
+        conns[i].is_publisher = i == cfg.conns;
+    }
+    if (cfg.pubs > 0) {
+        pub_sent_ns = calloc((size_t)cfg.pubs, sizeof(uint64_t));
+        pub_last_ns = calloc((size_t)cfg.pubs, sizeof(uint64_t));
+        pub_count = calloc((size_t)cfg.pubs, sizeof(uint32_t));
+        if (!pub_sent_ns || !pub_last_ns || !pub_count) die("out of memory");
+    }
+    hist_init(&h_latency);
+    hist_init(&h_upgrade);
+    hist_init(&h_ready);
+
+    memset(&server_addr, 0, sizeof server_addr);
+    server_addr.sin_family = AF_INET;
+    server_addr.sin_port = htons((uint16_t)cfg.port);
+    if (inet_pton(AF_INET, cfg.host, &server_addr.sin_addr) != 1) die("bad host %s", cfg.host);
+    handshake_len = (size_t)snprintf(handshake_req, sizeof handshake_req,
+                                     "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
+                                     "Connection: Upgrade\r\n"
+                                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                                     "Sec-WebSocket-Version: 13\r\n\r\n",
+                                     cfg.path, cfg.host, cfg.port);
+
+    epfd = epoll_create1(EPOLL_CLOEXEC);
+    timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    struct epoll_event tev = {.events = EPOLLIN, .data.ptr = NULL};
+    epoll_ctl(epfd, EPOLL_CTL_ADD, timer_fd, &tev);
+    static conn_t stdin_marker;
+    if (cfg.wait) {
+        struct epoll_event sev = {.events = EPOLLIN, .data.ptr = &stdin_marker};
+        epoll_ctl(epfd, EPOLL_CTL_ADD, 0, &sev);
+    }
+
+    setup_start = now_ns();
+    uint64_t setup_deadline = setup_start + (uint64_t)(cfg.timeout_s * 1e9);
+    int next = 0, setup_done = 0, quit = 0;
+    struct epoll_event events[1024];
+    while (!quit) {
+        while (!setup_done && next < n_conns && in_setup < cfg.concurrency)
+            start_connection(&conns[next++]);
+        int timeout_ms = 100;
+        int n = epoll_wait(epfd, events, 1024, timeout_ms);
+        if (n < 0 && errno != EINTR) die("epoll_wait: %s", strerror(errno));
+        for (int i = 0; i < n; i++) {
+            conn_t *c = events[i].data.ptr;
+            if (c == NULL) {
+                on_timer();
+                continue;
+            }
+            if (c == &stdin_marker) {
+                if (on_stdin()) quit = 1;
+                continue;
+            }
+            if (c->state == S_CLOSED) continue;
+            if (events[i].events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) {
+                if (c->state == S_CONNECTING || c->wlen > 0) on_writable(c);
+                else if (events[i].events & (EPOLLERR | EPOLLHUP)) on_readable(c);
+            }
+            if (c->state != S_CLOSED && c->state != S_CONNECTING && (events[i].events & EPOLLIN))
+                on_readable(c);
+        }
+        if (!setup_done) {
+            int all_started = next >= n_conns;
+            if ((all_started && in_setup == 0) || now_ns() > setup_deadline) {
+                setup_done = 1;
+                setup_end = now_ns();
+                for (int i = 0; i < n_conns; i++)
+                    if (conns[i].state != S_READY && conns[i].state != S_CLOSED) conn_close(&conns[i]);
+                if (cfg.wait)
+                    print_report("ready");
+                else
+                    start_publishing();
+            }
+            continue;
+        }
+        check_progress();
+        if (publish_done && publishing == 1) {
+            publishing = 2; /* report once */
+            print_report("done");
+            if (!cfg.wait) quit = 1;
+        }
+    }
+    for (int i = 0; i < n_conns; i++) conn_close(&conns[i]);
+    return 0;
+}
