@@ -1,0 +1,271 @@
+"""Bad input and limits: every one answered with an error reply or a close code."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import socket
+import struct
+import time
+import uuid
+
+import aiohttp
+import pytest
+
+from tests.processes import PROTOCOL_CONFIG, ServerProcess, token
+from tests.wsclient import RawClient
+
+
+async def test_oversized_frame_closes_1009(server_factory) -> None:  # type: ignore[no-untyped-def]
+    server = server_factory({**PROTOCOL_CONFIG, "websocket": {"message_size_limit": 1024}})
+    async with await RawClient.open(server.ws_url) as c:
+        await c.connect(token())
+        await c.ws.send_str(json.dumps({"id": 2, "publish": {"channel": "x", "data": "a" * 2000}}))
+        assert await c.closed() == 1009
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        "{not json",
+        "[1, 2, 3]",
+        '"just a string"',
+        "[" * 2000 + "]" * 2000,
+        '{"id": 2, "publish": {"channel": "x", "data": NaN}}',
+        '{"id": 99999999999999999999999, "presence": {"channel": "x"}}',
+        '{"id": -1, "presence": {"channel": "x"}}',
+        '{"id": 2, "subscribe": "not an object"}',
+        '{"id": 2, "subscribe": {"channel": ""}}',
+    ],
+    ids=["broken", "array", "string", "deep", "nan", "huge-id", "negative-id", "bad-body",
+         "empty-channel"],
+)
+async def test_malformed_commands_close_3501(protocol_server: ServerProcess, frame: str) -> None:
+    async with await RawClient.open(protocol_server.ws_url) as c:
+        await c.connect(token())
+        await c.ws.send_str(frame)
+        assert await c.closed() == 3501
+
+
+async def test_binary_frame_closes_3506(protocol_server: ServerProcess) -> None:
+    async with await RawClient.open(protocol_server.ws_url) as c:
+        await c.connect(token())
+        await c.ws.send_bytes(b"\x0a\x02\x08\x01")
+        assert await c.closed() == 3506
+
+
+@pytest.mark.parametrize(
+    ("request_body", "code"),
+    [
+        ({"channel": "x" * 300}, 107),
+        ({"channel": "ünïcode"}, 107),
+        ({"channel": "a/b"}, 107),
+        ({"channel": "nope:room"}, 102),
+        ({"channel": 123}, 107),
+    ],
+)
+async def test_bad_channels_get_error_replies(
+    protocol_server: ServerProcess, request_body: dict[str, object], code: int
+) -> None:
+    async with await RawClient.open(protocol_server.ws_url) as c:
+        await c.connect(token())
+        reply = await c.call(2, "subscribe", request_body)
+        assert reply["error"]["code"] == code
+        # The connection is still usable after the error.
+        assert (await c.call(3, "rpc", {"method": "m"}))["error"]["code"] == 104
+
+
+async def test_publish_without_data_is_bad_request(protocol_server: ServerProcess) -> None:
+    ch = f"c{uuid.uuid4().hex[:8]}"
+    async with await RawClient.open(protocol_server.ws_url) as c:
+        await c.connect(token())
+        await c.call(2, "subscribe", {"channel": ch})
+        reply = await c.call(3, "publish", {"channel": ch})
+        assert reply["error"]["code"] == 107
+
+
+async def test_channel_limit(server_factory) -> None:  # type: ignore[no-untyped-def]
+    server = server_factory({**PROTOCOL_CONFIG, "client": {"channel_limit": 3}})
+    async with await RawClient.open(server.ws_url) as c:
+        await c.connect(token())
+        for i in range(3):
+            assert "subscribe" in await c.call(10 + i, "subscribe", {"channel": f"plain:{i}"})
+        reply = await c.call(20, "subscribe", {"channel": "plain:overflow"})
+        assert reply["error"] == {"code": 106, "message": "limit exceeded"}
+
+
+async def test_rate_limit_replies_111_then_disconnects_3013(server_factory) -> None:  # type: ignore[no-untyped-def]
+    limits = {"rate_per_second": 5, "burst": 10, "max_rejections": 20}
+    server = server_factory({**PROTOCOL_CONFIG, "client": {"command_rate_limit": limits}})
+    async with await RawClient.open(server.ws_url) as c:
+        await c.connect(token())
+        await c.send(*[{"id": 100 + i, "presence_stats": {"channel": "a"}} for i in range(15)])
+        replies = [await c.recv() for _ in range(15)]
+        limited = [r for r in replies if r["error"]["code"] == 111]
+        assert limited[0]["error"] == {"code": 111, "message": "too many requests",
+                                       "temporary": True}
+        assert 15 - len(limited) <= 10  # the burst (less the connect command) went through
+        await c.send(*[{"id": 200 + i, "presence_stats": {"channel": "a"}} for i in range(40)])
+        assert await c.closed() == 3013
+
+
+async def test_flood_does_not_hurt_other_clients(server_factory) -> None:  # type: ignore[no-untyped-def]
+    limits = {"rate_per_second": 50, "burst": 50, "max_rejections": 1000}
+    server = server_factory({**PROTOCOL_CONFIG, "client": {"command_rate_limit": limits}})
+    ch = "calm"
+    async with await RawClient.open(server.ws_url) as calm, \
+            await RawClient.open(server.ws_url) as noisy:
+        await calm.connect(token("calm"))
+        await calm.call(2, "subscribe", {"channel": ch})
+        await calm.recv()
+        await noisy.connect(token("noisy"))
+        await noisy.send(*[{"id": 10 + i, "subscribe": {"channel": f"n{i}"}} for i in range(500)])
+        server.api("publish", {"channel": ch, "data": {"ok": True}})
+        assert (await calm.recv())["push"]["pub"]["data"] == {"ok": True}
+
+
+@pytest.mark.parametrize(
+    ("origin", "status"),
+    [
+        ("https://app.example.com", 101),
+        ("https://evil.example", 403),
+        ("null", 403),
+        ("https://app.example.com.evil.example", 403),
+        ("https://sub.widgets.example.org", 101),
+        (None, 101),
+    ],
+)
+async def test_origin_policy(server_factory, origin: str | None, status: int) -> None:  # type: ignore[no-untyped-def]
+    allowed = ["https://app.example.com", "https://*.widgets.example.org"]
+    server = server_factory({**PROTOCOL_CONFIG, "client": {"allowed_origins": allowed}})
+    headers = {"Origin": origin} if origin is not None else {}
+    async with aiohttp.ClientSession() as session:
+        if status == 101:
+            ws = await session.ws_connect(server.ws_url, headers=headers)
+            await ws.close()
+        else:
+            with pytest.raises(aiohttp.WSServerHandshakeError) as error:
+                await session.ws_connect(server.ws_url, headers=headers)
+            assert error.value.status == status
+
+
+async def test_same_host_origin_allowed_without_list(protocol_server: ServerProcess) -> None:
+    async with aiohttp.ClientSession() as session:
+        ok = await session.ws_connect(protocol_server.ws_url,
+                                      headers={"Origin": f"http://127.0.0.1:{protocol_server.port}"})
+        await ok.close()
+        with pytest.raises(aiohttp.WSServerHandshakeError):
+            await session.ws_connect(protocol_server.ws_url,
+                                     headers={"Origin": "http://localhost.evil:1"})
+
+
+async def test_upgrade_headers_dribble_is_cut(server_factory) -> None:  # type: ignore[no-untyped-def]
+    """Slowloris: a request whose headers never finish is closed after the deadline."""
+    server = server_factory({**PROTOCOL_CONFIG, "websocket": {"handshake_timeout": "1s"}})
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(b"GET /connection/websocket HTTP/1.1\r\nHost: x\r\n")
+    started = time.monotonic()
+
+    async def dribble() -> None:
+        for _ in range(30):
+            await asyncio.sleep(0.2)
+            writer.write(b"X-Slow: 1\r\n")
+            await writer.drain()
+
+    dribbler = asyncio.create_task(dribble())
+    try:
+        data = await asyncio.wait_for(reader.read(), 5)
+    except ConnectionResetError:
+        data = b""
+    finally:
+        dribbler.cancel()
+        await asyncio.gather(dribbler, return_exceptions=True)
+        writer.close()
+    assert data == b""  # closed without a response
+    assert time.monotonic() - started < 3
+    # A legitimate client still connects.
+    async with await RawClient.open(server.ws_url) as c:
+        assert "connect" in await c.connect(token())
+
+
+def _raw_ws_socket(port: int, recv_buffer: int) -> socket.socket:
+    """A WebSocket opened by hand with a small receive buffer, for slow-reader tests."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, recv_buffer)
+    sock.connect(("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        f"GET /connection/websocket HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        f"Sec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    response = b""
+    while b"\r\n\r\n" not in response:
+        response += sock.recv(1)
+    assert b" 101 " in response.split(b"\r\n")[0]
+    return sock
+
+
+def _send_text(sock: socket.socket, text: str) -> None:
+    payload = text.encode()
+    mask = os.urandom(4)
+    header = bytes([0x81])
+    n = len(payload)
+    if n < 126:
+        header += bytes([0x80 | n])
+    else:
+        header += bytes([0x80 | 126]) + struct.pack("!H", n)
+    sock.sendall(header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+
+
+def _read_until_close(sock: socket.socket) -> int | None:
+    """Read frames until a close frame; return its code."""
+    sock.settimeout(10)
+    buffer = b""
+
+    def need(n: int) -> bytes:
+        nonlocal buffer
+        while len(buffer) < n:
+            chunk = sock.recv(1 << 16)
+            if not chunk:
+                raise ConnectionError("closed without close frame")
+            buffer += chunk
+        out, buffer = buffer[:n], buffer[n:]
+        return out
+
+    while True:
+        b0, b1 = need(2)
+        length = b1 & 0x7F
+        if length == 126:
+            length = struct.unpack("!H", need(2))[0]
+        elif length == 127:
+            length = struct.unpack("!Q", need(8))[0]
+        payload = need(length)
+        if b0 & 0x0F == 0x8:
+            return struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
+
+
+async def test_slow_consumer_disconnected_with_3008(server_factory) -> None:  # type: ignore[no-untyped-def]
+    server = server_factory({**PROTOCOL_CONFIG, "client": {"queue_max_size": 65536}})
+    ch = f"slow{uuid.uuid4().hex[:6]}"
+    sock = await asyncio.to_thread(_raw_ws_socket, server.port, 4096)
+    try:
+        _send_text(sock, json.dumps({"id": 1, "connect": {"token": token("slow")}}))
+        _send_text(sock, json.dumps({"id": 2, "subscribe": {"channel": ch}}))
+        async with await RawClient.open(server.ws_url) as fast:
+            await fast.connect(token("fast"))
+            await fast.call(2, "subscribe", {"channel": ch})
+            big = "x" * 20_000
+            for i in range(200):  # ~4 MB to the slow reader, far beyond its queue
+                server.api("publish", {"channel": ch, "data": {"i": i, "pad": big}})
+            received = 0
+            while received < 200:
+                message = await fast.recv()
+                if "pub" in message.get("push", {}):
+                    received += 1
+        code = await asyncio.to_thread(_read_until_close, sock)
+        assert code == 3008
+    finally:
+        sock.close()

@@ -1,0 +1,142 @@
+"""centrifuge-python, unchanged, against a real server."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from centrifuge import (
+    Client,
+    ClientEventHandler,
+    ConnectedContext,
+    DisconnectedContext,
+    PublicationContext,
+    ReplyError,
+    SubscribedContext,
+    SubscriptionEventHandler,
+)
+
+from tests.processes import ServerProcess, token
+
+
+class Recorder(SubscriptionEventHandler):
+    def __init__(self) -> None:
+        self.publications: asyncio.Queue[PublicationContext] = asyncio.Queue()
+        self.subscribed: asyncio.Queue[SubscribedContext] = asyncio.Queue()
+
+    async def on_publication(self, ctx: PublicationContext) -> None:
+        await self.publications.put(ctx)
+
+    async def on_subscribed(self, ctx: SubscribedContext) -> None:
+        await self.subscribed.put(ctx)
+
+
+class ClientRecorder(ClientEventHandler):
+    def __init__(self) -> None:
+        self.connected: asyncio.Queue[ConnectedContext] = asyncio.Queue()
+        self.disconnected: asyncio.Queue[DisconnectedContext] = asyncio.Queue()
+
+    async def on_connected(self, ctx: ConnectedContext) -> None:
+        await self.connected.put(ctx)
+
+    async def on_disconnected(self, ctx: DisconnectedContext) -> None:
+        await self.disconnected.put(ctx)
+
+
+@pytest.fixture
+async def clients() -> AsyncIterator[list[Client]]:
+    made: list[Client] = []
+    yield made
+    for client in made:
+        await client.disconnect()
+
+
+async def next_item(queue: asyncio.Queue[Any], timeout: float = 5) -> Any:
+    return await asyncio.wait_for(queue.get(), timeout)
+
+
+async def test_publish_presence_history(clients: list[Client], protocol_server: ServerProcess) -> None:
+    ch = f"py{uuid.uuid4().hex[:8]}"
+    client = Client(protocol_server.ws_url, token=token("py1"))
+    clients.append(client)
+    await client.connect()
+    events = Recorder()
+    sub = client.new_subscription(ch, events=events)
+    await sub.subscribe()
+    await sub.publish({"text": "hello"})
+    pub = await next_item(events.publications)
+    assert pub.pub.data == {"text": "hello"} and pub.pub.offset == 1
+    presence = await sub.presence()
+    assert [info.user for info in presence.clients.values()] == ["py1"]
+    stats = await sub.presence_stats()
+    assert (stats.num_clients, stats.num_users) == (1, 1)
+    history = await sub.history(limit=10)
+    assert [p.data for p in history.publications] == [{"text": "hello"}]
+    assert history.offset == 1
+
+
+async def test_two_clients_exchange_messages(
+    clients: list[Client], protocol_server: ServerProcess
+) -> None:
+    ch = f"py{uuid.uuid4().hex[:8]}"
+    a, b = Client(protocol_server.ws_url, token=token("a")), Client(protocol_server.ws_url,
+                                                                   token=token("b"))
+    clients.extend([a, b])
+    await asyncio.gather(a.connect(), b.connect())
+    ev_a, ev_b = Recorder(), Recorder()
+    sub_a = a.new_subscription(ch, events=ev_a)
+    sub_b = b.new_subscription(ch, events=ev_b)
+    await asyncio.gather(sub_a.subscribe(), sub_b.subscribe())
+    await sub_a.publish({"from": "a"})
+    assert (await next_item(ev_b.publications)).pub.data == {"from": "a"}
+    assert (await next_item(ev_a.publications)).pub.info.user == "a"
+
+
+async def test_recovery_after_reconnect(clients: list[Client], protocol_server: ServerProcess) -> None:
+    ch = f"py{uuid.uuid4().hex[:8]}"
+    client = Client(protocol_server.ws_url, token=token("py2"))
+    clients.append(client)
+    await client.connect()
+    events = Recorder()
+    sub = client.new_subscription(ch, events=events)
+    await sub.subscribe()
+    await next_item(events.subscribed)
+    protocol_server.api("publish", {"channel": ch, "data": {"n": 1}})
+    await next_item(events.publications)
+    await client.disconnect()
+    for n in (2, 3):
+        protocol_server.api("publish", {"channel": ch, "data": {"n": n}})
+    await client.connect()
+    ctx = await next_item(events.subscribed)
+    assert ctx.was_recovering and ctx.recovered
+    got = [(await next_item(events.publications)).pub for _ in range(2)]
+    assert [(p.offset, p.data) for p in got] == [(2, {"n": 2}), (3, {"n": 3})]
+
+
+async def test_reply_errors(clients: list[Client], protocol_server: ServerProcess) -> None:
+    client = Client(protocol_server.ws_url, token=token("py3"))
+    clients.append(client)
+    await client.connect()
+    with pytest.raises(ReplyError) as error:
+        await client.rpc("nothing", {})
+    assert error.value.code == 104
+    with pytest.raises(ReplyError) as error:
+        await client.publish("plain:room", {"x": 1})
+    assert error.value.code == 103
+
+
+async def test_force_disconnect_is_terminal(
+    clients: list[Client], protocol_server: ServerProcess
+) -> None:
+    user = f"u{uuid.uuid4().hex[:6]}"
+    events = ClientRecorder()
+    client = Client(protocol_server.ws_url, token=token(user), events=events)
+    clients.append(client)
+    await client.connect()
+    await next_item(events.connected)
+    protocol_server.api("disconnect", {"user": user})
+    ctx = await next_item(events.disconnected)
+    assert ctx.code == 3503
