@@ -32,7 +32,7 @@ _TRANSPORT_STATUS = {100: 500, 102: 404, 104: 404, 107: 400, 108: 400, 112: 416,
 def _require_str(req: dict[str, Any], key: str) -> str:
     value = req.get(key)
     if not isinstance(value, str) or not value:
-        raise ProtocolError(ErrorCode.BAD_REQUEST, f"{key} required")
+        raise ProtocolError(ErrorCode.BAD_REQUEST)
     return value
 
 

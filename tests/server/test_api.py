@@ -1,0 +1,155 @@
+"""The server HTTP API: Centrifugo's shapes, checked raw and with `cent` (its PyPI client)."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+import uuid
+from typing import Any
+
+import cent
+import pytest
+
+from tests.processes import API_KEY, ServerProcess, token
+from tests.wsclient import RawClient
+
+
+def raw_post(server: ServerProcess, path: str, body: bytes, headers: dict[str, str],
+             method: str = "POST") -> tuple[int, bytes]:
+    request = urllib.request.Request(f"{server.http_url}{path}", data=body if method == "POST"
+                                     else None, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def channel() -> str:
+    return f"api{uuid.uuid4().hex[:8]}"
+
+
+def test_publish_vectors(protocol_server: ServerProcess) -> None:
+    """T8."""
+    ch = channel()
+    first = protocol_server.api("publish", {"channel": ch, "data": {"text": "hello"}})
+    assert first["result"]["offset"] == 1 and len(first["result"]["epoch"]) == 8
+    assert protocol_server.api("publish", {"channel": "unknown:chat", "data": {}}) == {
+        "error": {"code": 102, "message": "unknown channel"}}
+    assert protocol_server.api("publish", {}) == {
+        "error": {"code": 107, "message": "bad request"}}
+
+
+@pytest.mark.parametrize(
+    ("headers", "method", "status"),
+    [
+        ({}, "POST", 401),
+        ({"X-API-Key": "wrong"}, "POST", 401),
+        ({"Authorization": f"apikey {API_KEY}"}, "POST", 200),
+        ({"Authorization": f"ApiKey {API_KEY}"}, "POST", 200),
+        ({"X-API-Key": API_KEY}, "GET", 405),
+    ],
+)
+def test_auth_and_methods(protocol_server: ServerProcess, headers: dict[str, str], method: str,
+                          status: int) -> None:
+    code, body = raw_post(protocol_server, "/api/info", b"{}", headers, method)
+    assert code == status
+    if status != 200:
+        assert body == b""
+
+
+def test_transport_error_mode_and_bad_json(protocol_server: ServerProcess) -> None:
+    headers = {"X-API-Key": API_KEY, "X-Centrifugo-Error-Mode": "transport"}
+    code, body = raw_post(protocol_server, "/api/publish", b"{}", headers)
+    assert code == 400 and json.loads(body)["code"] == 107
+    code, body = raw_post(protocol_server, "/api/publish",
+                          b'{"channel":"nope:x","data":{}}', headers)
+    assert code == 404
+    code, body = raw_post(protocol_server, "/api/publish", b"{oops", {"X-API-Key": API_KEY})
+    assert code == 400
+
+
+def test_batch_and_broadcast(protocol_server: ServerProcess) -> None:
+    ch = channel()
+    batch = protocol_server.api("batch", {"commands": [
+        {"publish": {"channel": ch, "data": {}}},
+        {"publish": {"channel": "x:test2", "data": {}}},
+        {"nonsense": {}},
+        None,
+    ]})
+    assert batch["replies"][0]["publish"]["offset"] == 1
+    assert batch["replies"][1] == {"error": {"code": 102, "message": "unknown channel"}}
+    assert batch["replies"][2]["error"]["code"] == 104
+    assert batch["replies"][3]["error"]["code"] == 107
+    broadcast = protocol_server.api("broadcast", {"channels": [ch, "", "nope:a"], "data": {"b": 1}})
+    results = broadcast["result"]["responses"]
+    assert results[0]["result"]["offset"] == 2
+    assert results[1]["error"]["code"] == 107 and results[2]["error"]["code"] == 102
+    assert protocol_server.api("broadcast", {"channels": []})["error"]["code"] == 107
+
+
+def test_idempotency_key_publishes_once(protocol_server: ServerProcess) -> None:
+    ch = channel()
+    body: dict[str, Any] = {"channel": ch, "data": {"n": 1}, "idempotency_key": "k1"}
+    first = protocol_server.api("publish", body)
+    second = protocol_server.api("publish", body)
+    assert first == second
+    history = protocol_server.api("history", {"channel": ch, "limit": -1})["result"]
+    assert len(history["publications"]) == 1
+
+
+def test_history_presence_channels_info(protocol_server: ServerProcess) -> None:
+    ch = channel()
+    protocol_server.api("publish", {"channel": ch, "data": {"a": 1}, "tags": {"k": "v"}})
+    history = protocol_server.api("history", {"channel": ch, "limit": -1})["result"]
+    assert history["publications"] == [{"data": {"a": 1}, "offset": 1, "tags": {"k": "v"}}]
+    assert protocol_server.api("history_remove", {"channel": ch}) == {"result": {}}
+    after = protocol_server.api("history", {"channel": ch, "limit": -1})["result"]
+    assert after["publications"] == [] and after["offset"] == 1
+    assert protocol_server.api("presence_stats", {"channel": ch})["result"] == {
+        "num_clients": 0, "num_users": 0}
+    assert protocol_server.api("presence", {"channel": "plain:x"})["error"]["code"] == 108
+    nodes = protocol_server.api("info", {})["result"]["nodes"]
+    assert len(nodes) == 1 and {"uid", "name", "version", "num_clients", "num_users",
+                                "num_channels", "num_subs"} <= set(nodes[0])
+
+
+async def test_channels_lists_subscribed(protocol_server: ServerProcess) -> None:
+    ch = channel()
+    async with await RawClient.open(protocol_server.ws_url) as c:
+        await c.connect(token())
+        await c.call(2, "subscribe", {"channel": ch})
+        result = protocol_server.api("channels", {"pattern": "api*"})["result"]["channels"]
+        assert result[ch] == {"num_clients": 1}
+
+
+async def test_refresh_expired_disconnects(protocol_server: ServerProcess) -> None:
+    user = uuid.uuid4().hex[:8]
+    async with await RawClient.open(protocol_server.ws_url) as c:
+        await c.connect(token(user))
+        protocol_server.api("refresh", {"user": user, "expired": True})
+        assert await c.closed() == 3005
+
+
+def test_cent_client_works_unchanged(protocol_server: ServerProcess) -> None:
+    client = cent.Client(f"{protocol_server.http_url}/api", api_key=API_KEY)
+    ch = channel()
+    result = client.publish(cent.PublishRequest(channel=ch, data={"from": "cent"}))
+    assert result.offset == 1 and result.epoch
+    history = client.history(cent.HistoryRequest(channel=ch, limit=10))
+    assert [p.data for p in history.publications] == [{"from": "cent"}]
+    stats = client.presence_stats(cent.PresenceStatsRequest(channel=ch))
+    assert stats.num_clients == 0
+    info = client.info(cent.InfoRequest())
+    assert len(info.nodes) == 1
+    batch = client.batch(cent.BatchRequest(requests=[
+        cent.PublishRequest(channel=ch, data={"n": 2}),
+        cent.PublishRequest(channel=ch, data={"n": 3}),
+    ]))
+    assert [r.offset for r in batch.replies] == [2, 3]
+    with pytest.raises(cent.CentApiResponseError) as error:
+        client.publish(cent.PublishRequest(channel="nope:x", data={}))
+    assert error.value.code == 102
+    with pytest.raises(cent.CentUnauthorizedError):
+        cent.Client(f"{protocol_server.http_url}/api", api_key="wrong").info(cent.InfoRequest())
