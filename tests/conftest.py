@@ -26,7 +26,9 @@ def server_factory() -> Iterator[Any]:
     """Start servers with custom config; all are killed after the test."""
     servers: list[ServerProcess] = []
 
-    def factory(config: dict[str, Any] | None = None, env: dict[str, str] | None = None) -> ServerProcess:
+    def factory(
+        config: dict[str, Any] | None = None, env: dict[str, str] | None = None
+    ) -> ServerProcess:
         server = start_server(config, env)
         servers.append(server)
         _started.append(server)

@@ -30,8 +30,10 @@ class JsClient:
     @classmethod
     async def start(cls) -> JsClient:
         process = await asyncio.create_subprocess_exec(
-            "node", str(DRIVER),
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            "node",
+            str(DRIVER),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
         )
         return cls(process)
 
@@ -44,12 +46,15 @@ class JsClient:
     async def send(self, op: str, **fields: Any) -> int:
         self._seq += 1
         assert self.process.stdin is not None
-        self.process.stdin.write(json.dumps({"op": op, "seq": self._seq, **fields}).encode() + b"\n")
+        self.process.stdin.write(
+            json.dumps({"op": op, "seq": self._seq, **fields}).encode() + b"\n"
+        )
         await self.process.stdin.drain()
         return self._seq
 
     async def wait(self, predicate: Callable[[Event], bool], timeout: float = 10.0) -> Event:
         """The first event (old or new) matching ``predicate``."""
+
         async def scan() -> Event:
             seen = 0
             while True:
@@ -59,6 +64,7 @@ class JsClient:
                 seen = len(self.events)
                 self._changed.clear()
                 await self._changed.wait()
+
         try:
             return await asyncio.wait_for(scan(), timeout)
         except TimeoutError:
@@ -66,15 +72,17 @@ class JsClient:
 
     async def call(self, op: str, timeout: float = 10.0, **fields: Any) -> Any:
         seq = await self.send(op, **fields)
-        event = await self.wait(lambda e: e.get("event") == "result" and e.get("seq") == seq,
-                                timeout)
+        event = await self.wait(
+            lambda e: e.get("event") == "result" and e.get("seq") == seq, timeout
+        )
         if "error" in event:
             raise JsError(event["error"])
         return event["result"]
 
     def count(self, event_name: str, **match: Any) -> int:
         return sum(
-            1 for e in self.events
+            1
+            for e in self.events
             if e.get("event") == event_name and all(e.get(k) == v for k, v in match.items())
         )
 

@@ -149,9 +149,11 @@ def start_server(
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode}:\n{server.log()}")
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(f"{server.http_url}/health", timeout=1):
-                return server
+        with (
+            contextlib.suppress(OSError),
+            urllib.request.urlopen(f"{server.http_url}/health", timeout=1),
+        ):
+            return server
         time.sleep(0.05)
     server.stop()
     raise RuntimeError(f"server did not become healthy:\n{server.log()}")

@@ -58,8 +58,11 @@ class RawClient:
                 for line in msg.data.split("\n"):
                     if line.strip():
                         self._pending.append(json.loads(line))
-            elif msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING,
-                              aiohttp.WSMsgType.CLOSED):
+            elif msg.type in (
+                aiohttp.WSMsgType.CLOSE,
+                aiohttp.WSMsgType.CLOSING,
+                aiohttp.WSMsgType.CLOSED,
+            ):
                 raise Closed(self.ws.close_code, msg.extra if isinstance(msg.extra, str) else "")
             else:
                 raise AssertionError(f"unexpected message {msg.type}: {msg.data!r}")

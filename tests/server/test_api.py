@@ -15,10 +15,15 @@ from tests.processes import API_KEY, ServerProcess, token
 from tests.wsclient import RawClient
 
 
-def raw_post(server: ServerProcess, path: str, body: bytes, headers: dict[str, str],
-             method: str = "POST") -> tuple[int, bytes]:
-    request = urllib.request.Request(f"{server.http_url}{path}", data=body if method == "POST"
-                                     else None, headers=headers, method=method)
+def raw_post(
+    server: ServerProcess, path: str, body: bytes, headers: dict[str, str], method: str = "POST"
+) -> tuple[int, bytes]:
+    request = urllib.request.Request(
+        f"{server.http_url}{path}",
+        data=body if method == "POST" else None,
+        headers=headers,
+        method=method,
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, response.read()
@@ -36,9 +41,9 @@ def test_publish_vectors(protocol_server: ServerProcess) -> None:
     first = protocol_server.api("publish", {"channel": ch, "data": {"text": "hello"}})
     assert first["result"]["offset"] == 1 and len(first["result"]["epoch"]) == 8
     assert protocol_server.api("publish", {"channel": "unknown:chat", "data": {}}) == {
-        "error": {"code": 102, "message": "unknown channel"}}
-    assert protocol_server.api("publish", {}) == {
-        "error": {"code": 107, "message": "bad request"}}
+        "error": {"code": 102, "message": "unknown channel"}
+    }
+    assert protocol_server.api("publish", {}) == {"error": {"code": 107, "message": "bad request"}}
 
 
 @pytest.mark.parametrize(
@@ -51,8 +56,9 @@ def test_publish_vectors(protocol_server: ServerProcess) -> None:
         ({"X-API-Key": API_KEY}, "GET", 405),
     ],
 )
-def test_auth_and_methods(protocol_server: ServerProcess, headers: dict[str, str], method: str,
-                          status: int) -> None:
+def test_auth_and_methods(
+    protocol_server: ServerProcess, headers: dict[str, str], method: str, status: int
+) -> None:
     code, body = raw_post(protocol_server, "/api/info", b"{}", headers, method)
     assert code == status
     if status != 200:
@@ -63,8 +69,9 @@ def test_transport_error_mode_and_bad_json(protocol_server: ServerProcess) -> No
     headers = {"X-API-Key": API_KEY, "X-Centrifugo-Error-Mode": "transport"}
     code, body = raw_post(protocol_server, "/api/publish", b"{}", headers)
     assert code == 400 and json.loads(body)["code"] == 107
-    code, body = raw_post(protocol_server, "/api/publish",
-                          b'{"channel":"nope:x","data":{}}', headers)
+    code, body = raw_post(
+        protocol_server, "/api/publish", b'{"channel":"nope:x","data":{}}', headers
+    )
     assert code == 404
     code, body = raw_post(protocol_server, "/api/publish", b"{oops", {"X-API-Key": API_KEY})
     assert code == 400
@@ -72,12 +79,17 @@ def test_transport_error_mode_and_bad_json(protocol_server: ServerProcess) -> No
 
 def test_batch_and_broadcast(protocol_server: ServerProcess) -> None:
     ch = channel()
-    batch = protocol_server.api("batch", {"commands": [
-        {"publish": {"channel": ch, "data": {}}},
-        {"publish": {"channel": "x:test2", "data": {}}},
-        {"nonsense": {}},
-        None,
-    ]})
+    batch = protocol_server.api(
+        "batch",
+        {
+            "commands": [
+                {"publish": {"channel": ch, "data": {}}},
+                {"publish": {"channel": "x:test2", "data": {}}},
+                {"nonsense": {}},
+                None,
+            ]
+        },
+    )
     assert batch["replies"][0]["publish"]["offset"] == 1
     assert batch["replies"][1] == {"error": {"code": 102, "message": "unknown channel"}}
     assert batch["replies"][2]["error"]["code"] == 104
@@ -108,11 +120,20 @@ def test_history_presence_channels_info(protocol_server: ServerProcess) -> None:
     after = protocol_server.api("history", {"channel": ch, "limit": -1})["result"]
     assert after["publications"] == [] and after["offset"] == 1
     assert protocol_server.api("presence_stats", {"channel": ch})["result"] == {
-        "num_clients": 0, "num_users": 0}
+        "num_clients": 0,
+        "num_users": 0,
+    }
     assert protocol_server.api("presence", {"channel": "plain:x"})["error"]["code"] == 108
     nodes = protocol_server.api("info", {})["result"]["nodes"]
-    assert len(nodes) == 1 and {"uid", "name", "version", "num_clients", "num_users",
-                                "num_channels", "num_subs"} <= set(nodes[0])
+    assert len(nodes) == 1 and {
+        "uid",
+        "name",
+        "version",
+        "num_clients",
+        "num_users",
+        "num_channels",
+        "num_subs",
+    } <= set(nodes[0])
 
 
 async def test_channels_lists_subscribed(protocol_server: ServerProcess) -> None:
@@ -143,10 +164,14 @@ def test_cent_client_works_unchanged(protocol_server: ServerProcess) -> None:
     assert stats.num_clients == 0
     info = client.info(cent.InfoRequest())
     assert len(info.nodes) == 1
-    batch = client.batch(cent.BatchRequest(requests=[
-        cent.PublishRequest(channel=ch, data={"n": 2}),
-        cent.PublishRequest(channel=ch, data={"n": 3}),
-    ]))
+    batch = client.batch(
+        cent.BatchRequest(
+            requests=[
+                cent.PublishRequest(channel=ch, data={"n": 2}),
+                cent.PublishRequest(channel=ch, data={"n": 3}),
+            ]
+        )
+    )
     assert [r.offset for r in batch.replies] == [2, 3]
     with pytest.raises(cent.CentApiResponseError) as error:
         client.publish(cent.PublishRequest(channel="nope:x", data={}))

@@ -90,7 +90,9 @@ async def test_connect_and_subscribe_in_one_frame(protocol_server: ServerProcess
         assert sub["subscribe"]["positioned"] is True
         assert len(sub["subscribe"]["epoch"]) == 8
         join = await c.recv()
-        assert join == {"push": {"channel": ch, "join": {"info": {"user": "42", "client": client_id}}}}
+        assert join == {
+            "push": {"channel": ch, "join": {"info": {"user": "42", "client": client_id}}}
+        }
         published = protocol_server.api("publish", {"channel": ch, "data": {"text": "hello"}})
         assert published["result"]["offset"] == 1
         assert published["result"]["epoch"] == sub["subscribe"]["epoch"]
@@ -121,8 +123,9 @@ async def test_subscription_token_for_other_channel_closes_3500(
 ) -> None:
     async with await RawClient.open(protocol_server.ws_url) as c:
         await c.connect(token())
-        await c.send({"id": 2, "subscribe": {"channel": "$secret:a",
-                                             "token": token(channel="$secret:b")}})
+        await c.send(
+            {"id": 2, "subscribe": {"channel": "$secret:a", "token": token(channel="$secret:b")}}
+        )
         assert await c.closed() == 3500
 
 
@@ -148,25 +151,35 @@ async def test_client_publish_presence_history(protocol_server: ServerProcess) -
         messages = [await c.recv(), await c.recv()]
         assert {"id": 3, "publish": {}} in messages
         info = {"user": "42", "client": client_id}
-        assert {"push": {"channel": ch, "pub": {"data": {"text": "hi"}, "info": info,
-                                                "offset": 2}}} in messages
+        assert {
+            "push": {"channel": ch, "pub": {"data": {"text": "hi"}, "info": info, "offset": 2}}
+        } in messages
         presence = await c.call(4, "presence", {"channel": ch})
         assert presence == {"id": 4, "presence": {"presence": {client_id: info}}}
         stats = await c.call(5, "presence_stats", {"channel": ch})
         assert stats == {"id": 5, "presence_stats": {"num_clients": 1, "num_users": 1}}
         history = await c.call(6, "history", {"channel": ch, "limit": 10})
         epoch = history["history"]["epoch"]
-        assert history == {"id": 6, "history": {"publications": [
-            {"data": {"text": "hello"}, "offset": 1},
-            {"data": {"text": "hi"}, "info": info, "offset": 2},
-        ], "epoch": epoch, "offset": 2}}
+        assert history == {
+            "id": 6,
+            "history": {
+                "publications": [
+                    {"data": {"text": "hello"}, "offset": 1},
+                    {"data": {"text": "hi"}, "info": info, "offset": 2},
+                ],
+                "epoch": epoch,
+                "offset": 2,
+            },
+        }
         position = await c.call(7, "history", {"channel": ch, "limit": 0, "reverse": False})
         assert position["history"] == {"publications": [], "epoch": epoch, "offset": 2}
-        since = await c.call(8, "history", {"channel": ch, "since": {"offset": 1, "epoch": epoch},
-                                            "limit": 10})
+        since = await c.call(
+            8, "history", {"channel": ch, "since": {"offset": 1, "epoch": epoch}, "limit": 10}
+        )
         assert [p["offset"] for p in since["history"]["publications"]] == [2]
-        wrong = await c.call(9, "history", {"channel": ch, "limit": 10,
-                                            "since": {"offset": 1, "epoch": "WRONGEPO"}})
+        wrong = await c.call(
+            9, "history", {"channel": ch, "limit": 10, "since": {"offset": 1, "epoch": "WRONGEPO"}}
+        )
         assert wrong["error"] == {"code": 112, "message": "unrecoverable position"}
         rev = await c.call(10, "history", {"channel": ch, "limit": 10, "reverse": True})
         assert [p["offset"] for p in rev["history"]["publications"]] == [2, 1]
@@ -200,8 +213,16 @@ async def test_recovery_after_reconnect(protocol_server: ServerProcess) -> None:
     async with await RawClient.open(protocol_server.ws_url) as c:
         await c.send(
             {"connect": {"token": token(), "name": "js"}, "id": 10},
-            {"subscribe": {"channel": ch, "flag": 1, "recover": True, "offset": 1,
-                           "epoch": epoch}, "id": 11},
+            {
+                "subscribe": {
+                    "channel": ch,
+                    "flag": 1,
+                    "recover": True,
+                    "offset": 1,
+                    "epoch": epoch,
+                },
+                "id": 11,
+            },
         )
         await c.reply(10)
         reply = (await c.reply(11))["subscribe"]
@@ -214,10 +235,13 @@ async def test_recovery_after_reconnect(protocol_server: ServerProcess) -> None:
             "positioned": True,
             "was_recovering": True,
         }
-        nothing = (await c.call(12, "unsubscribe", {"channel": ch}))
+        nothing = await c.call(12, "unsubscribe", {"channel": ch})
         assert nothing == {"id": 12, "unsubscribe": {}}
-        same = (await c.call(13, "subscribe", {"channel": ch, "recover": True, "offset": 3,
-                                               "epoch": epoch}))["subscribe"]
+        same = (
+            await c.call(
+                13, "subscribe", {"channel": ch, "recover": True, "offset": 3, "epoch": epoch}
+            )
+        )["subscribe"]
         assert same["recovered"] is True and "publications" not in same and same["offset"] == 3
 
 
@@ -226,12 +250,18 @@ async def test_recovery_with_wrong_epoch(protocol_server: ServerProcess) -> None
     protocol_server.api("publish", {"channel": ch, "data": {"n": 1}})
     async with await RawClient.open(protocol_server.ws_url) as c:
         await c.connect(token())
-        reply = (await c.call(2, "subscribe", {"channel": ch, "recover": True, "offset": 1,
-                                               "epoch": "XXXXXXXX"}))["subscribe"]
+        reply = (
+            await c.call(
+                2, "subscribe", {"channel": ch, "recover": True, "offset": 1, "epoch": "XXXXXXXX"}
+            )
+        )["subscribe"]
         assert "recovered" not in reply and "publications" not in reply
         assert reply["offset"] == 1 and reply["was_recovering"] is True
-        rejected = await c.call(3, "subscribe", {"channel": channel(), "recover": True,
-                                                 "offset": 5, "epoch": "XXXXXXXX", "flag": 3})
+        rejected = await c.call(
+            3,
+            "subscribe",
+            {"channel": channel(), "recover": True, "offset": 5, "epoch": "XXXXXXXX", "flag": 3},
+        )
         assert rejected["error"] == {"code": 112, "message": "unrecoverable position"}
 
 
@@ -281,8 +311,9 @@ async def test_server_api_subscribe_unsubscribe_disconnect(protocol_server: Serv
         while "unsubscribe" not in (push := await c.recv())["push"]:
             pass
         assert push["push"]["unsubscribe"] == {"code": 2000, "reason": "server unsubscribe"}
-        protocol_server.api("disconnect", {"user": user, "disconnect": {"code": 4000,
-                                                                        "reason": "custom"}})
+        protocol_server.api(
+            "disconnect", {"user": user, "disconnect": {"code": 4000, "reason": "custom"}}
+        )
         assert await c.closed() == 4000
 
 
@@ -336,8 +367,10 @@ def test_secret_is_long_enough() -> None:
 async def test_concurrent_clients_isolated(protocol_server: ServerProcess) -> None:
     """A client that misbehaves is closed; a well-behaved one is unaffected."""
     ch = channel()
-    async with await RawClient.open(protocol_server.ws_url) as good, \
-            await RawClient.open(protocol_server.ws_url) as bad:
+    async with (
+        await RawClient.open(protocol_server.ws_url) as good,
+        await RawClient.open(protocol_server.ws_url) as bad,
+    ):
         await good.connect(token())
         await good.call(2, "subscribe", {"channel": ch})
         await good.recv()

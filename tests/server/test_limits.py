@@ -39,8 +39,17 @@ async def test_oversized_frame_closes_1009(server_factory) -> None:  # type: ign
         '{"id": 2, "subscribe": "not an object"}',
         '{"id": 2, "subscribe": {"channel": ""}}',
     ],
-    ids=["broken", "array", "string", "deep", "nan", "huge-id", "negative-id", "bad-body",
-         "empty-channel"],
+    ids=[
+        "broken",
+        "array",
+        "string",
+        "deep",
+        "nan",
+        "huge-id",
+        "negative-id",
+        "bad-body",
+        "empty-channel",
+    ],
 )
 async def test_malformed_commands_close_3501(protocol_server: ServerProcess, frame: str) -> None:
     async with await RawClient.open(protocol_server.ws_url) as c:
@@ -104,8 +113,11 @@ async def test_rate_limit_replies_111_then_disconnects_3013(server_factory) -> N
         await c.send(*[{"id": 100 + i, "presence_stats": {"channel": "a"}} for i in range(15)])
         replies = [await c.recv() for _ in range(15)]
         limited = [r for r in replies if r["error"]["code"] == 111]
-        assert limited[0]["error"] == {"code": 111, "message": "too many requests",
-                                       "temporary": True}
+        assert limited[0]["error"] == {
+            "code": 111,
+            "message": "too many requests",
+            "temporary": True,
+        }
         assert 15 - len(limited) <= 10  # the burst (less the connect command) went through
         await c.send(*[{"id": 200 + i, "presence_stats": {"channel": "a"}} for i in range(40)])
         assert await c.closed() == 3013
@@ -115,8 +127,10 @@ async def test_flood_does_not_hurt_other_clients(server_factory) -> None:  # typ
     limits = {"rate_per_second": 50, "burst": 50, "max_rejections": 1000}
     server = server_factory({**PROTOCOL_CONFIG, "client": {"command_rate_limit": limits}})
     ch = "calm"
-    async with await RawClient.open(server.ws_url) as calm, \
-            await RawClient.open(server.ws_url) as noisy:
+    async with (
+        await RawClient.open(server.ws_url) as calm,
+        await RawClient.open(server.ws_url) as noisy,
+    ):
         await calm.connect(token("calm"))
         await calm.call(2, "subscribe", {"channel": ch})
         await calm.recv()
@@ -153,12 +167,14 @@ async def test_origin_policy(server_factory, origin: str | None, status: int) ->
 
 async def test_same_host_origin_allowed_without_list(protocol_server: ServerProcess) -> None:
     async with aiohttp.ClientSession() as session:
-        ok = await session.ws_connect(protocol_server.ws_url,
-                                      headers={"Origin": f"http://127.0.0.1:{protocol_server.port}"})
+        ok = await session.ws_connect(
+            protocol_server.ws_url, headers={"Origin": f"http://127.0.0.1:{protocol_server.port}"}
+        )
         await ok.close()
         with pytest.raises(aiohttp.WSServerHandshakeError):
-            await session.ws_connect(protocol_server.ws_url,
-                                     headers={"Origin": "http://localhost.evil:1"})
+            await session.ws_connect(
+                protocol_server.ws_url, headers={"Origin": "http://localhost.evil:1"}
+            )
 
 
 async def test_upgrade_headers_dribble_is_cut(server_factory) -> None:  # type: ignore[no-untyped-def]

@@ -12,8 +12,9 @@ from tests.processes import ServerProcess, token
 
 pytestmark = [
     pytest.mark.node,
-    pytest.mark.skipif(not js_sdk_available(), reason="node or tests/js/node_modules missing: "
-                       "run `make install`"),
+    pytest.mark.skipif(
+        not js_sdk_available(), reason="node or tests/js/node_modules missing: run `make install`"
+    ),
 ]
 
 
@@ -69,8 +70,9 @@ async def test_recovery_after_disconnect(js: JsClient, protocol_server: ServerPr
     for n in (2, 3, 4):
         protocol_server.api("publish", {"channel": ch, "data": {"n": n}})
     await js.call("reconnect")
-    resubscribed = await js.wait(lambda e: is_event("subscribed", channel=ch)(e)
-                                 and e["wasRecovering"])
+    resubscribed = await js.wait(
+        lambda e: is_event("subscribed", channel=ch)(e) and e["wasRecovering"]
+    )
     assert resubscribed["recovered"] is True
     for n in (2, 3, 4):
         await js.wait(lambda e, n=n: is_event("publication")(e) and e["data"] == {"n": n})
@@ -80,8 +82,9 @@ async def test_recovery_after_disconnect(js: JsClient, protocol_server: ServerPr
 
 async def test_token_refresh_keeps_connection(js: JsClient, server_factory) -> None:  # type: ignore[no-untyped-def]
     server = server_factory({"client": {"expired_close_delay": "1s"}})
-    await js.call("connect", url=server.ws_url, token=token("carol", ttl=2),
-                  tokens=[token("carol", ttl=600)])
+    await js.call(
+        "connect", url=server.ws_url, token=token("carol", ttl=2), tokens=[token("carol", ttl=600)]
+    )
     await js.wait(is_event("connected"))
     await js.wait(is_event("get_token"), timeout=10)
     # The expiry check (exp + 1 s) passes without a disconnect because the SDK refreshed.
@@ -93,8 +96,12 @@ async def test_token_refresh_keeps_connection(js: JsClient, server_factory) -> N
 async def test_expired_token_is_replaced_via_get_token(
     js: JsClient, protocol_server: ServerProcess
 ) -> None:
-    await js.call("connect", url=protocol_server.ws_url, token=token("dan", ttl=None,
-                  exp=1_000_000_000), tokens=[token("dan")])
+    await js.call(
+        "connect",
+        url=protocol_server.ws_url,
+        token=token("dan", ttl=None, exp=1_000_000_000),
+        tokens=[token("dan")],
+    )
     await js.wait(is_event("get_token"))
     await js.wait(is_event("connected"))
 

@@ -58,7 +58,9 @@ async def next_item(queue: asyncio.Queue[Any], timeout: float = 5) -> Any:
     return await asyncio.wait_for(queue.get(), timeout)
 
 
-async def test_publish_presence_history(clients: list[Client], protocol_server: ServerProcess) -> None:
+async def test_publish_presence_history(
+    clients: list[Client], protocol_server: ServerProcess
+) -> None:
     ch = f"py{uuid.uuid4().hex[:8]}"
     client = Client(protocol_server.ws_url, token=token("py1"))
     clients.append(client)
@@ -82,8 +84,10 @@ async def test_two_clients_exchange_messages(
     clients: list[Client], protocol_server: ServerProcess
 ) -> None:
     ch = f"py{uuid.uuid4().hex[:8]}"
-    a, b = Client(protocol_server.ws_url, token=token("a")), Client(protocol_server.ws_url,
-                                                                   token=token("b"))
+    a, b = (
+        Client(protocol_server.ws_url, token=token("a")),
+        Client(protocol_server.ws_url, token=token("b")),
+    )
     clients.extend([a, b])
     await asyncio.gather(a.connect(), b.connect())
     ev_a, ev_b = Recorder(), Recorder()
@@ -95,7 +99,9 @@ async def test_two_clients_exchange_messages(
     assert (await next_item(ev_a.publications)).pub.info.user == "a"
 
 
-async def test_recovery_after_reconnect(clients: list[Client], protocol_server: ServerProcess) -> None:
+async def test_recovery_after_reconnect(
+    clients: list[Client], protocol_server: ServerProcess
+) -> None:
     ch = f"py{uuid.uuid4().hex[:8]}"
     client = Client(protocol_server.ws_url, token=token("py2"))
     clients.append(client)
