@@ -1,0 +1,51 @@
+"""The shared ping wheel: pings every slot once per interval; missing pongs disconnect."""
+
+from __future__ import annotations
+
+from roomcast.heartbeat import Heartbeat
+
+
+class FakeClient:
+    """Stands in for a connection: the wheel only calls these two methods."""
+
+    def __init__(self) -> None:
+        self.heartbeat_slot = -1
+        self.ping_pending = False
+        self.pings = 0
+        self.disconnected: int | None = None
+
+    def send_ping(self) -> None:
+        self.pings += 1
+        self.ping_pending = True
+
+    def disconnect(self, code: int, reason: str | None = None) -> None:
+        self.disconnected = code
+
+
+def test_each_client_pinged_once_per_turn_and_pong_checked() -> None:
+    wheel = Heartbeat(ping_interval=10, pong_timeout=4)
+    clients = [FakeClient() for _ in range(50)]
+    for c in clients:
+        wheel.add(c)  # type: ignore[arg-type]
+    ticks_per_turn = round(10 / wheel.tick_seconds)
+    for _ in range(ticks_per_turn):
+        wheel.tick()
+        for c in clients[:25]:
+            c.ping_pending = False  # these answer at once
+    assert all(c.pings == 1 for c in clients)
+    for _ in range(ticks_per_turn):
+        wheel.tick()
+        for c in clients[:25]:
+            c.ping_pending = False
+    assert all(c.disconnected is None for c in clients[:25])
+    assert all(c.disconnected == 3012 for c in clients[25:])
+
+
+def test_removed_clients_are_not_pinged() -> None:
+    wheel = Heartbeat(ping_interval=2, pong_timeout=1)
+    c = FakeClient()
+    wheel.add(c)  # type: ignore[arg-type]
+    wheel.remove(c)  # type: ignore[arg-type]
+    for _ in range(10):
+        wheel.tick()
+    assert c.pings == 0
