@@ -633,6 +633,15 @@ class Client:
         start = top.offset if top is not None else 0
         if recovered:
             start = publications[-1].offset if publications else req.offset
+            # Live publications that raced the history read join the reply, in order.
+            for pub in subscriber.buffer or ():
+                if pub.offset == start + 1:
+                    publications.append(pub)
+                    start = pub.offset
+                elif pub.offset > start:
+                    break  # a hole: left to the commit step, which reports it
+            if subscriber.buffer:
+                subscriber.buffer = [p for p in subscriber.buffer if p.offset > start]
         if publications:
             result["publications"] = _pub_wire(publications)
         if recovered:
