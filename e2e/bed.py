@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import json
 import os
 import secrets
@@ -243,6 +244,24 @@ class BedState:
 # --- a small API client for readiness checks -------------------------------------------
 
 
+class ApiError(BedError):
+    """The API server answered with an error status."""
+
+    def __init__(self, status: int, body: str) -> None:
+        super().__init__(f"HTTP {status}: {body[:500]}")
+        self.status = status
+
+
+def _fetch(request: urllib.request.Request | str, context: ssl.SSLContext) -> tuple[int, bytes]:
+    """(status, body) of one HTTP request; error statuses are returned, not raised."""
+    try:
+        with urllib.request.urlopen(request, context=context, timeout=10) as response:
+            return int(response.status), bytes(response.read())
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, error.read()
+
+
 class ApiClient:
     """Just enough of the Kubernetes REST API to bring the bed up and check it."""
 
@@ -258,8 +277,9 @@ class ApiClient:
         request.add_header("Accept", "application/json")
         if data is not None:
             request.add_header("Content-Type", "application/json")
-        with urllib.request.urlopen(request, context=self._context, timeout=10) as response:
-            payload = response.read()
+        status, payload = _fetch(request, self._context)
+        if status >= 400:
+            raise ApiError(status, payload.decode(errors="replace"))
         try:
             return json.loads(payload)
         except ValueError:
@@ -268,7 +288,7 @@ class ApiClient:
     def healthy(self, path: str = "/readyz") -> bool:
         try:
             return bool(self.request("GET", path) == "ok")
-        except (OSError, urllib.error.URLError):
+        except (OSError, BedError):
             return False
 
 
@@ -277,9 +297,8 @@ def _http_ok(url: str) -> bool:
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     try:
-        with urllib.request.urlopen(url, context=context, timeout=5) as response:
-            return bool(response.status == 200)
-    except (OSError, urllib.error.URLError):
+        return _fetch(url, context)[0] == 200
+    except OSError:
         return False
 
 
@@ -336,12 +355,23 @@ class Bed:
 
     # -- up --
 
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """Serialise up and down of this state directory across processes."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with (self.state_dir / ".lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
     def up(self, timeout_seconds: float = 120.0) -> None:
         """Start the bed, or keep it if it is already running."""
-        if self.running():
-            return
-        self.down()
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with self._exclusive():
+            if self.running():
+                return
+            self._down()
+            self._up(timeout_seconds)
+
+    def _up(self, timeout_seconds: float) -> None:
         tools = tools_bin_dir()
         for binary in (*COMPONENTS, "kubectl"):
             if not (tools / binary).is_file():
@@ -358,7 +388,7 @@ class Bed:
             self._start_all(state, tools, run, timeout_seconds)
         except BaseException:
             sys.stderr.write(self.log_tails() + "\n")
-            self.down()
+            self._down()
             raise
 
     def _start_all(self, state: BedState, tools: Path, run: Path, timeout_seconds: float) -> None:
@@ -540,6 +570,12 @@ class Bed:
         Returns the names of components that ignored SIGTERM and had to be killed.
         Raises BedError if any process still refers to the run directory afterwards.
         """
+        if not self.state_file.exists():
+            return []
+        with self._exclusive():
+            return self._down(keep_logs)
+
+    def _down(self, keep_logs: bool | None = None) -> list[str]:
         state = self.state()
         if state is None:
             return []
@@ -565,7 +601,7 @@ class Bed:
 
     # -- logs --
 
-    def log_tails(self, lines: int = 40) -> str:
+    def log_tails(self, lines: int = 25) -> str:
         """The last lines of every component log, for failure reports."""
         parts = []
         for name, path in self.log_files().items():
@@ -582,7 +618,9 @@ def _tail(path: Path, lines: int) -> str:
             text = handle.read().decode(errors="replace")
     except FileNotFoundError:
         return "(no log)"
-    return "\n".join(text.splitlines()[-lines:])
+    return "\n".join(
+        line if len(line) <= 400 else line[:400] + " [...]" for line in text.splitlines()[-lines:]
+    )
 
 
 def _fake_node(name: str) -> dict[str, Any]:

@@ -95,9 +95,10 @@ class Kube:
         return self.run(*args, stdin=json.dumps(obj))
 
     def create(
-        self, obj: Obj, namespace: str | None = None, check: bool = True
+        self, obj: Obj, namespace: str | None = None, check: bool = True, validate: str = "strict"
     ) -> subprocess.CompletedProcess[str]:
-        args = ["create", "-f", "-"]
+        """``kubectl create``; ``validate`` is kubectl's field validation (strict/warn/ignore)."""
+        args = ["create", f"--validate={validate}", "-f", "-"]
         if namespace:
             args += ["-n", namespace]
         return self.run(*args, stdin=json.dumps(obj), check=check)

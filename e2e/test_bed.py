@@ -283,12 +283,18 @@ def test_crd_with_structural_schema_is_served_and_validates(
 
     # Discovery may lag Established by a moment.
     eventually(
-        lambda: kube.create(probe("good", {"replicas": 3, "mode": "safe", "extra": 1}), namespace),
+        lambda: kube.create(probe("good", {"replicas": 3, "mode": "safe"}), namespace),
         cluster.timeout_seconds,
         what="valid custom object accepted",
     )
-    stored = kube.get(probe_crd, "good", namespace)
-    assert stored["spec"] == {"replicas": 3, "mode": "safe"}, "unknown fields are pruned"
+    assert kube.get(probe_crd, "good", namespace)["spec"] == {"replicas": 3, "mode": "safe"}
+
+    # Unknown fields: rejected under strict field validation, pruned when it is off.
+    extra = probe("extra", {"replicas": 2, "colour": "red"})
+    strict = kube.create(extra, namespace, check=False)
+    assert strict.returncode != 0 and 'unknown field "spec.colour"' in strict.stderr
+    kube.create(extra, namespace, validate="ignore")
+    assert kube.get(probe_crd, "extra", namespace)["spec"] == {"replicas": 2}
 
     for name, spec, message in (
         ("wrong-type", {"replicas": "three"}, "spec.replicas"),
