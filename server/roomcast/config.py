@@ -252,8 +252,29 @@ class RedisSettings(_Section):
     cluster: bool = False
     connect_timeout: Seconds = 1.0
     io_timeout: Seconds = 4.0
+    sharded_pubsub: bool = Field(
+        True, description="With cluster: SSUBSCRIBE/SPUBLISH on the slot's node (Redis 7+)."
+    )
+    health_check_interval: Seconds = Field(
+        1.0, gt=0, description="Seconds between PINGs on each connection (half-open detection)."
+    )
+    position_check_interval: Seconds = Field(
+        5.0, gt=0, description="Seconds between checks of channel positions for lost tails."
+    )
+    reconnect_delay_min: Seconds = Field(
+        0.05, gt=0, description="First reconnect delay in seconds (jittered, doubling)."
+    )
+    reconnect_delay_max: Seconds = Field(5.0, gt=0, description="Longest reconnect delay.")
+    replicas_to_wait: int = Field(
+        0,
+        ge=0,
+        description="Replicas that must have a publication (WAIT) before it is acknowledged.",
+    )
+    replica_wait_timeout: Seconds = Field(
+        0.5, description="Seconds WAIT may take; fewer replicas in time fails the publish."
+    )
 
-    @field_validator("address", mode="before")
+    @field_validator("address", "sentinel_addresses", mode="before")
     @classmethod
     def _split_urls(cls, value: object) -> object:
         if isinstance(value, str):

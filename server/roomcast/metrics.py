@@ -73,6 +73,12 @@ class Metrics:
     def count_disconnect(self, code: int) -> None:
         self.disconnects[code] += 1
 
+    def register_engine(self, engine: object) -> None:
+        """Export an engine's own metrics (Redis round trips, reconnects) beside ours."""
+        collector = getattr(engine, "metrics_collector", None)
+        if isinstance(collector, Collector):
+            self.registry.register(collector)
+
 
 class _Collector(Collector):
     def __init__(self, metrics: Metrics) -> None:

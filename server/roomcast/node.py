@@ -51,6 +51,7 @@ class Node:
         self.started = time.time()
         self.rules = ChannelRules(settings.channel)
         self.metrics = Metrics()
+        self.metrics.register_engine(engine)
         self.hub = Hub(self.metrics)
         token = settings.client.token
         self.conn_verifier = TokenVerifier(token)

@@ -1,0 +1,352 @@
+"""The Redis engine: many Roomcast nodes behave as one server.
+
+Layout in Redis (``{channel}`` is a hash tag, so a channel's keys live on one shard):
+
+* ``<prefix>.stream.{ch}``: the history stream; entry id ``<offset>-0``, field ``d``.
+* ``<prefix>.meta.{ch}``: hash with the epoch ``e`` and the top offset ``s``.
+* ``<prefix>.ch.{ch}``: the pub/sub channel of publications, joins and leaves.
+* ``<prefix>.presence.data.{ch}`` / ``.expire.{ch}``: client info, and expiry by Redis time.
+* ``<prefix>.nodes.data.{nodes}`` / ``.expire.{nodes}``: the node registry.
+* ``<prefix>.control``: commands for every node.
+
+Channels are spread over several Redis servers by consistent hashing (``address``
+lists them), over Redis Cluster nodes by slot (``cluster``), or go to the master that
+Sentinel names. Each shard reconnects on its own; while one is down, calls for its
+channels raise ``EngineUnavailable`` at once instead of queueing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import zlib
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from redis.crc import key_slot
+
+from roomcast.config import RedisSettings
+
+from .base import (
+    ClientInfo,
+    EngineEventHandler,
+    EngineUnavailable,
+    HistoryOptions,
+    HistoryResult,
+    NodeInfo,
+    Publication,
+    StreamPosition,
+)
+from .memory import IDEMPOTENCY_WINDOW_SECONDS, new_epoch
+from .redis_codec import decode_body, encode_body, parse_entry_offset
+from .redis_protocol import ConnectionLost, RedisAddress, RedisReplyError, open_connection
+from .redis_scripts import ADD_MEMBER, HISTORY, LIVE_MEMBERS, PUBLISH
+from .redis_shard import RedisEngineMetrics, RedisKeys, Shard
+
+log = logging.getLogger(__name__)
+
+_CLUSTER_SLOTS = 16384
+
+
+def jump_hash(key: int, buckets: int) -> int:
+    """Jump consistent hash (Lamping and Veach): adding a shard moves 1/n of channels."""
+    b, j = -1, 0
+    while j < buckets:
+        b = j
+        key = (key * 2862933555777941757 + 1) & 0xFFFFFFFFFFFFFFFF
+        j = int((b + 1) * (float(1 << 31) / float((key >> 33) + 1)))
+    return b
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
+
+
+class RedisEngine:
+    """Broker, history, presence and node registry on one or more Redis servers."""
+
+    name = "redis"
+
+    def __init__(self, settings: RedisSettings) -> None:
+        self._settings = settings
+        self._keys = RedisKeys(settings.prefix)
+        self.metrics_collector = RedisEngineMetrics()
+        self._shards: list[Shard] = []
+        self._slots: list[int] = []
+        self._publish_cmd = (
+            "SPUBLISH" if settings.cluster and settings.sharded_pubsub else "PUBLISH"
+        )
+        self._handler: EngineEventHandler | None = None
+
+    @property
+    def available(self) -> bool:
+        return bool(self._shards) and all(shard.available for shard in self._shards)
+
+    async def start(self, handler: EngineEventHandler) -> None:
+        self._handler = handler
+        s = self._settings
+        if s.cluster:
+            await self._discover_cluster()
+        elif s.sentinel_addresses:
+            self._shards = [self._make_shard("sentinel", self._resolve_sentinel, master=True)]
+        else:
+            for url in s.address:
+                address = RedisAddress.parse(url)
+                self._shards.append(self._make_shard(str(address), _fixed(address)))
+        for shard in self._shards:
+            shard.start(handler)
+        await asyncio.gather(
+            *(shard.wait_first_attempt(s.connect_timeout * 2) for shard in self._shards)
+        )
+
+    def _make_shard(self, label: str, resolve: Any, *, master: bool = False) -> Shard:
+        s = self._settings
+        return Shard(
+            label=label,
+            resolve=resolve,
+            settings=s,
+            keys=self._keys,
+            metrics=self.metrics_collector,
+            sharded_pubsub=s.cluster and s.sharded_pubsub,
+            carries_control=not self._shards,
+            require_master=master,
+        )
+
+    async def close(self) -> None:
+        await asyncio.gather(*(shard.close() for shard in self._shards))
+
+    # Routing -------------------------------------------------------------------
+    def _shard(self, channel: str) -> Shard:
+        shards = self._shards
+        if not shards:
+            raise EngineUnavailable("redis engine is not started")
+        if self._slots:
+            return shards[self._slots[key_slot(self._keys.meta(channel).encode())]]
+        if len(shards) == 1:
+            return shards[0]
+        return shards[jump_hash(zlib.crc32(channel.encode()), len(shards))]
+
+    def _nodes_shard(self) -> Shard:
+        if self._slots:
+            return self._shards[self._slots[key_slot(self._keys.nodes[0].encode())]]
+        if not self._shards:
+            raise EngineUnavailable("redis engine is not started")
+        return self._shards[0]
+
+    async def _resolve_sentinel(self) -> RedisAddress:
+        """Ask the sentinels, in order, where the master is now."""
+        s = self._settings
+        base = RedisAddress.parse(s.address[0]) if s.address else RedisAddress()
+        errors: list[str] = []
+        for url in s.sentinel_addresses:
+            sentinel = RedisAddress.parse(url)
+            try:
+                conn = await open_connection(sentinel, connect_seconds=s.connect_timeout)
+                try:
+                    reply = await conn.execute(
+                        "SENTINEL",
+                        "get-master-addr-by-name",
+                        s.sentinel_master_name,
+                        wait_seconds=s.io_timeout,
+                    )
+                finally:
+                    conn.close()
+            except (EngineUnavailable, RedisReplyError) as exc:
+                errors.append(f"{sentinel}: {exc}")
+                continue
+            if reply:
+                return base.with_endpoint(reply[0].decode(), int(reply[1]))
+            errors.append(f"{sentinel}: master {s.sentinel_master_name!r} unknown")
+        raise ConnectionLost("no sentinel named a master: " + "; ".join(errors))
+
+    async def _discover_cluster(self) -> None:
+        """Read the slot map from the first seed that answers; one shard per master."""
+        s = self._settings
+        errors: list[str] = []
+        for url in s.address:
+            seed = RedisAddress.parse(url)
+            try:
+                conn = await open_connection(seed, connect_seconds=s.connect_timeout)
+                try:
+                    ranges = await conn.execute("CLUSTER", "SLOTS", wait_seconds=s.io_timeout)
+                finally:
+                    conn.close()
+            except (EngineUnavailable, RedisReplyError) as exc:
+                errors.append(f"{seed}: {exc}")
+                continue
+            masters: dict[tuple[str, int], int] = {}
+            slots = [0] * _CLUSTER_SLOTS
+            for start, end, master, *_ in ranges:
+                host = master[0].decode() or seed.host
+                endpoint = (host, int(master[1]))
+                if endpoint not in masters:
+                    masters[endpoint] = len(self._shards)
+                    address = seed.with_endpoint(*endpoint)
+                    self._shards.append(self._make_shard(str(address), _fixed(address)))
+                for slot in range(int(start), int(end) + 1):
+                    slots[slot] = masters[endpoint]
+            self._slots = slots
+            return
+        raise EngineUnavailable("no cluster seed answered: " + "; ".join(errors))
+
+    # Broker --------------------------------------------------------------------
+    async def subscribe(self, channel: str) -> None:
+        await self._shard(channel).subscribe(channel)
+
+    async def unsubscribe(self, channel: str) -> None:
+        self._shard(channel).unsubscribe(channel)
+
+    async def publish(
+        self,
+        channel: str,
+        pub: Publication,
+        *,
+        history: HistoryOptions | None,
+        idempotency_key: str | None = None,
+    ) -> StreamPosition | None:
+        shard = self._shard(channel)
+        body = encode_body(pub)
+        key = self._keys.pubsub(channel)
+        if history is None and not idempotency_key:
+            await shard.execute(self._publish_cmd, key, b"p0::" + body)
+            return None
+        keys = [self._keys.stream(channel), self._keys.meta(channel)]
+        if idempotency_key:
+            keys.append(self._keys.idempotency(channel, idempotency_key))
+        size, ttl, meta_ttl = (
+            (history.size, history.ttl_seconds, max(history.meta_ttl_seconds, history.ttl_seconds))
+            if history is not None
+            else (0, 1.0, 1.0)
+        )
+        offset, epoch = await shard.run_script(
+            PUBLISH,
+            keys,
+            (
+                body,
+                key,
+                size,
+                _ms(ttl),
+                _ms(meta_ttl),
+                new_epoch(),
+                self._publish_cmd,
+                _ms(IDEMPOTENCY_WINDOW_SECONDS),
+            ),
+        )
+        if offset == -1:  # a retry of an acknowledged publish: answer as the first time
+            seen_offset, _, seen_epoch = epoch.partition(b":")
+            return StreamPosition(int(seen_offset), seen_epoch.decode()) if history else None
+        if self._settings.replicas_to_wait:
+            await self._wait_replicas(shard)
+        if history is None:
+            return None
+        pub.offset = offset
+        return StreamPosition(offset, epoch.decode())
+
+    async def _wait_replicas(self, shard: Shard) -> None:
+        """Acknowledge only what enough replicas hold, so a failover cannot lose it."""
+        s = self._settings
+        n = await shard.execute("WAIT", s.replicas_to_wait, _ms(s.replica_wait_timeout))
+        if int(n) < s.replicas_to_wait:
+            raise EngineUnavailable(f"publication reached {n} of {s.replicas_to_wait} replicas")
+
+    async def publish_join(self, channel: str, info: ClientInfo) -> None:
+        await self._shard(channel).execute(
+            self._publish_cmd, self._keys.pubsub(channel), b"j" + info.encode()
+        )
+
+    async def publish_leave(self, channel: str, info: ClientInfo) -> None:
+        await self._shard(channel).execute(
+            self._publish_cmd, self._keys.pubsub(channel), b"l" + info.encode()
+        )
+
+    async def publish_control(self, payload: bytes) -> None:
+        control = next((s for s in self._shards if s.carries_control), None)
+        if control is None:
+            raise EngineUnavailable("redis engine is not started")
+        await control.execute("PUBLISH", self._keys.control, payload)
+
+    # History -------------------------------------------------------------------
+    async def history(
+        self,
+        channel: str,
+        *,
+        history: HistoryOptions,
+        since: StreamPosition | None,
+        limit: int,
+        reverse: bool = False,
+    ) -> HistoryResult:
+        shard = self._shard(channel)
+        await shard.wait_ready(channel)
+        if reverse:
+            start = f"{since.offset - 1}-0" if since is not None else "+"
+            end = "-"
+        else:
+            start = f"{since.offset + 1}-0" if since is not None else "-"
+            end = "+"
+        top, epoch, entries = await shard.run_script(
+            HISTORY,
+            (self._keys.stream(channel), self._keys.meta(channel)),
+            (
+                new_epoch(),
+                _ms(max(history.meta_ttl_seconds, history.ttl_seconds)),
+                start,
+                end,
+                limit if limit >= 0 else -1,
+                "1" if reverse else "0",
+            ),
+        )
+        pubs = [decode_body(fields[1], 0, parse_entry_offset(eid)) for eid, fields in entries]
+        return HistoryResult(pubs, StreamPosition(int(top), epoch.decode()))
+
+    async def remove_history(self, channel: str) -> None:
+        await self._shard(channel).execute("DEL", self._keys.stream(channel))
+
+    # Presence ------------------------------------------------------------------
+    async def add_presence(self, channel: str, info: ClientInfo, ttl_seconds: float) -> None:
+        await self._shard(channel).run_script(
+            ADD_MEMBER, self._keys.presence(channel), (info.client, info.encode(), _ms(ttl_seconds))
+        )
+
+    async def remove_presence(self, channel: str, client_id: str, user: str) -> None:
+        data, expire = self._keys.presence(channel)
+        await self._shard(channel).execute_many(
+            [("HDEL", data, client_id), ("ZREM", expire, client_id)]
+        )
+
+    async def _live(self, shard: Shard, keys: Sequence[str]) -> list[tuple[bytes, bytes]]:
+        flat = await shard.run_script(LIVE_MEMBERS, keys, ())
+        return list(zip(flat[::2], flat[1::2], strict=True))
+
+    async def presence(self, channel: str) -> dict[str, ClientInfo]:
+        members = await self._live(self._shard(channel), self._keys.presence(channel))
+        return {client.decode(): ClientInfo.decode(raw) for client, raw in members}
+
+    async def presence_stats(self, channel: str) -> tuple[int, int]:
+        clients = await self.presence(channel)
+        return len(clients), len({info.user for info in clients.values()})
+
+    # Nodes ---------------------------------------------------------------------
+    async def announce(self, info: NodeInfo, ttl_seconds: float) -> None:
+        await self._nodes_shard().run_script(
+            ADD_MEMBER,
+            self._keys.nodes,
+            (info.uid, orjson.dumps(dataclasses.asdict(info)), _ms(ttl_seconds)),
+        )
+
+    async def nodes(self) -> list[NodeInfo]:
+        out: list[NodeInfo] = []
+        for _, raw in await self._live(self._nodes_shard(), self._keys.nodes):
+            try:
+                out.append(NodeInfo(**orjson.loads(raw)))
+            except (orjson.JSONDecodeError, TypeError):
+                log.warning("bad node record in redis")
+        return out
+
+
+def _fixed(address: RedisAddress) -> Any:
+    async def resolve() -> RedisAddress:
+        return address
+
+    return resolve

@@ -1,0 +1,59 @@
+"""How publications travel through Redis: one compact frame, encoded once by the publisher.
+
+A publication body is ``<len(info)>:<len(tags)>:<info json><tags json><data json>``;
+the stream stores the body (the entry id is the offset) and pub/sub carries
+``p<offset>:<epoch>:<body>`` (offset 0 and an empty epoch without history), so a node
+reads offsets and payloads by slicing, without parsing the JSON data. Join and leave
+travel as ``j<client info json>`` and ``l<client info json>`` on the same channel.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from .base import ClientInfo, Publication
+
+_INFO_CACHE_SIZE = 4096
+_info_cache: dict[bytes, ClientInfo] = {}
+
+
+def encode_body(pub: Publication) -> bytes:
+    info = pub.info.encode() if pub.info is not None else b""
+    tags = orjson.dumps(pub.tags) if pub.tags else b""
+    return b"%d:%d:%s%s%s" % (len(info), len(tags), info, tags, pub.data)
+
+
+def decode_info(raw: bytes) -> ClientInfo:
+    """ClientInfo from JSON; a publisher's info repeats, so decoded ones are reused."""
+    info = _info_cache.get(raw)
+    if info is None:
+        if len(_info_cache) >= _INFO_CACHE_SIZE:
+            _info_cache.clear()
+        info = _info_cache[raw] = ClientInfo.decode(raw)
+    return info
+
+
+def decode_body(frame: bytes, start: int, offset: int) -> Publication:
+    """The publication whose body starts at ``frame[start]``."""
+    i = frame.index(b":", start)
+    j = frame.index(b":", i + 1)
+    info_len = int(frame[start:i])
+    tags_len = int(frame[i + 1 : j])
+    pos = j + 1
+    info = decode_info(frame[pos : pos + info_len]) if info_len else None
+    pos += info_len
+    tags = orjson.loads(frame[pos : pos + tags_len]) if tags_len else None
+    return Publication(data=frame[pos + tags_len :], offset=offset, info=info, tags=tags)
+
+
+def decode_message(frame: bytes) -> tuple[int, bytes, Publication]:
+    """A pub/sub publication frame (``p...``): offset, epoch bytes, publication."""
+    i = frame.index(b":", 1)
+    offset = int(frame[1:i])
+    j = frame.index(b":", i + 1)
+    return offset, frame[i + 1 : j], decode_body(frame, j + 1, offset)
+
+
+def parse_entry_offset(entry_id: bytes) -> int:
+    """Stream entry ids are ``<offset>-0``."""
+    return int(entry_id.partition(b"-")[0])

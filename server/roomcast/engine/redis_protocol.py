@@ -1,0 +1,282 @@
+"""Raw asyncio Redis connections on hiredis's parser.
+
+redis-py's PubSub reader costs about 15 us a message and resubscribes silently after a
+reconnect, so messages lost meanwhile go unnoticed. These connections are plain and
+loud instead: commands are pipelined (everything asked for in one loop turn goes out in
+one write, replies are matched in order), pub/sub messages go straight from
+``data_received`` to a callback, and a lost connection fails every waiter with
+``EngineUnavailable`` exactly once so the engine can resubscribe and look for holes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import hiredis
+
+from .base import EngineUnavailable
+
+Arg = bytes | str | int | float
+OnMessage = Callable[[bytes, bytes], None]
+
+#: hiredis's stub types a command as a one-element tuple; it takes any length.
+_pack = cast(Callable[[tuple[Arg, ...]], bytes], hiredis.pack_command)
+
+_PUSH_MESSAGE = frozenset((b"message", b"smessage"))
+_PUSH_CONFIRM = frozenset((b"subscribe", b"ssubscribe", b"unsubscribe", b"sunsubscribe"))
+
+
+class RedisReplyError(Exception):
+    """Redis answered a command with an error (the connection itself is fine)."""
+
+
+class ConnectionLost(EngineUnavailable):
+    """The connection closed or timed out before the reply came."""
+
+
+@dataclass(frozen=True, slots=True)
+class RedisAddress:
+    """Where one Redis listens and how to log in: parsed from a redis:// or rediss:// URL."""
+
+    host: str = "127.0.0.1"
+    port: int = 6379
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+    tls_verify: bool = True
+    tls_ca_file: str | None = None
+
+    @classmethod
+    def parse(cls, url: str) -> RedisAddress:
+        """``redis://[user:pass@]host:port/db``; rediss:// for TLS.
+
+        Query options: ``ssl_cert_reqs=none`` to skip certificate checks and
+        ``ssl_ca_certs=/path`` for a private CA (redis-py's names).
+        """
+        if "://" not in url:
+            url = "redis://" + url
+        parts = urlsplit(url)
+        if parts.scheme not in ("redis", "rediss"):
+            raise ValueError(f"unsupported Redis URL scheme {parts.scheme!r}")
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        path = parts.path.strip("/")
+        db = int(path) if path else int(query.get("db", 0))
+        return cls(
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or 6379,
+            db=db,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            tls=parts.scheme == "rediss",
+            tls_verify=query.get("ssl_cert_reqs", "required").lower() not in ("none", "0"),
+            tls_ca_file=query.get("ssl_ca_certs"),
+        )
+
+    def with_endpoint(self, host: str, port: int) -> RedisAddress:
+        """The same credentials on another server (a Sentinel master, a cluster node)."""
+        return RedisAddress(
+            host,
+            port,
+            self.db,
+            self.username,
+            self.password,
+            self.tls,
+            self.tls_verify,
+            self.tls_ca_file,
+        )
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if not self.tls:
+            return None
+        context = ssl.create_default_context(cafile=self.tls_ca_file)
+        if not self.tls_verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+    def __str__(self) -> str:
+        return f"{'rediss' if self.tls else 'redis'}://{self.host}:{self.port}/{self.db}"
+
+
+class RedisConnection(asyncio.Protocol):
+    """One connection to Redis; commands are pipelined, replies resolve futures in order.
+
+    With ``on_message`` set it is a subscriber connection: pushed messages go to the
+    callback and subscribe confirmations to ``on_confirm``; only PING waits for a reply.
+    """
+
+    def __init__(
+        self,
+        on_message: OnMessage | None = None,
+        on_confirm: Callable[[bytes, bytes], None] | None = None,
+    ) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._reader = hiredis.Reader(replyError=RedisReplyError)
+        self._transport: asyncio.Transport | None = None
+        self._waiters: deque[asyncio.Future[Any]] = deque()
+        self._outbox: list[bytes] = []
+        self._flush_scheduled = False
+        self._on_message = on_message
+        self._on_confirm = on_confirm
+        self.closed: asyncio.Future[None] = self._loop.create_future()
+
+    # asyncio.Protocol ----------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        reader = self._reader
+        reader.feed(data)
+        on_message = self._on_message
+        while True:
+            reply = reader.gets()
+            if reply is False:
+                return
+            if on_message is not None and type(reply) is list and reply:
+                kind = reply[0]
+                if kind in _PUSH_MESSAGE:
+                    on_message(reply[1], reply[2])
+                    continue
+                if kind in _PUSH_CONFIRM:
+                    if self._on_confirm is not None:
+                        self._on_confirm(kind, reply[1])
+                    continue
+            if not self._waiters:
+                # An error nobody waits for (a refused SUBSCRIBE): the stream is unusable.
+                self.close()
+                return
+            waiter = self._waiters.popleft()
+            if waiter.done():
+                continue
+            if isinstance(reply, RedisReplyError):
+                waiter.set_exception(reply)
+            else:
+                waiter.set_result(reply)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        self._outbox.clear()
+        error = ConnectionLost(f"redis connection lost: {exc or 'closed'}")
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(error)
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    # Commands ------------------------------------------------------------
+    @property
+    def is_open(self) -> bool:
+        return self._transport is not None and not self.closed.done()
+
+    def call(self, *args: Arg) -> asyncio.Future[Any]:
+        """Queue one command; the reply (or RedisReplyError, ConnectionLost) completes it."""
+        waiter: asyncio.Future[Any] = self._loop.create_future()
+        if not self.is_open:
+            waiter.set_exception(ConnectionLost("redis connection is closed"))
+            return waiter
+        self._waiters.append(waiter)
+        self._queue(_pack(args))
+        return waiter
+
+    def send(self, *args: Arg) -> None:
+        """Queue a command whose reply arrives as a push (SUBSCRIBE and friends)."""
+        if self.is_open:
+            self._queue(_pack(args))
+
+    def _queue(self, packed: bytes) -> None:
+        self._outbox.append(packed)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._transport is not None and self._outbox:
+            self._transport.write(b"".join(self._outbox))
+        self._outbox.clear()
+
+    async def execute(self, *args: Arg, wait_seconds: float) -> Any:
+        """Run a command and wait for its reply at most ``wait_seconds``.
+
+        A timeout closes the connection: with pipelining, a late reply would be
+        matched to the wrong command.
+        """
+        waiter = self.call(*args)
+        try:
+            return await asyncio.wait_for(waiter, wait_seconds)
+        except TimeoutError:
+            self.close()
+            raise ConnectionLost(f"redis command {args[0]!r} timed out") from None
+
+    async def execute_many(
+        self, commands: Sequence[Sequence[Arg]], wait_seconds: float
+    ) -> list[Any]:
+        """Several commands in one write; replies (or the error objects) in order."""
+        waiters = [self.call(*command) for command in commands]
+        try:
+            gathered = asyncio.gather(*waiters, return_exceptions=True)
+            done = await asyncio.wait_for(gathered, wait_seconds)
+        except TimeoutError:
+            self.close()
+            raise ConnectionLost("redis pipeline timed out") from None
+        for item in done:
+            if isinstance(item, ConnectionLost):
+                raise item
+        return list(done)
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
+
+async def open_connection(
+    address: RedisAddress,
+    *,
+    connect_seconds: float,
+    on_message: OnMessage | None = None,
+    on_confirm: Callable[[bytes, bytes], None] | None = None,
+    name: str = "",
+) -> RedisConnection:
+    """Connect, log in and select the database; raises ConnectionLost or RedisReplyError."""
+    loop = asyncio.get_running_loop()
+    context = address.ssl_context()
+    try:
+        _, conn = await asyncio.wait_for(
+            loop.create_connection(
+                lambda: RedisConnection(on_message, on_confirm),
+                address.host,
+                address.port,
+                ssl=context,
+                server_hostname=address.host if context is not None else None,
+            ),
+            connect_seconds,
+        )
+    except (OSError, TimeoutError) as exc:
+        raise ConnectionLost(f"cannot connect to {address}: {exc or 'timeout'}") from None
+    try:
+        setup: list[list[Arg]] = []
+        if address.password is not None:
+            auth: list[Arg] = ["AUTH"]
+            if address.username:
+                auth.append(address.username)
+            setup.append([*auth, address.password])
+        if address.db:
+            setup.append(["SELECT", address.db])
+        if name:
+            setup.append(["CLIENT", "SETNAME", name])
+        for reply in await conn.execute_many(setup, connect_seconds) if setup else []:
+            if isinstance(reply, RedisReplyError):
+                raise reply
+    except BaseException:
+        conn.close()
+        raise
+    return conn

@@ -1,0 +1,642 @@
+"""One Redis shard: its two connections, reconnects, and the channel streams it carries.
+
+Pub/sub is at most once: a message published while the subscriber connection is down,
+or dropped because Redis cut a slow subscriber off, is simply gone. So every
+publication with history carries its gap-free offset and this node tracks, per
+channel, the last offset it handed to its subscribers. A jump means a hole: the
+missing range is read from the stream and delivered in order before anything newer;
+when the stream cannot supply it (trimmed, expired, a new epoch) the node says so with
+``on_insufficient_state`` instead of leaving a silent gap. Holes at the tail (nothing
+newer arrived) are found by the position check, after every reconnect and periodically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import Histogram
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from roomcast.config import RedisSettings
+
+from .base import EngineEventHandler, EngineUnavailable, Publication
+from .redis_codec import decode_body, decode_info, decode_message, parse_entry_offset
+from .redis_protocol import (
+    Arg,
+    ConnectionLost,
+    RedisAddress,
+    RedisConnection,
+    RedisReplyError,
+    open_connection,
+)
+from .redis_scripts import HISTORY, SCRIPTS, Script
+
+log = logging.getLogger(__name__)
+
+_SUBSCRIBE_BATCH = 512
+_CHECK_BATCH = 1000
+_MAX_QUEUED = 10_000
+#: Reply errors after which this connection is talking to the wrong server.
+_RECONNECT_ERRORS = ("READONLY", "LOADING", "MASTERDOWN", "CLUSTERDOWN", "MOVED", "TRYAGAIN")
+
+
+class RedisKeys:
+    """Key and channel names; ``{channel}`` is a hash tag so a channel's keys share a slot."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.control = f"{prefix}.control".encode()
+        self.nodes = (f"{prefix}.nodes.data.{{nodes}}", f"{prefix}.nodes.expire.{{nodes}}")
+
+    def pubsub(self, channel: str) -> bytes:
+        return f"{self.prefix}.ch.{{{channel}}}".encode()
+
+    def stream(self, channel: str) -> str:
+        return f"{self.prefix}.stream.{{{channel}}}"
+
+    def meta(self, channel: str) -> str:
+        return f"{self.prefix}.meta.{{{channel}}}"
+
+    def idempotency(self, channel: str, key: str) -> str:
+        return f"{self.prefix}.idem.{{{channel}}}.{key}"
+
+    def presence(self, channel: str) -> tuple[str, str]:
+        tag = f"{{{channel}}}"
+        return f"{self.prefix}.presence.data.{tag}", f"{self.prefix}.presence.expire.{tag}"
+
+
+class RedisEngineMetrics(Collector):
+    """Engine counters, plain numbers on the hot path; exported at scrape time."""
+
+    def __init__(self) -> None:
+        self.messages_in = 0
+        self.reconnects = 0
+        self.holes_detected = 0
+        self.holes_filled = 0
+        self.insufficient_state = 0
+        self.round_trip = Histogram(
+            "roomcast_engine_redis_round_trip_seconds",
+            "Round trip of the health-check PING on each Redis connection.",
+            buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0),
+            registry=None,
+        )
+        self.resubscribe = Histogram(
+            "roomcast_engine_resubscribe_seconds",
+            "Time to resubscribe every channel after a reconnect, up to the last confirmation.",
+            buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+            registry=None,
+        )
+
+    def collect(self) -> Any:
+        def counter(name: str, doc: str, value: float) -> Metric:
+            family = CounterMetricFamily(name, doc)
+            family.add_metric([], value)
+            return family
+
+        yield counter(
+            "roomcast_engine_pubsub_messages", "Pub/sub messages read from Redis.", self.messages_in
+        )
+        yield counter(
+            "roomcast_engine_reconnects",
+            "Reconnects to Redis after a lost connection.",
+            self.reconnects,
+        )
+        yield counter(
+            "roomcast_engine_holes_detected", "Offset holes seen on pub/sub.", self.holes_detected
+        )
+        yield counter(
+            "roomcast_engine_holes_filled", "Holes filled from the stream.", self.holes_filled
+        )
+        yield counter(
+            "roomcast_engine_insufficient_state",
+            "Channels whose subscribers were told publications were lost.",
+            self.insufficient_state,
+        )
+        yield from self.round_trip.collect()
+        yield from self.resubscribe.collect()
+
+
+Queued = tuple[int, bytes, Publication]
+
+
+@dataclass(slots=True, eq=False)
+class ChannelState:
+    """What this node has delivered of one channel: the position of its last publication."""
+
+    channel: str
+    key: bytes
+    #: None until the node saw the channel's stream (or it had none when subscribing)
+    epoch: bytes | None = None
+    epoch_str: str = ""
+    offset: int = 0
+    has_baseline: bool = False
+    #: while set, publications wait in ``queue``: the baseline is unknown or a fill runs
+    busy: bool = True
+    #: a fill failed because Redis went away; resumed after the reconnect
+    stalled: bool = False
+    queue: deque[Queued] = field(default_factory=deque)
+    ready: asyncio.Future[None] | None = None
+
+    def set_epoch(self, epoch: bytes | None) -> None:
+        self.epoch = epoch
+        self.epoch_str = epoch.decode() if epoch else ""
+
+
+def backoff_seconds(failures: int, low: float, high: float) -> float:
+    """Exponential backoff with full jitter, so restarted nodes do not reconnect in step."""
+    return random.uniform(low, min(high, low * 2 ** min(failures, 20)))
+
+
+class Shard:
+    """One Redis server (standalone or found through Sentinel) and its channels."""
+
+    def __init__(
+        self,
+        *,
+        label: str,
+        resolve: Callable[[], Awaitable[RedisAddress]],
+        settings: RedisSettings,
+        keys: RedisKeys,
+        metrics: RedisEngineMetrics,
+        sharded_pubsub: bool = False,
+        carries_control: bool = False,
+        require_master: bool = False,
+    ) -> None:
+        self.label = label
+        self._resolve = resolve
+        self._settings = settings
+        self._keys = keys
+        self._metrics = metrics
+        self.carries_control = carries_control
+        self._require_master = require_master
+        self._sub_cmd, self._unsub_cmd = (
+            ("SSUBSCRIBE", "SUNSUBSCRIBE") if sharded_pubsub else ("SUBSCRIBE", "UNSUBSCRIBE")
+        )
+        self.handler: EngineEventHandler | None = None
+        self.states: dict[str, ChannelState] = {}
+        self._by_key: dict[bytes, ChannelState] = {}
+        self._cmd: RedisConnection | None = None
+        self._pubsub: RedisConnection | None = None
+        self._available = False
+        self._ops: list[tuple[bool, bytes]] = []
+        self._ops_scheduled = False
+        self._confirms: dict[bytes, deque[asyncio.Future[None]]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._first_attempt = asyncio.Event()
+        self.address: RedisAddress | None = None
+
+    # Lifecycle ---------------------------------------------------------------
+    @property
+    def available(self) -> bool:
+        return self._available
+
+    def start(self, handler: EngineEventHandler) -> None:
+        self.handler = handler
+        self._task = asyncio.create_task(self._run(), name=f"redis-shard-{self.label}")
+
+    async def wait_first_attempt(self, wait_seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._first_attempt.wait(), wait_seconds)
+
+    async def close(self) -> None:
+        tasks = [t for t in (self._task, *self._tasks) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._disconnect()
+
+    async def _run(self) -> None:
+        failures = 0
+        connected_before = False
+        s = self._settings
+        while True:
+            try:
+                await self._connect()
+            except (EngineUnavailable, RedisReplyError, OSError) as exc:
+                failures += 1
+                self._first_attempt.set()
+                delay = backoff_seconds(failures, s.reconnect_delay_min, s.reconnect_delay_max)
+                log.warning(
+                    "redis connect failed",
+                    extra={"shard": self.label, "error": str(exc), "retry_in": round(delay, 3)},
+                )
+                await asyncio.sleep(delay)
+                continue
+            if connected_before:
+                self._metrics.reconnects += 1
+            connected_before = True
+            failures = 0
+            log.info("redis connected", extra={"shard": self.label, "address": str(self.address)})
+            try:
+                await self._serve()
+            except (EngineUnavailable, RedisReplyError, OSError) as exc:
+                log.warning("redis connection lost", extra={"shard": self.label, "error": str(exc)})
+            finally:
+                self._disconnect()
+            await asyncio.sleep(backoff_seconds(0, s.reconnect_delay_min, s.reconnect_delay_min))
+
+    async def _connect(self) -> None:
+        s = self._settings
+        address = await self._resolve()
+        cmd = await open_connection(
+            address, connect_seconds=s.connect_timeout, name=f"{s.prefix}-cmd"
+        )
+        try:
+            if self._require_master:
+                role = await cmd.execute("ROLE", wait_seconds=s.io_timeout)
+                if not role or role[0] != b"master":
+                    raise ConnectionLost(f"{address} is not a master")
+            loads = await cmd.execute_many(
+                [("SCRIPT", "LOAD", script.source) for script in SCRIPTS], s.io_timeout
+            )
+            for reply in loads:
+                if isinstance(reply, RedisReplyError):
+                    raise reply
+            pubsub = await open_connection(
+                address,
+                connect_seconds=s.connect_timeout,
+                on_message=self._on_message,
+                on_confirm=self._on_confirm,
+                name=f"{s.prefix}-sub",
+            )
+        except BaseException:
+            cmd.close()
+            raise
+        self.address = address
+        self._cmd, self._pubsub = cmd, pubsub
+        self._first_attempt.set()
+
+    def _disconnect(self) -> None:
+        self._available = False
+        for conn in (self._cmd, self._pubsub):
+            if conn is not None:
+                conn.close()
+        self._cmd = self._pubsub = None
+        self._ops.clear()
+        error = EngineUnavailable("redis connection lost")
+        for waiters in self._confirms.values():
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(error)
+                    waiter.exception()  # retrieved: nobody may be waiting any more
+        self._confirms.clear()
+
+    async def _serve(self) -> None:
+        """Resubscribe, bring channels up to date, then watch the connections."""
+        s = self._settings
+        cmd, pubsub = self._cmd, self._pubsub
+        assert cmd is not None and pubsub is not None
+        self._available = True
+        started = time.monotonic()
+        keys = [self._keys.control] if self.carries_control else []
+        keys.extend(state.key for state in self.states.values())
+        confirms = [self._request(True, key) for key in keys]
+        if confirms:
+            await asyncio.wait_for(asyncio.gather(*confirms), s.io_timeout + len(keys) / 20_000)
+        self._metrics.resubscribe.observe(time.monotonic() - started)
+        await self._check_positions()
+        next_check = time.monotonic() + s.position_check_interval
+        while True:
+            done, _ = await asyncio.wait(
+                (cmd.closed, pubsub.closed), timeout=s.health_check_interval
+            )
+            if done:
+                raise ConnectionLost("redis connection closed")
+            for conn in (cmd, pubsub):
+                sent = time.monotonic()
+                await conn.execute("PING", wait_seconds=s.io_timeout)
+                self._metrics.round_trip.observe(time.monotonic() - sent)
+            if time.monotonic() >= next_check:
+                await self._check_positions()
+                next_check = time.monotonic() + s.position_check_interval
+
+    # Commands ----------------------------------------------------------------
+    def connection(self) -> RedisConnection:
+        """The command connection; fails fast while this shard is down."""
+        conn = self._cmd
+        if not self._available or conn is None or not conn.is_open:
+            raise EngineUnavailable(f"redis shard {self.label} is unavailable")
+        return conn
+
+    def _reply_error(self, conn: RedisConnection, exc: RedisReplyError) -> EngineUnavailable:
+        if str(exc).startswith(_RECONNECT_ERRORS):
+            conn.close()  # a demoted master or a moved slot: find the right server again
+        return EngineUnavailable(f"redis: {exc}")
+
+    async def execute(self, *args: Arg) -> Any:
+        conn = self.connection()
+        try:
+            return await conn.execute(*args, wait_seconds=self._settings.io_timeout)
+        except RedisReplyError as exc:
+            raise self._reply_error(conn, exc) from None
+
+    async def execute_many(self, commands: Sequence[Sequence[Arg]]) -> list[Any]:
+        conn = self.connection()
+        replies = await conn.execute_many(commands, self._settings.io_timeout)
+        for reply in replies:
+            if isinstance(reply, RedisReplyError):
+                raise self._reply_error(conn, reply)
+        return replies
+
+    async def run_script(self, script: Script, keys: Sequence[Arg], args: Sequence[Arg]) -> Any:
+        conn = self.connection()
+        timeout = self._settings.io_timeout
+        try:
+            try:
+                return await conn.execute(
+                    "EVALSHA", script.sha, len(keys), *keys, *args, wait_seconds=timeout
+                )
+            except RedisReplyError as exc:
+                if not str(exc).startswith("NOSCRIPT"):
+                    raise
+                return await conn.execute(
+                    "EVAL", script.source, len(keys), *keys, *args, wait_seconds=timeout
+                )
+        except RedisReplyError as exc:
+            raise self._reply_error(conn, exc) from None
+
+    # Subscriptions -------------------------------------------------------------
+    def _request(self, subscribe: bool, key: bytes) -> asyncio.Future[None]:
+        """Queue a (un)subscribe for the next batch; subscribes resolve on confirmation."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if subscribe:
+            self._confirms.setdefault(key, deque()).append(waiter)
+        else:
+            waiter.set_result(None)
+        self._ops.append((subscribe, key))
+        if not self._ops_scheduled:
+            self._ops_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_ops)
+        return waiter
+
+    def _flush_ops(self) -> None:
+        self._ops_scheduled = False
+        ops, self._ops = self._ops, []
+        pubsub = self._pubsub
+        if pubsub is None:
+            return
+        run: list[bytes] = []
+        kind = True
+        for subscribe, key in ops:
+            if run and (subscribe != kind or len(run) >= _SUBSCRIBE_BATCH):
+                self._send_ops(pubsub, kind, run)
+                run = []
+            kind = subscribe
+            run.append(key)
+        if run:
+            self._send_ops(pubsub, kind, run)
+
+    def _send_ops(self, pubsub: RedisConnection, subscribe: bool, keys: list[bytes]) -> None:
+        control = self._keys.control
+        if subscribe and control in keys:  # control is broadcast: plain pub/sub even in Cluster
+            pubsub.send("SUBSCRIBE", control)
+            keys = [key for key in keys if key != control]
+        if keys:
+            pubsub.send(self._sub_cmd if subscribe else self._unsub_cmd, *keys)
+
+    def _on_confirm(self, kind: bytes, key: bytes) -> None:
+        if kind in (b"subscribe", b"ssubscribe"):
+            waiters = self._confirms.get(key)
+            if waiters:
+                waiter = waiters.popleft()
+                if not waiters:
+                    del self._confirms[key]
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    async def subscribe(self, channel: str) -> None:
+        """Subscribe on Redis, then take the channel's current position as the baseline."""
+        state = self.states.get(channel)
+        if state is not None and state.has_baseline:
+            return
+        timeout = self._settings.io_timeout
+        if state is None:
+            key = self._keys.pubsub(channel)
+            state = ChannelState(channel, key)
+            state.ready = asyncio.get_running_loop().create_future()
+            self.states[channel] = state
+            self._by_key[key] = state
+            if not self._available:
+                raise EngineUnavailable(f"redis shard {self.label} is unavailable")
+            try:
+                await asyncio.wait_for(self._request(True, key), timeout)
+            except TimeoutError:
+                raise EngineUnavailable("redis subscribe timed out") from None
+            reply = await self.execute("HMGET", self._keys.meta(channel), "e", "s")
+            if self.states.get(channel) is state and not state.has_baseline:
+                self._set_baseline(state, reply[0], int(reply[1] or 0))
+            return
+        await self.wait_ready(channel)
+
+    async def wait_ready(self, channel: str) -> None:
+        """Wait until the channel's subscription is live (for reads that must follow it)."""
+        state = self.states.get(channel)
+        if state is None or state.ready is None or state.ready.done():
+            return
+        if not self._available:
+            raise EngineUnavailable(f"redis shard {self.label} is unavailable")
+        try:
+            await asyncio.wait_for(asyncio.shield(state.ready), self._settings.io_timeout)
+        except TimeoutError:
+            raise EngineUnavailable("redis subscribe timed out") from None
+
+    def unsubscribe(self, channel: str) -> None:
+        state = self.states.pop(channel, None)
+        if state is None:
+            return
+        self._by_key.pop(state.key, None)
+        if state.ready is not None and not state.ready.done():
+            state.ready.set_result(None)
+        if self._available:
+            self._request(False, state.key)
+
+    def _set_baseline(self, state: ChannelState, epoch: bytes | None, top: int) -> None:
+        state.set_epoch(epoch)
+        state.offset = top
+        state.has_baseline = True
+        if state.ready is not None and not state.ready.done():
+            state.ready.set_result(None)
+        self._drain(state)
+
+    # Delivery ------------------------------------------------------------------
+    def _on_message(self, key: bytes, frame: bytes) -> None:
+        self._metrics.messages_in += 1
+        state = self._by_key.get(key)
+        handler = self.handler
+        if handler is None:
+            return
+        if state is None:
+            if key == self._keys.control:
+                handler.on_control(frame)
+            return
+        kind = frame[:1]
+        try:
+            if kind == b"p":
+                offset, epoch, pub = decode_message(frame)
+                if offset == 0:
+                    handler.on_publication(state.channel, pub, "")
+                elif state.busy:
+                    self._enqueue(state, (offset, epoch, pub))
+                else:
+                    self._advance(state, offset, epoch, pub)
+            elif kind == b"j":
+                handler.on_join(state.channel, decode_info(frame[1:]))
+            elif kind == b"l":
+                handler.on_leave(state.channel, decode_info(frame[1:]))
+        except ValueError:
+            log.warning("bad message from redis", extra={"channel": state.channel})
+
+    def _enqueue(self, state: ChannelState, item: Queued) -> None:
+        if len(state.queue) >= _MAX_QUEUED:
+            # Redis is unreachable for reads but pub/sub flows: stop buffering, say so.
+            state.queue.clear()
+            state.has_baseline = False
+            self._insufficient(state)
+        state.queue.append(item)
+
+    def _advance(self, state: ChannelState, offset: int, epoch: bytes, pub: Publication) -> None:
+        """Deliver the next publication in order, or start filling the hole before it."""
+        if epoch != state.epoch:
+            if state.epoch is not None:  # the stream was lost and started over
+                self._insufficient(state)
+                state.set_epoch(epoch)
+                state.offset = offset - 1
+            else:  # no stream when we subscribed: this epoch started after that
+                state.set_epoch(epoch)
+                state.offset = 0
+        if offset <= state.offset:
+            return  # a duplicate (already filled from the stream)
+        if offset == state.offset + 1:
+            state.offset = offset
+            assert self.handler is not None
+            self.handler.on_publication(state.channel, pub, state.epoch_str)
+            return
+        self._metrics.holes_detected += 1
+        state.busy = True
+        state.queue.appendleft((offset, epoch, pub))
+        self._spawn(self._fill(state, epoch, state.offset + 1, offset - 1))
+
+    def _drain(self, state: ChannelState) -> None:
+        """Deliver what queued up while the channel was busy, until the next hole."""
+        state.busy = False
+        queue = state.queue
+        while queue and not state.busy:
+            offset, epoch, pub = queue.popleft()
+            self._advance(state, offset, epoch, pub)
+
+    def _insufficient(self, state: ChannelState) -> None:
+        self._metrics.insufficient_state += 1
+        log.warning("publications lost", extra={"channel": state.channel})
+        if self.handler is not None:
+            self.handler.on_insufficient_state(state.channel)
+
+    def _give_up(
+        self, state: ChannelState, epoch: bytes, last: int, meta_epoch: bytes | None, top: int
+    ) -> None:
+        """The missing range is gone: report it and carry on from the stream's present."""
+        self._insufficient(state)
+        if meta_epoch == epoch:  # trimmed or expired: skip the range
+            state.offset = max(state.offset, last)
+        else:  # the stream itself was lost or started over
+            state.set_epoch(meta_epoch)
+            state.offset = top
+            state.queue = deque(item for item in state.queue if item[1] == meta_epoch)
+        self._drain(state)
+
+    async def _fill(self, state: ChannelState, epoch: bytes, first: int, last: int) -> None:
+        """Read offsets first..last of the stream and deliver them in order."""
+        channel = state.channel
+        try:
+            top, meta_epoch, entries = await self.run_script(
+                HISTORY,
+                (self._keys.stream(channel), self._keys.meta(channel)),
+                ("", 0, f"{first}-0", f"{last}-0", -1, "0"),
+            )
+        except EngineUnavailable:
+            if self.states.get(channel) is state:
+                state.stalled = True
+            return
+        if self.states.get(channel) is not state:
+            return
+        pubs = [decode_body(fields[1], 0, parse_entry_offset(eid)) for eid, fields in entries]
+        complete = (
+            meta_epoch == epoch
+            and len(pubs) == last - first + 1
+            and (not pubs or (pubs[0].offset == first and pubs[-1].offset == last))
+        )
+        if not complete:
+            self._give_up(state, epoch, last, meta_epoch or None, int(top))
+            return
+        self._metrics.holes_filled += 1
+        assert self.handler is not None
+        for pub in pubs:
+            self.handler.on_publication(channel, pub, state.epoch_str)
+        state.offset = last
+        self._drain(state)
+
+    async def _check_positions(self) -> None:
+        """Compare each channel's position in Redis with what this node delivered.
+
+        A PING on the subscriber connection after reading the positions is a barrier:
+        Redis queued every publication counted in them before the PONG, so an offset
+        still missing after the PONG was lost, not late.
+        """
+        states = list(self.states.values())
+        for start in range(0, len(states), _CHECK_BATCH):
+            batch = states[start : start + _CHECK_BATCH]
+            before = [(state.epoch, state.offset, state.has_baseline) for state in batch]
+            metas = await self.execute_many(
+                [("HMGET", self._keys.meta(state.channel), "e", "s") for state in batch]
+            )
+            pubsub = self._pubsub
+            if pubsub is None:
+                raise ConnectionLost("redis subscriber connection lost")
+            await pubsub.execute("PING", wait_seconds=self._settings.io_timeout)
+            for state, seen, (epoch, top_raw) in zip(batch, before, metas, strict=True):
+                # A channel that moved meanwhile is live; its tail is checked next time.
+                unchanged = seen == (state.epoch, state.offset, state.has_baseline)
+                if self.states.get(state.channel) is state and unchanged:
+                    self._check_position(state, epoch, int(top_raw or 0))
+
+    def _check_position(self, state: ChannelState, epoch: bytes | None, top: int) -> None:
+        if not state.has_baseline:
+            self._set_baseline(state, epoch, top)
+            return
+        if state.stalled:
+            state.stalled = False
+            self._drain(state)
+        if state.busy:
+            return
+        if epoch is None:
+            if state.epoch is not None:  # the stream is gone (a Redis restart without data)
+                self._insufficient(state)
+                state.set_epoch(None)
+                state.offset = 0
+            return
+        if state.epoch is None:
+            state.set_epoch(epoch)
+            state.offset = 0
+        elif epoch != state.epoch:
+            self._insufficient(state)
+            state.set_epoch(epoch)
+            state.offset = top
+            return
+        if top > state.offset:
+            self._metrics.holes_detected += 1
+            state.busy = True
+            self._spawn(self._fill(state, epoch, state.offset + 1, top))
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
