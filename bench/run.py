@@ -40,7 +40,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 LOADGEN_DIR = BENCH_DIR / "loadgen"
 LOADGEN = LOADGEN_DIR / "loadgen"
 RESULTS_DIR = BENCH_DIR / "results"
-ROOMCAST = Path(sys.executable).with_name("roomcast")
+REPO = BENCH_DIR.parent
 
 SERVER_CORE = 0
 LOAD_CORE = 1
@@ -208,9 +208,14 @@ def build_loadgen() -> Path:
 
 
 class Server:
-    """A ``roomcast serve`` pinned to the server core, on a free port, with its own config."""
+    """A ``roomcast serve`` pinned to the server core, on a free port, with its own config.
 
-    def __init__(self, workdir: Path) -> None:
+    ``source`` is a directory holding the ``roomcast`` package to run instead of the
+    installed one (a snapshot such as ``git archive HEAD server``), so a benchmark is
+    not disturbed by edits to the working tree while it runs.
+    """
+
+    def __init__(self, workdir: Path, source: Path | None = None) -> None:
         self.port = free_port()
         self.log_path = workdir / f"server-{self.port}.log"
         config_path = workdir / f"config-{self.port}.yaml"
@@ -223,9 +228,12 @@ class Server:
             "ROOMCAST_API_KEY": API_KEY,
             "ROOMCAST_CONFIG": str(config_path),
         }
+        if source is not None:
+            env["PYTHONPATH"] = str(source)
+        command = [sys.executable, "-m", "roomcast.cli", "serve"]
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                ["taskset", "-c", str(SERVER_CORE), str(ROOMCAST), "serve"],
+                ["taskset", "-c", str(SERVER_CORE), *command],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -344,6 +352,7 @@ class Context:
 
     quick: bool
     workdir: Path
+    source: Path | None = None
     _servers: list[Server] = field(default_factory=list)
     _loadgens: list[Loadgen] = field(default_factory=list)
 
@@ -351,7 +360,7 @@ class Context:
         return quick if self.quick else full
 
     def server(self) -> Server:
-        server = Server(self.workdir)
+        server = Server(self.workdir, self.source)
         self._servers.append(server)
         return server
 
@@ -620,6 +629,36 @@ def print_table(rows: list[Row]) -> None:
         print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
 
 
+def git(*args: str) -> str:
+    done = subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True)
+    return done.stdout.strip()
+
+
+def snapshot_server(rev: str, workdir: Path) -> tuple[Path, str]:
+    """Extract server/ at a commit, so edits in the working tree cannot disturb the run."""
+    commit = git("rev-parse", "--verify", f"{rev}^{{commit}}")
+    if not commit:
+        raise SystemExit(f"unknown revision {rev!r}")
+    target = workdir / "server-snapshot"
+    target.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", commit, "server"], capture_output=True, check=True
+    )
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
+    return target / "server", commit
+
+
+def server_provenance(commit: str | None) -> dict[str, Any]:
+    """Which server code was measured: a commit's snapshot, or the working tree."""
+    if commit is not None:
+        return {"source": "snapshot", "commit": commit}
+    return {
+        "source": "installed (working tree)",
+        "head": git("rev-parse", "HEAD"),
+        "uncommitted_server_changes": git("status", "--porcelain", "server").splitlines(),
+    }
+
+
 def host_info() -> dict[str, Any]:
     model = ""
     for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -655,6 +694,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke check")
     parser.add_argument(
+        "--server-commit",
+        metavar="REV",
+        help="benchmark the server as committed at REV (default: the installed working tree)",
+    )
+    parser.add_argument(
         "--check", action="store_true", help="exit 1 when a target is missed, not only on errors"
     )
     parser.add_argument(
@@ -685,8 +729,12 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="roomcast-bench-"))
     with terminate_as_exit():
         try:
+            source, commit = None, None
+            if args.server_commit:
+                source, commit = snapshot_server(args.server_commit, workdir)
+            results["server"] = server_provenance(commit)
             for name in args.scenario or list(SCENARIOS):
-                ctx = Context(quick=args.quick, workdir=workdir)
+                ctx = Context(quick=args.quick, workdir=workdir, source=source)
                 load_before = load_average()
                 print(f"[{name}] running (load average {load_before[0]:.2f})", flush=True)
                 try:
