@@ -76,7 +76,7 @@ class Metrics:
     def register_engine(self, engine: object) -> None:
         """Export an engine's own metrics (Redis round trips, reconnects) beside ours."""
         collector = getattr(engine, "metrics_collector", None)
-        if isinstance(collector, Collector):
+        if collector is not None:
             self.registry.register(collector)
 
 
