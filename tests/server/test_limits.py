@@ -285,3 +285,24 @@ async def test_slow_consumer_disconnected_with_3008(server_factory) -> None:  # 
         assert code == 3008
     finally:
         sock.close()
+
+
+async def test_declared_huge_frame_closes_1009_without_allocating(
+    protocol_server: ServerProcess,
+) -> None:
+    sock = await asyncio.to_thread(_raw_ws_socket, protocol_server.port, 65536)
+    try:
+        # A masked text frame header announcing 2**63 - 1 bytes, then nothing.
+        sock.sendall(bytes([0x81, 0x80 | 127]) + struct.pack("!Q", 2**63 - 1) + os.urandom(4))
+        assert await asyncio.to_thread(_read_until_close, sock) == 1009
+    finally:
+        sock.close()
+
+
+async def test_compression_not_negotiated_by_default(protocol_server: ServerProcess) -> None:
+    """permessage-deflate stays off (compression bombs, CPU) unless configured."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(protocol_server.ws_url, compress=15) as ws,
+    ):
+        assert ws.compress == 0
