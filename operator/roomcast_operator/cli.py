@@ -1,0 +1,46 @@
+"""``roomcast-operator``: run the operator with the current kubeconfig or in-cluster."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+
+import kopf
+
+from .settings import OperatorSettings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="roomcast-operator", description=__doc__)
+    parser.add_argument(
+        "--namespace",
+        "-n",
+        default=None,
+        help="watch one namespace (default: ROOMCAST_OPERATOR_NAMESPACE or all)",
+    )
+    parser.add_argument("--verbose", "-v", action="store_true")
+    args = parser.parse_args(argv)
+    settings = OperatorSettings.from_environ()
+    namespace = args.namespace if args.namespace is not None else settings.namespace
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not args.verbose:
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    from . import handlers  # registers the kopf handlers
+
+    del handlers
+    asyncio.run(
+        kopf.operator(
+            standalone=True,
+            clusterwide=not namespace,
+            namespaces=[namespace] if namespace else (),
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

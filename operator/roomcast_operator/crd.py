@@ -1,0 +1,487 @@
+"""The RoomcastCluster CustomResourceDefinition: the one source of truth for its schema.
+
+``manifests/crds/`` is generated from :func:`definition`; run
+``python -m roomcast_operator.crd`` after a change (``--check`` fails on drift, which
+``tests/operator/test_crd.py`` also enforces). Defaults live here so the API server
+applies them; :mod:`roomcast_operator.spec` reads the defaulted object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import GROUP, KIND, PLURAL, VERSION
+
+Schema = dict[str, Any]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MANIFEST = REPO_ROOT / "manifests" / "crds" / f"{PLURAL}.{GROUP}.yaml"
+
+
+def _obj(properties: Schema, description: str, **extra: Any) -> Schema:
+    return {"type": "object", "description": description, "properties": properties, **extra}
+
+
+def _str(description: str, **extra: Any) -> Schema:
+    return {"type": "string", "description": description, **extra}
+
+
+def _int(description: str, **extra: Any) -> Schema:
+    return {"type": "integer", "format": "int32", "description": description, **extra}
+
+
+def _num(description: str, **extra: Any) -> Schema:
+    return {"type": "number", "description": description, **extra}
+
+
+def _bool(description: str, default: bool) -> Schema:
+    return {"type": "boolean", "description": description, "default": default}
+
+
+def _secret_key_ref(description: str) -> Schema:
+    return _obj(
+        {
+            "name": _str("Name of a Secret in the cluster's namespace.", minLength=1),
+            "key": _str("Key inside the Secret.", minLength=1),
+        },
+        description,
+        required=["name", "key"],
+    )
+
+
+def _quantity_map(description: str) -> Schema:
+    return {
+        "type": "object",
+        "description": description,
+        "additionalProperties": {
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "x-kubernetes-int-or-string": True,
+        },
+    }
+
+
+RESOURCES = _obj(
+    {
+        "limits": _quantity_map("Most compute resources a pod may use."),
+        "requests": _quantity_map("Compute resources a pod is scheduled with."),
+    },
+    "Compute resources of each Roomcast pod (a core ResourceRequirements).",
+    default={"requests": {"cpu": "100m", "memory": "128Mi"}},
+)
+
+CHANNEL_OPTIONS = {
+    "type": "object",
+    "description": (
+        "Centrifugo channel options with the server's names (presence, history_size, "
+        "history_ttl, force_recovery, allow_subscribe_for_client, ...); checked against "
+        "the server's settings before rollout."
+    ),
+    "x-kubernetes-preserve-unknown-fields": True,
+}
+
+NAMESPACE = {
+    **CHANNEL_OPTIONS,
+    "description": "A channel namespace: its name plus channel options.",
+    "properties": {"name": _str("Namespace name.", pattern=r"^[-a-zA-Z0-9_]{2,}$")},
+    "required": ["name"],
+}
+
+REDIS = _obj(
+    {
+        "urls": {
+            "type": "array",
+            "description": "Redis URLs, one per shard; channels are spread by consistent hashing.",
+            "items": _str("A redis://, rediss:// or unix:// URL.", pattern=r"^(rediss?|unix)://"),
+            "maxItems": 64,
+        },
+        "urlsSecretRef": _secret_key_ref(
+            "Secret key holding the comma-separated URLs (for URLs with passwords); overrides urls."
+        ),
+        "sentinel": _obj(
+            {
+                "addresses": {
+                    "type": "array",
+                    "description": "Sentinel host:port addresses.",
+                    "items": _str("host:port", pattern=r"^[^:/\s]+:[0-9]+$"),
+                    "minItems": 1,
+                },
+                "masterName": _str("Name of the master the Sentinels watch.", minLength=1),
+            },
+            "Discover the master through Redis Sentinel.",
+            required=["addresses", "masterName"],
+        ),
+        "prefix": _str("Key and channel prefix in Redis.", default="roomcast", minLength=1),
+        "cluster": _bool("Use Redis Cluster.", False),
+    },
+    "The Redis backplane. Without it every pod runs the memory engine (a single pod).",
+    **{
+        "x-kubernetes-validations": [
+            {
+                "rule": "has(self.urls) || has(self.urlsSecretRef) || has(self.sentinel)",
+                "message": "set urls, urlsSecretRef or sentinel",
+            }
+        ]
+    },
+)
+
+AUTH = _obj(
+    {
+        "hmacSecretRef": _secret_key_ref("Secret key holding the HMAC secret (32 bytes or more)."),
+        "publicKeySecretRef": _obj(
+            {
+                "name": _str("Secret name.", minLength=1),
+                "key": _str("Key holding the PEM public key.", minLength=1),
+                "algorithm": _str("Key type.", enum=["RSA", "ECDSA"], default="RSA"),
+            },
+            "Secret key holding a PEM public key for RS*/ES* tokens.",
+            required=["name", "key"],
+        ),
+        "jwksURL": _str("JWKS endpoint; keys picked by kid.", pattern=r"^https?://"),
+        "audience": _str("Expected aud claim."),
+        "issuer": _str("Expected iss claim."),
+    },
+    "How connection tokens are verified.",
+)
+
+AUTOSCALING = _obj(
+    {
+        "metricSource": _str(
+            "Where the connections metric comes from: an HPA on the custom metrics API "
+            "(prometheus-adapter), a KEDA ScaledObject, or none (minReplicas pods).",
+            enum=["prometheus-adapter", "keda", "none"],
+            default="none",
+        ),
+        "targetConnectionsPerPod": _int(
+            "Average open connections per pod to scale at.", minimum=1, default=5000
+        ),
+        "prometheusServerAddress": _str(
+            "Prometheus URL KEDA queries (keda only).", pattern=r"^https?://"
+        ),
+    },
+    "Horizontal scaling on open connections.",
+    default={},
+    **{
+        "x-kubernetes-validations": [
+            {
+                "rule": (
+                    "!has(self.metricSource) || self.metricSource != 'keda' "
+                    "|| has(self.prometheusServerAddress)"
+                ),
+                "message": "keda needs prometheusServerAddress",
+            }
+        ]
+    },
+)
+
+DRAIN = _obj(
+    {
+        "preStopSeconds": _int(
+            "Seconds the pod keeps serving after it is marked terminating, so endpoints "
+            "and load balancers stop routing to it first.",
+            minimum=0,
+            maximum=300,
+            default=5,
+        ),
+        "drainWindowSeconds": _int(
+            "Seconds over which the server spreads its shutdown disconnects, so clients "
+            "reconnect gradually instead of all at once.",
+            minimum=0,
+            maximum=3600,
+            default=30,
+        ),
+    },
+    "Graceful shutdown; terminationGracePeriodSeconds is sized from these.",
+    default={},
+)
+
+HEALTH = _obj(
+    {
+        "maxContainerRestarts": _int(
+            "Restarts of a new pod's container that fail the release.", minimum=0, default=2
+        ),
+        "readyTimeoutSeconds": _int(
+            "Seconds a new pod may stay unready before the release fails.",
+            minimum=1,
+            default=60,
+        ),
+        "observationSeconds": _int(
+            "Seconds the completed release is watched before it counts as good.",
+            minimum=0,
+            default=30,
+        ),
+        "maxConnectErrorRatio": _num(
+            "Rejected / all connect attempts on new pods.", minimum=0, maximum=1, default=0.2
+        ),
+        "maxTerminalDisconnectsPerSecond": _num(
+            "Terminal disconnects per second per new pod.", minimum=0, default=5
+        ),
+        "maxFailedRecoveryRatio": _num(
+            "Failed / all recoveries on new pods.", minimum=0, maximum=1, default=0.2
+        ),
+        "maxPublishLatencySeconds": _num(
+            "99th percentile publish-to-write latency on new pods.", minimum=0, default=1
+        ),
+        "maxEngineErrorsPerSecond": _num(
+            "Backplane errors per second per new pod.", minimum=0, default=1
+        ),
+        "minSamples": _int(
+            "Connect attempts or recoveries needed before a ratio is judged.",
+            minimum=1,
+            default=50,
+        ),
+    },
+    "When a new release counts as failed. Readiness and restarts come from the pods; "
+    "the ratios and rates from each new pod's /metrics when the operator can reach it.",
+    default={},
+)
+
+ROLLOUT = _obj(
+    {
+        "maxSurge": {
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "x-kubernetes-int-or-string": True,
+            "description": "Extra pods during an update (maxUnavailable is always 0).",
+            "default": "25%",
+        },
+        "progressDeadlineSeconds": _int(
+            "Seconds a release may take to become available before it fails.",
+            minimum=10,
+            default=180,
+        ),
+        "autoRollback": _bool("Roll back to the last good revision when a release fails.", True),
+        "healthThresholds": HEALTH,
+    },
+    "How releases roll out and when they are rolled back.",
+    default={},
+)
+
+SERVICE = _obj(
+    {
+        "type": _str(
+            "Service type.", enum=["ClusterIP", "NodePort", "LoadBalancer"], default="ClusterIP"
+        ),
+        "port": _int("Service port.", minimum=1, maximum=65535, default=80),
+    },
+    "The Service in front of the pods.",
+    default={},
+)
+
+SPEC = _obj(
+    {
+        "image": _str("Container image of the Roomcast server.", minLength=1),
+        "version": _str("Release version shown in labels; defaults to the image tag."),
+        "imagePullPolicy": _str(
+            "Image pull policy.", enum=["Always", "IfNotPresent", "Never"], default="IfNotPresent"
+        ),
+        "minReplicas": _int("Fewest pods.", minimum=1, default=2),
+        "maxReplicas": _int("Most pods when autoscaling.", minimum=1, default=10),
+        "autoscaling": AUTOSCALING,
+        "resources": RESOURCES,
+        "redis": REDIS,
+        "auth": AUTH,
+        "apiKeySecretRef": _secret_key_ref("Secret key holding the server API key."),
+        "allowedOrigins": {
+            "type": "array",
+            "description": "Origins allowed to open WebSockets; '*' allows all.",
+            "items": {"type": "string"},
+        },
+        "channel": _obj(
+            {
+                "withoutNamespace": CHANNEL_OPTIONS,
+                "namespaces": {
+                    "type": "array",
+                    "description": "Channel namespaces.",
+                    "items": NAMESPACE,
+                    "x-kubernetes-list-type": "map",
+                    "x-kubernetes-list-map-keys": ["name"],
+                },
+            },
+            "Channel options (the server's channel section).",
+        ),
+        "serverConfig": {
+            "type": "object",
+            "description": "Further server settings, merged last into the rendered config.",
+            "x-kubernetes-preserve-unknown-fields": True,
+        },
+        "drain": DRAIN,
+        "rollout": ROLLOUT,
+        "service": SERVICE,
+        "podAnnotations": {
+            "type": "object",
+            "description": "Annotations on the pods; part of the release.",
+            "additionalProperties": {"type": "string"},
+        },
+        "revisionHistoryLimit": _int("Releases kept for rollback.", minimum=1, default=10),
+        "rollbackTo": _int(
+            "Roll back to this revision; the operator clears the field once done.", minimum=1
+        ),
+    },
+    "Desired state of a Roomcast cluster.",
+    required=["image"],
+    **{
+        "x-kubernetes-validations": [
+            {
+                "rule": (
+                    "!has(self.minReplicas) || !has(self.maxReplicas) "
+                    "|| self.maxReplicas >= self.minReplicas"
+                ),
+                "message": "maxReplicas must be at least minReplicas",
+            }
+        ]
+    },
+)
+
+CONDITION = _obj(
+    {
+        "type": _str("Condition type."),
+        "status": _str("True, False or Unknown.", enum=["True", "False", "Unknown"]),
+        "observedGeneration": {
+            "type": "integer",
+            "format": "int64",
+            "description": "Generation the condition was computed from.",
+        },
+        "lastTransitionTime": _str("When status last changed.", format="date-time"),
+        "reason": _str("CamelCase reason."),
+        "message": _str("Human readable detail."),
+    },
+    "A condition (Kubernetes API conventions).",
+    required=["type", "status"],
+)
+
+RELEASE = _obj(
+    {
+        "revision": _int("Revision number."),
+        "image": _str("Image of the release."),
+        "configHash": _str("Hash of the rendered server config."),
+        "started": _str("When the rollout began.", format="date-time"),
+        "available": _str("When every pod of the release was first available.", format="date-time"),
+        "finished": _str("When the rollout ended.", format="date-time"),
+        "outcome": _str(
+            "Progressing, Succeeded, Failed, RolledBack or Superseded.",
+            enum=["Progressing", "Succeeded", "Failed", "RolledBack", "Superseded"],
+        ),
+        "reason": _str("Why it ended as it did."),
+        "cause": _str("Spec, Rollback or AutoRollback."),
+    },
+    "One rollout of a revision.",
+)
+
+STATUS = _obj(
+    {
+        "observedGeneration": {"type": "integer", "format": "int64", "description": "Spec seen."},
+        "conditions": {
+            "type": "array",
+            "description": "Ready, Progressing, Degraded, RolledBack.",
+            "items": CONDITION,
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["type"],
+        },
+        "currentRevision": _int("Revision the Deployment runs (or is rolling out)."),
+        "lastGoodRevision": _int("Newest revision that passed its health checks."),
+        "specRevision": _int("Revision the current spec renders to."),
+        "specHash": _str("Hash of the release the spec describes, already acted on."),
+        "readyReplicas": _int("Ready pods."),
+        "replicas": _int("Pods."),
+        "connections": {"type": "integer", "format": "int64", "description": "Open connections."},
+        "releases": {
+            "type": "array",
+            "description": "Release history, newest last.",
+            "items": RELEASE,
+        },
+    },
+    "Observed state, written by the operator.",
+)
+
+PRINTER_COLUMNS = [
+    {
+        "name": "Ready",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+    },
+    {"name": "Pods", "type": "integer", "jsonPath": ".status.readyReplicas"},
+    {"name": "Connections", "type": "integer", "jsonPath": ".status.connections"},
+    {"name": "Revision", "type": "integer", "jsonPath": ".status.currentRevision"},
+    {
+        "name": "Reason",
+        "type": "string",
+        "priority": 1,
+        "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
+    },
+    {"name": "Image", "type": "string", "priority": 1, "jsonPath": ".spec.image"},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
+
+
+def definition() -> dict[str, Any]:
+    """The CustomResourceDefinition object."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{PLURAL}.{GROUP}"},
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": KIND,
+                "listKind": f"{KIND}List",
+                "plural": PLURAL,
+                "singular": KIND.lower(),
+                "shortNames": ["rcc"],
+                "categories": ["roomcast"],
+            },
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": PRINTER_COLUMNS,
+                    "schema": {
+                        "openAPIV3Schema": _obj(
+                            {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "metadata": {"type": "object"},
+                                "spec": SPEC,
+                                "status": STATUS,
+                            },
+                            "A Roomcast realtime cluster run by the Roomcast operator.",
+                            required=["spec"],
+                        )
+                    },
+                }
+            ],
+        },
+    }
+
+
+def render_manifest() -> str:
+    header = "# Generated by `python -m roomcast_operator.crd` from roomcast_operator/crd.py.\n"
+    body = yaml.safe_dump(definition(), sort_keys=False, width=100)
+    return header + body
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--check", action="store_true", help="fail if the manifest is stale")
+    parser.add_argument("--output", type=Path, default=MANIFEST)
+    args = parser.parse_args(argv)
+    text = render_manifest()
+    if args.check:
+        current = args.output.read_text() if args.output.exists() else ""
+        if current != text:
+            sys.stderr.write(f"{args.output} is stale: run python -m roomcast_operator.crd\n")
+            return 1
+        return 0
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,198 @@
+"""Is a release healthy? Pure decisions over what the pods and the Deployment report.
+
+A release fails fast on signals from its own pods (crash loops, pods that never become
+Ready, bad realtime metrics) and at the latest at the progress deadline. It succeeds
+once the Deployment is complete and the pods stayed healthy for the observation period.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from .spec import HealthThresholds
+
+Obj = dict[str, Any]
+
+
+class Phase(Enum):
+    PROGRESSING = "Progressing"
+    OBSERVING = "Observing"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    phase: Phase
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class PodMetrics:
+    """Counters from one pod's /metrics; they start at zero when the pod starts."""
+
+    connections: float = 0.0
+    connects_accepted: float = 0.0
+    connects_rejected: float = 0.0
+    terminal_disconnects: float = 0.0
+    recoveries_ok: float = 0.0
+    recoveries_failed: float = 0.0
+    engine_errors: float = 0.0
+    publish_latency_p99_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class PodState:
+    name: str
+    revision: int | None
+    ready: bool
+    restarts: int
+    age_seconds: float
+    terminating: bool = False
+    metrics: PodMetrics | None = None
+
+
+@dataclass(frozen=True)
+class DeploymentState:
+    generation: int
+    observed_generation: int
+    replicas: int
+    desired_replicas: int
+    updated_replicas: int
+    ready_replicas: int
+    available_replicas: int
+    deadline_exceeded: bool
+
+    @property
+    def complete(self) -> bool:
+        """Every pod runs the current template and is available, none from older ones."""
+        return (
+            self.observed_generation >= self.generation
+            and self.updated_replicas == self.desired_replicas
+            and self.replicas == self.desired_replicas
+            and self.available_replicas == self.desired_replicas
+        )
+
+    @classmethod
+    def from_object(cls, deployment: Obj) -> DeploymentState:
+        status = deployment.get("status") or {}
+        generation = deployment["metadata"].get("generation", 0)
+        observed = status.get("observedGeneration", 0)
+        # A deadline reported for an older template says nothing about the current one.
+        deadline = observed >= generation and any(
+            c.get("type") == "Progressing" and c.get("reason") == "ProgressDeadlineExceeded"
+            for c in status.get("conditions") or []
+        )
+        return cls(
+            generation=generation,
+            observed_generation=observed,
+            replicas=status.get("replicas", 0),
+            desired_replicas=(deployment.get("spec") or {}).get("replicas", 1),
+            updated_replicas=status.get("updatedReplicas", 0),
+            ready_replicas=status.get("readyReplicas", 0),
+            available_replicas=status.get("availableReplicas", 0),
+            deadline_exceeded=deadline,
+        )
+
+
+def metric_problems(metrics: PodMetrics, age_seconds: float, limits: HealthThresholds) -> list[str]:
+    """Which realtime thresholds a pod breaks (empty when healthy or too few samples)."""
+    problems = []
+    connects = metrics.connects_accepted + metrics.connects_rejected
+    if connects >= limits.min_samples:
+        ratio = metrics.connects_rejected / connects
+        if ratio > limits.max_connect_error_ratio:
+            problems.append(f"connect error ratio {ratio:.2f} > {limits.max_connect_error_ratio}")
+    recoveries = metrics.recoveries_ok + metrics.recoveries_failed
+    if recoveries >= limits.min_samples:
+        ratio = metrics.recoveries_failed / recoveries
+        if ratio > limits.max_failed_recovery_ratio:
+            problems.append(
+                f"failed recovery ratio {ratio:.2f} > {limits.max_failed_recovery_ratio}"
+            )
+    seconds = max(age_seconds, 1.0)
+    rate = metrics.terminal_disconnects / seconds
+    if rate > limits.max_terminal_disconnects_per_second:
+        problems.append(
+            f"terminal disconnects {rate:.2f}/s > {limits.max_terminal_disconnects_per_second}/s"
+        )
+    rate = metrics.engine_errors / seconds
+    if rate > limits.max_engine_errors_per_second:
+        problems.append(f"backplane errors {rate:.2f}/s > {limits.max_engine_errors_per_second}/s")
+    p99 = metrics.publish_latency_p99_seconds
+    if p99 is not None and p99 > limits.max_publish_latency_seconds:
+        problems.append(f"publish latency p99 {p99:.3f}s > {limits.max_publish_latency_seconds}s")
+    return problems
+
+
+def pod_problems(pod: PodState, limits: HealthThresholds) -> tuple[str, str] | None:
+    """(reason, message) for the first threshold a pod breaks, or None."""
+    if pod.terminating:
+        return None
+    if pod.restarts > limits.max_container_restarts:
+        return "ContainerRestarts", (
+            f"pod {pod.name} restarted {pod.restarts} times (limit {limits.max_container_restarts})"
+        )
+    if not pod.ready and pod.age_seconds > limits.ready_timeout_seconds:
+        return "PodNotReady", (
+            f"pod {pod.name} not Ready after {pod.age_seconds:.0f}s (limit "
+            f"{limits.ready_timeout_seconds}s)"
+        )
+    if pod.metrics is not None:
+        problems = metric_problems(pod.metrics, pod.age_seconds, limits)
+        if problems:
+            return "UnhealthyMetrics", f"pod {pod.name}: " + "; ".join(problems)
+    return None
+
+
+def judge_rollout(
+    deployment: DeploymentState,
+    pods: list[PodState],
+    revision: int,
+    limits: HealthThresholds,
+    progress_deadline_seconds: int,
+    elapsed_seconds: float,
+    available_seconds: float | None,
+) -> Verdict:
+    """Decide on the release ``revision`` being rolled out.
+
+    ``elapsed_seconds`` counts from the start of the rollout, ``available_seconds`` from
+    the moment it was first complete (None while it never was).
+    """
+    for pod in pods:
+        if pod.revision != revision:
+            continue
+        problem = pod_problems(pod, limits)
+        if problem is not None:
+            return Verdict(Phase.FAILED, *problem)
+    if deployment.deadline_exceeded and not deployment.complete:
+        return Verdict(
+            Phase.FAILED,
+            "ProgressDeadlineExceeded",
+            f"revision {revision} not available within {progress_deadline_seconds}s",
+        )
+    if not deployment.complete:
+        # The Deployment controller reports the deadline; this is the backstop when it
+        # cannot (for instance while the operator itself was down).
+        if elapsed_seconds > progress_deadline_seconds + 30:
+            return Verdict(
+                Phase.FAILED,
+                "ProgressDeadlineExceeded",
+                f"revision {revision} not available after {elapsed_seconds:.0f}s",
+            )
+        return Verdict(
+            Phase.PROGRESSING,
+            "RollingUpdate",
+            f"revision {revision}: {deployment.updated_replicas}/{deployment.desired_replicas}"
+            f" updated, {deployment.available_replicas} available",
+        )
+    if available_seconds is None or available_seconds < limits.observation_seconds:
+        return Verdict(
+            Phase.OBSERVING,
+            "ObservingRelease",
+            f"revision {revision} available; watching it for {limits.observation_seconds}s",
+        )
+    return Verdict(Phase.SUCCEEDED, "ReleaseHealthy", f"revision {revision} is healthy")

@@ -1,0 +1,275 @@
+"""One reconcile pass for one RoomcastCluster: read the cluster, decide, write.
+
+All decisions are in :mod:`releases` and :mod:`render`; this module only gathers their
+inputs and carries out their outputs. A pass is idempotent and reads everything it
+needs from the API server, so passes can be triggered freely (watch events, a resync
+timer, an operator restart).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+from . import FIELD_MANAGER, GROUP, KIND, VERSION, podmetrics, releases, render, validation
+from .health import DeploymentState, PodMetrics, PodState
+from .kube import ApiError, Kube, collection_path, object_path
+from .releases import Event, Observed, Revision
+from .render import Capabilities, Owner, Release
+from .settings import OperatorSettings
+from .spec import ClusterSpec, parse
+
+Obj = dict[str, Any]
+log = logging.getLogger("roomcast_operator")
+
+ROLLBACK_ANNOTATION = "roomcast.io/rollback-to"
+RCC_VERSION = f"{GROUP}/{VERSION}"
+SERVER_PORT = 8000
+
+
+def _age_seconds(timestamp: str | None, now: datetime) -> float:
+    if not timestamp:
+        return 0.0
+    then = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    return (now - then).total_seconds()
+
+
+def pod_state(pod: Obj, now: datetime, metrics: PodMetrics | None = None) -> PodState:
+    meta, status = pod["metadata"], pod.get("status") or {}
+    ready = any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in status.get("conditions") or []
+    )
+    restarts = sum(c.get("restartCount", 0) for c in status.get("containerStatuses") or [])
+    revision = (meta.get("annotations") or {}).get(render.REVISION_ANNOTATION)
+    return PodState(
+        name=meta["name"],
+        revision=int(revision) if revision and revision.isdigit() else None,
+        ready=ready,
+        restarts=restarts,
+        age_seconds=_age_seconds(meta.get("creationTimestamp"), now),
+        terminating="deletionTimestamp" in meta,
+        metrics=metrics,
+    )
+
+
+def rollback_request(body: Obj) -> int | None:
+    """``spec.rollbackTo`` or the ``roomcast.io/rollback-to`` annotation."""
+    value = (body.get("spec") or {}).get("rollbackTo")
+    if value is None:
+        annotation = ((body["metadata"].get("annotations")) or {}).get(ROLLBACK_ANNOTATION)
+        if annotation is not None and annotation.strip().isdigit():
+            value = int(annotation)
+    return int(value) if value is not None else None
+
+
+def controller_revision(owner: Owner, revision: Revision) -> Obj:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "ControllerRevision",
+        "metadata": {
+            "name": f"{owner.name}-{revision.release.hash}",
+            "namespace": owner.namespace,
+            "labels": {
+                **render.labels(owner.name),
+                render.RELEASE_HASH_LABEL: revision.release.hash,
+            },
+            "ownerReferences": [owner.reference()],
+        },
+        "revision": revision.number,
+        "data": revision.release.to_data(),
+    }
+
+
+class Reconciler:
+    """Runs reconcile passes, at most one at a time per cluster, coalescing triggers."""
+
+    def __init__(self, kube: Kube, settings: OperatorSettings) -> None:
+        self.kube = kube
+        self.settings = settings
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._pending: set[tuple[str, str]] = set()
+        self._capabilities: Capabilities | None = None
+        self._validated: dict[str, list[str]] = {}
+
+    async def trigger(self, namespace: str, name: str) -> None:
+        """Reconcile now, or right after the pass already running for this cluster."""
+        key = (namespace, name)
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        if lock.locked():
+            self._pending.add(key)
+            return
+        async with lock:
+            while True:
+                self._pending.discard(key)
+                try:
+                    await self.reconcile(namespace, name)
+                except ApiError as error:
+                    log.warning("reconcile %s/%s: %s", namespace, name, error)
+                if key not in self._pending:
+                    break
+
+    async def resync(self) -> None:
+        """Reconcile every RoomcastCluster periodically: deadlines pass without events."""
+        while True:
+            try:
+                path = collection_path(RCC_VERSION, KIND, self.settings.namespace or None)
+                for item in await self.kube.list(path):
+                    meta = item["metadata"]
+                    await self.trigger(meta["namespace"], meta["name"])
+            except Exception:
+                log.exception("resync failed")
+            await asyncio.sleep(self.settings.resync_interval_seconds)
+
+    async def capabilities(self) -> Capabilities:
+        if self._capabilities is None:
+            self._capabilities = Capabilities(
+                service_monitors=await self.kube.serves(
+                    "monitoring.coreos.com/v1", "servicemonitors"
+                ),
+                scaled_objects=await self.kube.serves("keda.sh/v1alpha1", "scaledobjects"),
+            )
+        return self._capabilities
+
+    def problems(self, spec: ClusterSpec, release: Release) -> list[str]:
+        key = release.hash + str(spec.redis)
+        if key not in self._validated:
+            self._validated[key] = validation.problems(spec, release)
+        return self._validated[key]
+
+    async def reconcile(self, namespace: str, name: str) -> None:
+        kube = self.kube
+        path = object_path(RCC_VERSION, KIND, namespace, name)
+        body = await kube.get(path)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return  # the garbage collector removes the children
+        meta = body["metadata"]
+        owner = Owner(name, namespace, meta["uid"])
+        spec = parse(body.get("spec") or {})
+        spec_release = render.release_of(spec)
+        problems = self.problems(spec, spec_release)
+        now = datetime.now(UTC)
+
+        selector = ",".join(f"{k}={v}" for k, v in render.selector_labels(name).items())
+        revisions = [
+            Revision(int(item["revision"]), Release.from_data(item["data"]))
+            for item in await kube.list(
+                collection_path("apps/v1", "ControllerRevision", namespace), selector
+            )
+        ]
+        deployment = await kube.get(object_path("apps/v1", "Deployment", namespace, name))
+        pods = await kube.list(collection_path("v1", "Pod", namespace), selector)
+        metrics = await self._scrape(pods)
+        status: Obj = body.get("status") or {}
+        deployment_revision = None
+        if deployment is not None:
+            annotation = (deployment["metadata"].get("annotations") or {}).get(
+                render.REVISION_ANNOTATION, ""
+            )
+            deployment_revision = int(annotation) if annotation.isdigit() else None
+        observed = Observed(
+            revisions=revisions,
+            deployment=DeploymentState.from_object(deployment) if deployment else None,
+            deployment_revision=deployment_revision,
+            pods=[pod_state(p, now, metrics.get(p["metadata"]["name"])) for p in pods],
+            rollback_request=rollback_request(body),
+            invalid_spec="; ".join(problems) if problems else None,
+        )
+        plan = releases.decide(spec, meta.get("generation", 0), status, spec_release, observed, now)
+
+        if plan.new_revision is not None:
+            try:
+                await kube.create(controller_revision(owner, plan.new_revision))
+            except ApiError as error:
+                if error.status != 409:
+                    raise
+        if plan.run is not None:
+            capabilities = await self.capabilities()
+            for child in render.children(
+                owner, spec, plan.run.release, plan.run.number, capabilities
+            ):
+                await kube.apply(child)
+            for api_version, kind in render.obsolete_kinds(spec, capabilities):
+                await kube.delete(object_path(api_version, kind, namespace, name))
+        if plan.clear_rollback_request:
+            await kube.merge_patch(
+                path,
+                {
+                    "metadata": {"annotations": {ROLLBACK_ANNOTATION: None}},
+                    "spec": {"rollbackTo": None},
+                },
+            )
+        for event in plan.events:
+            await self._post_event(body, event)
+        await self._prune_revisions(owner, spec, plan.status, revisions)
+
+        plan.status["connections"] = int(sum(m.connections for m in metrics.values()))
+        if plan.status != status:
+            await kube.merge_patch(path + "/status", {"status": _with_nulls(status, plan.status)})
+
+    async def _scrape(self, pods: list[Obj]) -> dict[str, PodMetrics]:
+        if not self.settings.scrape_metrics:
+            return {}
+        targets = [
+            (p["metadata"]["name"], p["status"]["podIP"])
+            for p in pods
+            if (p.get("status") or {}).get("podIP") and "deletionTimestamp" not in p["metadata"]
+        ]
+        timeout = self.settings.scrape_timeout_seconds
+        results = await asyncio.gather(
+            *(podmetrics.scrape(ip, SERVER_PORT, timeout) for _, ip in targets)
+        )
+        return {name: m for (name, _), m in zip(targets, results, strict=True) if m is not None}
+
+    async def _prune_revisions(
+        self, owner: Owner, spec: ClusterSpec, status: Obj, revisions: list[Revision]
+    ) -> None:
+        keep = {status.get(k) for k in ("currentRevision", "lastGoodRevision", "specRevision")}
+        ordered = sorted(revisions, key=lambda r: r.number, reverse=True)
+        for revision in ordered[spec.revision_history_limit :]:
+            if revision.number not in keep:
+                name = f"{owner.name}-{revision.release.hash}"
+                await self.kube.delete(
+                    object_path("apps/v1", "ControllerRevision", owner.namespace, name)
+                )
+
+    async def _post_event(self, body: Obj, event: Event) -> None:
+        meta = body["metadata"]
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        log.info("%s/%s %s: %s", meta["namespace"], meta["name"], event.reason, event.message)
+        await self.kube.create(
+            {
+                "apiVersion": "v1",
+                "kind": "Event",
+                "metadata": {
+                    "name": f"{meta['name']}.{secrets.token_hex(8)}",
+                    "namespace": meta["namespace"],
+                },
+                "involvedObject": {
+                    "apiVersion": RCC_VERSION,
+                    "kind": KIND,
+                    "name": meta["name"],
+                    "namespace": meta["namespace"],
+                    "uid": meta["uid"],
+                },
+                "type": event.type,
+                "reason": event.reason,
+                "message": event.message[:1024],
+                "firstTimestamp": stamp,
+                "lastTimestamp": stamp,
+                "count": 1,
+                "source": {"component": FIELD_MANAGER},
+                "reportingComponent": FIELD_MANAGER,
+                "reportingInstance": FIELD_MANAGER,
+            }
+        )
+
+
+def _with_nulls(old: Obj, new: Obj) -> Obj:
+    """A merge patch turning ``old`` into ``new`` at the top level (absent keys -> null)."""
+    patch: Obj = {key: None for key in old if key not in new}
+    patch.update(new)
+    return patch

@@ -1,0 +1,424 @@
+"""Spec to desired objects: pure functions, no API calls.
+
+A *release* is what a revision pins: the image and the rendered server config (plus the
+pod annotations). Everything else in the spec (replicas, resources, drain, rollout
+settings) applies to whichever release runs. Every child carries an owner reference to
+the RoomcastCluster, so deleting it garbage-collects them.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import yaml
+
+from . import GROUP, KIND, VERSION
+from .spec import ClusterSpec
+
+Obj = dict[str, Any]
+
+CONFIG_FILE = "config.yaml"
+CONFIG_DIR = "/etc/roomcast"
+CONFIG_HASH_ANNOTATION = "roomcast.io/config-hash"
+REVISION_ANNOTATION = "roomcast.io/revision"
+RELEASE_HASH_LABEL = "roomcast.io/release-hash"
+COMPONENT = "server"
+SHUTDOWN_MARGIN_SECONDS = 10
+"""Slack between the server's hard shutdown timeout and the kubelet's SIGKILL."""
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The RoomcastCluster every child belongs to."""
+
+    name: str
+    namespace: str
+    uid: str
+
+    def reference(self) -> Obj:
+        return {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": KIND,
+            "name": self.name,
+            "uid": self.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+
+
+@dataclass(frozen=True)
+class Release:
+    """The versioned content of a revision: rolling back restores exactly this."""
+
+    image: str
+    version: str
+    config: str
+    pod_annotations: dict[str, str]
+
+    @property
+    def config_hash(self) -> str:
+        return _digest(self.config)
+
+    @property
+    def hash(self) -> str:
+        return _digest(json.dumps(asdict(self), sort_keys=True))
+
+    def to_data(self) -> Obj:
+        return {**asdict(self), "configHash": self.config_hash}
+
+    @classmethod
+    def from_data(cls, data: Obj) -> Release:
+        return cls(
+            image=data["image"],
+            version=data["version"],
+            config=data["config"],
+            pod_annotations=dict(data.get("pod_annotations") or {}),
+        )
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+# --- server configuration ---------------------------------------------------------------
+
+
+def server_config(spec: ClusterSpec) -> Obj:
+    """The server's config file (Centrifugo v6 layout) for this spec.
+
+    Secrets never land here: they reach the pod as environment variables from their
+    Secrets (see :func:`container_env`).
+    """
+    config: Obj = {
+        "http_server": {"address": "0.0.0.0", "port": spec.container_port},
+        "client": {"allowed_origins": list(spec.allowed_origins)},
+        "channel": {
+            "without_namespace": copy.deepcopy(spec.channel.get("withoutNamespace") or {}),
+            "namespaces": copy.deepcopy(spec.channel.get("namespaces") or []),
+        },
+        "engine": {"type": "memory"},
+        "shutdown": {
+            "drain_window": f"{spec.drain_window_seconds}s",
+            "timeout": f"{spec.drain_window_seconds + SHUTDOWN_MARGIN_SECONDS}s",
+        },
+        "log": {"format": "json"},
+    }
+    token: Obj = {}
+    if spec.jwks_url:
+        token["jwks_public_endpoint"] = spec.jwks_url
+    if spec.audience:
+        token["audience"] = spec.audience
+    if spec.issuer:
+        token["issuer"] = spec.issuer
+    if token:
+        config["client"]["token"] = token
+    if spec.redis is not None:
+        redis: Obj = {"prefix": spec.redis.prefix}
+        if spec.redis.urls:
+            redis["address"] = list(spec.redis.urls)
+        if spec.redis.sentinel_addresses:
+            redis["sentinel_addresses"] = list(spec.redis.sentinel_addresses)
+            redis["sentinel_master_name"] = spec.redis.sentinel_master_name
+        if spec.redis.cluster:
+            redis["cluster"] = True
+        config["engine"] = {"type": "redis", "redis": redis}
+    _deep_merge(config, copy.deepcopy(spec.server_config))
+    return config
+
+
+def _deep_merge(into: Obj, extra: Obj) -> None:
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _deep_merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def release_of(spec: ClusterSpec) -> Release:
+    text = yaml.safe_dump(server_config(spec), sort_keys=True)
+    return Release(spec.image, spec.version, text, dict(spec.pod_annotations))
+
+
+# --- labels and metadata ------------------------------------------------------------------
+
+
+def selector_labels(name: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "roomcast",
+        "app.kubernetes.io/instance": name,
+        "app.kubernetes.io/component": COMPONENT,
+    }
+
+
+def labels(name: str, version: str | None = None) -> dict[str, str]:
+    result = {**selector_labels(name), "app.kubernetes.io/managed-by": "roomcast-operator"}
+    if version:
+        result["app.kubernetes.io/version"] = _label_value(version)
+    return result
+
+
+def _label_value(text: str) -> str:
+    cleaned = "".join(c if c.isalnum() or c in "-_." else "-" for c in text)[:63]
+    return cleaned.strip("-_.") or "unknown"
+
+
+def _meta(owner: Owner, name: str, version: str | None = None) -> Obj:
+    return {
+        "name": name,
+        "namespace": owner.namespace,
+        "labels": labels(owner.name, version),
+        "ownerReferences": [owner.reference()],
+    }
+
+
+def config_map_name(owner: Owner) -> str:
+    return f"{owner.name}-config"
+
+
+# --- children ------------------------------------------------------------------------------
+
+
+def config_map(owner: Owner, release: Release) -> Obj:
+    meta = _meta(owner, config_map_name(owner))
+    meta["annotations"] = {CONFIG_HASH_ANNOTATION: release.config_hash}
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": meta,
+        "data": {CONFIG_FILE: release.config},
+    }
+
+
+def _secret_env(name: str, ref: Any) -> Obj:
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}
+
+
+def container_env(spec: ClusterSpec) -> list[Obj]:
+    env: list[Obj] = [
+        {"name": "ROOMCAST_CONFIG", "value": f"{CONFIG_DIR}/{CONFIG_FILE}"},
+        {"name": "ROOMCAST_HOST", "value": "0.0.0.0"},
+        {"name": "ROOMCAST_PORT", "value": str(spec.container_port)},
+        {"name": "ROOMCAST_NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+    ]
+    if spec.hmac_secret:
+        env.append(_secret_env("ROOMCAST_TOKEN_HMAC_SECRET", spec.hmac_secret))
+    if spec.public_key_secret:
+        setting = "RSA" if spec.public_key_algorithm == "RSA" else "ECDSA"
+        env.append(
+            _secret_env(f"ROOMCAST_CLIENT__TOKEN__{setting}_PUBLIC_KEY", spec.public_key_secret)
+        )
+    if spec.api_key_secret:
+        env.append(_secret_env("ROOMCAST_API_KEY", spec.api_key_secret))
+    if spec.redis is not None and spec.redis.urls_secret is not None:
+        env.append(_secret_env("ROOMCAST_REDIS_URL", spec.redis.urls_secret))
+    return env
+
+
+def termination_grace_seconds(spec: ClusterSpec) -> int:
+    """preStop, then the paced drain, then the server's own margin, then a little slack."""
+    return spec.pre_stop_seconds + spec.drain_window_seconds + SHUTDOWN_MARGIN_SECONDS + 5
+
+
+def pod_template(owner: Owner, spec: ClusterSpec, release: Release, revision: int) -> Obj:
+    annotations = {
+        **release.pod_annotations,
+        CONFIG_HASH_ANNOTATION: release.config_hash,
+        REVISION_ANNOTATION: str(revision),
+    }
+    container: Obj = {
+        "name": "roomcast",
+        "image": release.image,
+        "imagePullPolicy": spec.image_pull_policy,
+        "ports": [{"name": "http", "containerPort": spec.container_port, "protocol": "TCP"}],
+        "env": container_env(spec),
+        "resources": copy.deepcopy(spec.resources),
+        "livenessProbe": {
+            "httpGet": {"path": "/health", "port": "http"},
+            "periodSeconds": 10,
+            "failureThreshold": 3,
+            "timeoutSeconds": 2,
+        },
+        "readinessProbe": {
+            "httpGet": {"path": "/ready", "port": "http"},
+            "periodSeconds": 2,
+            "failureThreshold": 1,
+            "timeoutSeconds": 2,
+        },
+        "volumeMounts": [{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True}],
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
+    if spec.pre_stop_seconds > 0:
+        container["lifecycle"] = {"preStop": {"sleep": {"seconds": spec.pre_stop_seconds}}}
+    return {
+        "metadata": {
+            "labels": {**labels(owner.name, release.version), RELEASE_HASH_LABEL: release.hash},
+            "annotations": annotations,
+        },
+        "spec": {
+            "containers": [container],
+            "terminationGracePeriodSeconds": termination_grace_seconds(spec),
+            "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+            "volumes": [{"name": "config", "configMap": {"name": config_map_name(owner)}}],
+        },
+    }
+
+
+def deployment(owner: Owner, spec: ClusterSpec, release: Release, revision: int) -> Obj:
+    meta = _meta(owner, owner.name, release.version)
+    meta["annotations"] = {REVISION_ANNOTATION: str(revision)}
+    body: Obj = {
+        "selector": {"matchLabels": selector_labels(owner.name)},
+        "strategy": {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxUnavailable": 0, "maxSurge": spec.rollout.max_surge},
+        },
+        "progressDeadlineSeconds": spec.rollout.progress_deadline_seconds,
+        "revisionHistoryLimit": spec.revision_history_limit,
+        "template": pod_template(owner, spec, release, revision),
+    }
+    if spec.metric_source == "none":
+        body["replicas"] = spec.min_replicas
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": body}
+
+
+def service(owner: Owner, spec: ClusterSpec) -> Obj:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(owner, owner.name),
+        "spec": {
+            "type": spec.service_type,
+            "selector": selector_labels(owner.name),
+            "ports": [
+                {"name": "http", "port": spec.service_port, "targetPort": "http", "protocol": "TCP"}
+            ],
+        },
+    }
+
+
+def pod_disruption_budget(owner: Owner) -> Obj:
+    """Voluntary evictions take one pod at a time, so drains never stack up."""
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _meta(owner, owner.name),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector_labels(owner.name)}},
+    }
+
+
+def horizontal_pod_autoscaler(owner: Owner, spec: ClusterSpec) -> Obj:
+    """Scale on open connections; scale down slowly, since each removed pod drains clients."""
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": _meta(owner, owner.name),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": owner.name},
+            "minReplicas": spec.min_replicas,
+            "maxReplicas": spec.max_replicas,
+            "metrics": [
+                {
+                    "type": "Pods",
+                    "pods": {
+                        "metric": {"name": "roomcast_connections"},
+                        "target": {
+                            "type": "AverageValue",
+                            "averageValue": str(spec.target_connections_per_pod),
+                        },
+                    },
+                }
+            ],
+            "behavior": {
+                "scaleDown": {
+                    "stabilizationWindowSeconds": 300,
+                    "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}],
+                }
+            },
+        },
+    }
+
+
+def scaled_object(owner: Owner, spec: ClusterSpec) -> Obj:
+    query = (
+        f'sum(roomcast_connections{{namespace="{owner.namespace}",'
+        f'pod=~"{owner.name}-[a-z0-9]+-[a-z0-9]+"}})'
+    )
+    return {
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "ScaledObject",
+        "metadata": _meta(owner, owner.name),
+        "spec": {
+            "scaleTargetRef": {"name": owner.name},
+            "minReplicaCount": spec.min_replicas,
+            "maxReplicaCount": spec.max_replicas,
+            "cooldownPeriod": 300,
+            "triggers": [
+                {
+                    "type": "prometheus",
+                    "metadata": {
+                        "serverAddress": spec.prometheus_server_address,
+                        "query": query,
+                        "threshold": str(spec.target_connections_per_pod),
+                    },
+                }
+            ],
+        },
+    }
+
+
+def service_monitor(owner: Owner) -> Obj:
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": _meta(owner, owner.name),
+        "spec": {
+            "selector": {"matchLabels": selector_labels(owner.name)},
+            "endpoints": [{"port": "http", "path": "/metrics", "interval": "15s"}],
+        },
+    }
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """Optional APIs the cluster serves."""
+
+    service_monitors: bool = False
+    scaled_objects: bool = False
+
+
+def children(
+    owner: Owner, spec: ClusterSpec, release: Release, revision: int, capabilities: Capabilities
+) -> list[Obj]:
+    """Every object the cluster should own right now, the ConfigMap before the Deployment."""
+    objects = [
+        config_map(owner, release),
+        deployment(owner, spec, release, revision),
+        service(owner, spec),
+        pod_disruption_budget(owner),
+    ]
+    if spec.metric_source == "prometheus-adapter":
+        objects.append(horizontal_pod_autoscaler(owner, spec))
+    elif spec.metric_source == "keda" and capabilities.scaled_objects:
+        objects.append(scaled_object(owner, spec))
+    if capabilities.service_monitors:
+        objects.append(service_monitor(owner))
+    return objects
+
+
+def obsolete_kinds(spec: ClusterSpec, capabilities: Capabilities) -> list[tuple[str, str]]:
+    """(apiVersion, kind) of scalers the spec no longer wants, to be deleted if present."""
+    stale = []
+    if spec.metric_source != "prometheus-adapter":
+        stale.append(("autoscaling/v2", "HorizontalPodAutoscaler"))
+    if spec.metric_source != "keda" and capabilities.scaled_objects:
+        stale.append(("keda.sh/v1alpha1", "ScaledObject"))
+    return stale
