@@ -19,6 +19,11 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="watch one namespace (default: ROOMCAST_OPERATOR_NAMESPACE or all)",
     )
+    parser.add_argument(
+        "--liveness",
+        default=None,
+        help="serve kopf's liveness probe here, e.g. http://0.0.0.0:8080/healthz",
+    )
     parser.add_argument("--verbose", "-v", action="store_true")
     args = parser.parse_args(argv)
     settings = OperatorSettings.from_environ()
@@ -35,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     asyncio.run(
         kopf.operator(
             standalone=True,
+            liveness_endpoint=args.liveness,
             clusterwide=not namespace,
             namespaces=[namespace] if namespace else (),
         )

@@ -1,0 +1,14 @@
+"""Shared builders for the operator's unit tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from roomcast_operator.render import Owner
+from roomcast_operator.spec import ClusterSpec, parse
+
+OWNER = Owner(name="chat", namespace="prod", uid="1234-abcd")
+
+
+def make_spec(**fields: Any) -> ClusterSpec:
+    return parse({"image": "ghcr.io/roomcast/roomcast:1.0.0", **fields})

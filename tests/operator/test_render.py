@@ -1,0 +1,169 @@
+"""Spec to desired objects."""
+
+from __future__ import annotations
+
+import yaml
+
+from roomcast_operator import render
+from roomcast_operator.render import Capabilities
+
+from .helpers import OWNER, make_spec
+
+OWNER_REF = {
+    "apiVersion": "roomcast.io/v1alpha1",
+    "kind": "RoomcastCluster",
+    "name": "chat",
+    "uid": "1234-abcd",
+    "controller": True,
+    "blockOwnerDeletion": True,
+}
+
+
+def test_server_config_follows_the_centrifugo_layout() -> None:
+    spec = make_spec(
+        redis={"urls": ["redis://r0:6379/0", "redis://r1:6379/0"]},
+        channel={"namespaces": [{"name": "rooms", "history_size": 10, "history_ttl": "60s"}]},
+        allowedOrigins=["https://example.com"],
+        drain={"drainWindowSeconds": 20},
+        serverConfig={"client": {"ping_interval": "20s"}},
+    )
+    assert render.server_config(spec) == {
+        "http_server": {"address": "0.0.0.0", "port": 8000},
+        "client": {"allowed_origins": ["https://example.com"], "ping_interval": "20s"},
+        "channel": {
+            "without_namespace": {},
+            "namespaces": [{"name": "rooms", "history_size": 10, "history_ttl": "60s"}],
+        },
+        "engine": {
+            "type": "redis",
+            "redis": {"prefix": "roomcast", "address": ["redis://r0:6379/0", "redis://r1:6379/0"]},
+        },
+        "shutdown": {"drain_window": "20s", "timeout": "30s"},
+        "log": {"format": "json"},
+    }
+
+
+def test_sentinel_settings_reach_the_engine_section() -> None:
+    spec = make_spec(redis={"sentinel": {"addresses": ["s0:26379"], "masterName": "main"}})
+    assert render.server_config(spec)["engine"] == {
+        "type": "redis",
+        "redis": {
+            "prefix": "roomcast",
+            "sentinel_addresses": ["s0:26379"],
+            "sentinel_master_name": "main",
+        },
+    }
+
+
+def test_release_hash_changes_with_image_or_config_only() -> None:
+    base = render.release_of(make_spec())
+    assert render.release_of(make_spec(minReplicas=5)).hash == base.hash
+    assert render.release_of(make_spec(image="ghcr.io/roomcast/roomcast:1.0.1")).hash != base.hash
+    other_config = render.release_of(make_spec(allowedOrigins=["*"]))
+    assert other_config.hash != base.hash
+    assert other_config.config_hash != base.config_hash
+
+
+def test_release_round_trips_through_a_controller_revision() -> None:
+    release = render.release_of(make_spec(podAnnotations={"team": "rt"}))
+    data = release.to_data()
+    assert data["configHash"] == release.config_hash
+    assert render.Release.from_data(data) == release
+
+
+def test_config_map_carries_the_rendered_file_and_its_hash() -> None:
+    release = render.release_of(make_spec())
+    config_map = render.config_map(OWNER, release)
+    assert config_map["metadata"]["name"] == "chat-config"
+    assert config_map["metadata"]["ownerReferences"] == [OWNER_REF]
+    assert config_map["metadata"]["annotations"] == {"roomcast.io/config-hash": release.config_hash}
+    assert yaml.safe_load(config_map["data"]["config.yaml"])["engine"] == {"type": "memory"}
+
+
+def test_deployment_drains_without_losing_capacity() -> None:
+    spec = make_spec(
+        drain={"preStopSeconds": 5, "drainWindowSeconds": 30},
+        rollout={"maxSurge": 1, "progressDeadlineSeconds": 120},
+        auth={"hmacSecretRef": {"name": "s", "key": "hmac"}},
+        redis={"urlsSecretRef": {"name": "s", "key": "redis"}},
+    )
+    release = render.release_of(spec)
+    deployment = render.deployment(OWNER, spec, release, revision=3)
+    body = deployment["spec"]
+    pod = body["template"]["spec"]
+    container = pod["containers"][0]
+
+    assert deployment["metadata"]["ownerReferences"] == [OWNER_REF]
+    assert body["replicas"] == 2
+    assert body["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
+    assert body["progressDeadlineSeconds"] == 120
+    # preStop 5 + drain 30 + server margin 10 + slack 5
+    assert pod["terminationGracePeriodSeconds"] == 50
+    assert container["lifecycle"] == {"preStop": {"sleep": {"seconds": 5}}}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "http"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
+    assert body["template"]["metadata"]["annotations"] == {
+        "roomcast.io/config-hash": release.config_hash,
+        "roomcast.io/revision": "3",
+    }
+    env = {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+    assert env["ROOMCAST_CONFIG"] == "/etc/roomcast/config.yaml"
+    assert env["ROOMCAST_HOST"] == "0.0.0.0"
+    assert env["ROOMCAST_TOKEN_HMAC_SECRET"] == {"secretKeyRef": {"name": "s", "key": "hmac"}}
+    assert env["ROOMCAST_REDIS_URL"] == {"secretKeyRef": {"name": "s", "key": "redis"}}
+    assert "ROOMCAST_API_KEY" not in env
+
+
+def test_config_change_changes_the_pod_template() -> None:
+    spec_a, spec_b = make_spec(), make_spec(allowedOrigins=["*"])
+    template_a = render.pod_template(OWNER, spec_a, render.release_of(spec_a), 1)
+    template_b = render.pod_template(OWNER, spec_b, render.release_of(spec_b), 1)
+    assert template_a["metadata"]["annotations"] != template_b["metadata"]["annotations"]
+
+
+def test_autoscaled_deployment_leaves_replicas_to_the_hpa() -> None:
+    spec = make_spec(
+        minReplicas=3,
+        maxReplicas=9,
+        autoscaling={"metricSource": "prometheus-adapter", "targetConnectionsPerPod": 2000},
+    )
+    kinds = [
+        o["kind"] for o in render.children(OWNER, spec, render.release_of(spec), 1, Capabilities())
+    ]
+    assert kinds == [
+        "ConfigMap",
+        "Deployment",
+        "Service",
+        "PodDisruptionBudget",
+        "HorizontalPodAutoscaler",
+    ]
+    assert "replicas" not in render.deployment(OWNER, spec, render.release_of(spec), 1)["spec"]
+    hpa = render.horizontal_pod_autoscaler(OWNER, spec)["spec"]
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (3, 9)
+    assert hpa["metrics"][0]["pods"] == {
+        "metric": {"name": "roomcast_connections"},
+        "target": {"type": "AverageValue", "averageValue": "2000"},
+    }
+
+
+def test_keda_and_service_monitor_only_when_served() -> None:
+    spec = make_spec(
+        autoscaling={"metricSource": "keda", "prometheusServerAddress": "http://prom:9090"}
+    )
+    release = render.release_of(spec)
+    plain = [o["kind"] for o in render.children(OWNER, spec, release, 1, Capabilities())]
+    full = [o["kind"] for o in render.children(OWNER, spec, release, 1, Capabilities(True, True))]
+    assert "ScaledObject" not in plain and "ServiceMonitor" not in plain
+    assert full[-2:] == ["ScaledObject", "ServiceMonitor"]
+    trigger = render.scaled_object(OWNER, spec)["spec"]["triggers"][0]
+    assert trigger["metadata"]["serverAddress"] == "http://prom:9090"
+    assert render.obsolete_kinds(spec, Capabilities(True, True)) == [
+        ("autoscaling/v2", "HorizontalPodAutoscaler")
+    ]
+
+
+def test_every_child_is_owned() -> None:
+    spec = make_spec(autoscaling={"metricSource": "prometheus-adapter"})
+    for child in render.children(OWNER, spec, render.release_of(spec), 1, Capabilities(True)):
+        assert child["metadata"]["ownerReferences"] == [OWNER_REF], child["kind"]
+        assert child["metadata"]["namespace"] == "prod"
