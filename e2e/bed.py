@@ -148,6 +148,12 @@ def _proc_stat(pid: int) -> tuple[str, str, int] | None:
     return comm, rest[0], int(rest[19])
 
 
+def proc_start_ticks(pid: int) -> int:
+    """When the process started, in clock ticks since boot (0 if it is gone)."""
+    stat = _proc_stat(pid)
+    return stat[2] if stat else 0
+
+
 def processes_mentioning(text: str) -> list[tuple[int, str]]:
     """Live processes whose command line contains ``text`` (pid, command line)."""
     found: list[tuple[int, str]] = []
@@ -449,6 +455,13 @@ class Bed:
                 f"--service-account-key-file={pki / 'sa.pub'}",
                 f"--service-account-signing-key-file={pki / 'sa.key'}",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
+                f"--requestheader-client-ca-file={pki / 'ca.crt'}",
+                "--requestheader-allowed-names=front-proxy-client",
+                "--requestheader-username-headers=X-Remote-User",
+                "--requestheader-group-headers=X-Remote-Group",
+                "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+                f"--proxy-client-cert-file={pki / 'front-proxy.crt'}",
+                f"--proxy-client-key-file={pki / 'front-proxy.key'}",
                 "--endpoint-reconciler-type=none",
                 "--allow-privileged=true",
                 "--profiling=false",
@@ -538,8 +551,7 @@ class Bed:
                 start_new_session=True,
             )
         _CHILDREN[process.pid] = process
-        stat = _proc_stat(process.pid)
-        ticks = stat[2] if stat else 0
+        ticks = proc_start_ticks(process.pid)
         state.processes.append(ProcessRecord(name, process.pid, ticks, str(log)))
         self._save(state)
 
@@ -651,7 +663,7 @@ def _openssl(*args: str) -> None:
 
 
 def _make_pki(pki: Path) -> dict[str, str]:
-    """A CA, the API server's serving certificate, a service-account key pair and tokens.
+    """A CA, serving and front-proxy certificates, a service-account key pair and tokens.
 
     Clients authenticate with static bearer tokens (``--token-auth-file``); the users
     are the ones the default RBAC bindings already know.
@@ -686,6 +698,20 @@ def _make_pki(pki: Path) -> dict[str, str]:
         "x509", "-req", "-in", str(pki / "apiserver.csr"), "-CA", str(pki / "ca.crt"),
         "-CAkey", str(pki / "ca.key"), "-CAcreateserial", "-days", "3650",
         "-extfile", str(pki / "apiserver.ext"), "-out", str(pki / "apiserver.crt"),
+    )  # fmt: skip
+    # Front-proxy client: lets the API server authenticate to aggregated API servers and
+    # gives the requestheader CA to every component that delegates authentication.
+    _openssl(
+        "req", *ec, "-keyout", str(pki / "front-proxy.key"), "-out", str(pki / "front-proxy.csr"),
+        "-subj", "/CN=front-proxy-client",
+    )  # fmt: skip
+    (pki / "front-proxy.ext").write_text(
+        "extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
+    )
+    _openssl(
+        "x509", "-req", "-in", str(pki / "front-proxy.csr"), "-CA", str(pki / "ca.crt"),
+        "-CAkey", str(pki / "ca.key"), "-CAcreateserial", "-days", "3650",
+        "-extfile", str(pki / "front-proxy.ext"), "-out", str(pki / "front-proxy.crt"),
     )  # fmt: skip
     _openssl(
         "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",

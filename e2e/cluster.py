@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import signal
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Literal
 
-from e2e.bed import Bed, tools_bin_dir
+from e2e.bed import Bed, ProcessRecord, proc_start_ticks, tools_bin_dir
 from e2e.kube import Kube, find_kubectl
 
 Flavour = Literal["bed", "external"]
@@ -54,3 +60,50 @@ def running_bed_from_kubeconfig() -> Bed | None:
         return None
     bed = Bed(path.parent)
     return bed if bed.running() else None
+
+
+PRIVATE_PREFIX = "roomcast-bed-pytest-"
+
+
+def _private_parent() -> Path:
+    return Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir())
+
+
+def reap_abandoned_private_beds() -> list[Path]:
+    """Stop private beds whose pytest process died without tearing them down."""
+    reaped = []
+    for state_dir in _private_parent().glob(f"{PRIVATE_PREFIX}*"):
+        try:
+            pid, ticks = (int(v) for v in (state_dir / "owner").read_text().split())
+        except (OSError, ValueError):
+            continue
+        if ProcessRecord("owner", pid, ticks, "").alive():
+            continue
+        with contextlib.suppress(Exception):
+            Bed(state_dir).down()
+        shutil.rmtree(state_dir, ignore_errors=True)
+        reaped.append(state_dir)
+    return reaped
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@contextlib.contextmanager
+def private_bed() -> Iterator[Bed]:
+    """A bed of this process's own, stopped on exit, on SIGTERM, or by the next session."""
+    reap_abandoned_private_beds()
+    state_dir = Path(tempfile.mkdtemp(prefix=PRIVATE_PREFIX, dir=_private_parent()))
+    (state_dir / "owner").write_text(f"{os.getpid()} {proc_start_ticks(os.getpid())}\n")
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    bed = Bed(state_dir)
+    try:
+        bed.up()
+        yield bed
+    finally:
+        try:
+            bed.down()
+        finally:
+            shutil.rmtree(state_dir, ignore_errors=True)
+            signal.signal(signal.SIGTERM, previous)

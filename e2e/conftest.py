@@ -6,7 +6,8 @@ Which cluster the suite uses:
 * ``KUBECONFIG`` pointing at a running bed from ``make cluster-up``: that bed is reused
   and left running.
 * otherwise a private bed is started in its own state directory (so concurrent sessions
-  on one machine do not collide) and stopped when the session ends.
+  on one machine do not collide) and stopped when the session ends, also on SIGTERM;
+  one left behind by a killed session is stopped by the next session.
 
 When a test fails, the tail of every bed component log is attached to its report.
 """
@@ -16,15 +17,19 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import shutil
-import tempfile
 from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
 
 from e2e.bed import Bed
-from e2e.cluster import Cluster, bed_cluster, external_cluster, running_bed_from_kubeconfig
+from e2e.cluster import (
+    Cluster,
+    bed_cluster,
+    external_cluster,
+    private_bed,
+    running_bed_from_kubeconfig,
+)
 
 BED_KEY = pytest.StashKey[Bed]()
 
@@ -47,18 +52,9 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
         request.config.stash[BED_KEY] = reused
         yield bed_cluster(reused)
         return
-    runtime_dir = os.environ.get("XDG_RUNTIME_DIR") or None
-    state_dir = Path(tempfile.mkdtemp(prefix="roomcast-bed-pytest-", dir=runtime_dir))
-    bed = Bed(state_dir)
-    request.config.stash[BED_KEY] = bed
-    try:
-        bed.up()
+    with private_bed() as bed:
+        request.config.stash[BED_KEY] = bed
         yield bed_cluster(bed)
-    finally:
-        try:
-            bed.down()
-        finally:
-            shutil.rmtree(state_dir, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
