@@ -144,6 +144,12 @@ class Sample:
         )
 
 
+def contention_row(name: str, measured: dict[str, Any]) -> Row:
+    """How much of the server's core other processes took: latency is only as good as this."""
+    busy = measured["server_core_busy_by_others_s"] / max(measured["wall_s"], 1e-9) * 100
+    return Row(name, "server core used by other processes", busy, "%")
+
+
 def window(before: Sample, after: Sample) -> dict[str, Any]:
     """What happened between two samples; 'others' is CPU stolen on the server's core."""
     wall = after.at - before.at
@@ -475,6 +481,13 @@ def scenario_handshake(ctx: Context) -> Outcome:
         Row("handshake", "server CPU per handshake with JWT", per_handshake, "us", 300.0),
         Row("handshake", "handshakes per second (64 in flight)", count / setup["seconds"], "/s"),
         Row("handshake", "connect ready p99", setup["ready_ms"]["p99"], "ms"),
+        Row(
+            "handshake",
+            "RSS per connection, no subscription",
+            (after.rss_kib - before.rss_kib) / count,
+            "KiB",
+        ),
+        contention_row("handshake", measured),
     ]
     return Outcome(rows, {"handshakes": count, "window": measured, "loadgen": report})
 
@@ -522,6 +535,7 @@ def fanout_rows(
         Row(name, "publish-to-receive p50", latency["p50"], "ms"),
         Row(name, "publish-to-receive p99", latency["p99"], "ms"),
         Row(name, "deliveries per second", report["deliveries_per_second"], "/s"),
+        contention_row(name, measured),
     ]
 
 
@@ -571,6 +585,7 @@ def scenario_rate(ctx: Context) -> Outcome:
         Row(name, "deliveries per second achieved", report["deliveries_per_second"], "/s"),
         Row(name, "server CPU per delivery", per_delivery, "us"),
         Row(name, "server core busy", measured["server_cpu_s"] / measured["wall_s"] * 100, "%"),
+        contention_row(name, measured),
     ]
     details = {"room": room, "rate": rate, "pubs": pubs, "window": measured, "loadgen": report}
     return Outcome(rows, details)
@@ -588,6 +603,7 @@ def scenario_last(ctx: Context) -> Outcome:
         Row(name, "time to last subscriber p99", last["p99"], "ms", 100.0),
         Row(name, "time to last subscriber p50", last["p50"], "ms"),
         Row(name, "publish-to-receive p50", report["latency_ms"]["p50"], "ms"),
+        contention_row(name, measured),
     ]
     return Outcome(rows, {"room": room, "pubs": pubs, "window": measured, "loadgen": report})
 
