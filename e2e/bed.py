@@ -351,7 +351,10 @@ class Bed:
         names = {p.name for p in state.processes}
         if names != set(COMPONENTS) or not all(p.alive() for p in state.processes):
             return False
-        return self.client(state).healthy()
+        try:
+            return self.client(state).healthy()
+        except OSError:
+            return False
 
     def client(self, state: BedState) -> ApiClient:
         run = Path(state.run_dir)
@@ -375,19 +378,22 @@ class Bed:
             if self.running():
                 return
             self._down()
-            self._up(timeout_seconds)
+            tools = tools_bin_dir()
+            for binary in (*COMPONENTS, "kubectl"):
+                if not (tools / binary).is_file():
+                    raise BedError(f"{binary} missing from {tools}: run e2e/tools/build.sh")
+            try:
+                self._up(tools, timeout_seconds)
+            except BedError as error:
+                # Ports are picked free but only bound later; on a busy machine another
+                # process can take one in between. One retry, on fresh ports.
+                sys.stderr.write(f"roomcast bed: start failed ({error}); retrying once\n")
+                self._up(tools, timeout_seconds)
 
-    def _up(self, timeout_seconds: float) -> None:
-        tools = tools_bin_dir()
-        for binary in (*COMPONENTS, "kubectl"):
-            if not (tools / binary).is_file():
-                raise BedError(f"{binary} missing from {tools}: run e2e/tools/build.sh")
+    def _up(self, tools: Path, timeout_seconds: float) -> None:
         run = Path(tempfile.mkdtemp(prefix="roomcast-bed-"))
-        ports = {
-            name: free_port()
-            for name in ("etcd", "etcd_peer", "apiserver", "controller_manager", "scheduler")
-        }
-        ports["kwok"] = free_port()
+        names = ("etcd", "etcd_peer", "apiserver", "controller_manager", "scheduler", "kwok")
+        ports = {name: free_port() for name in names}
         state = BedState(run_dir=str(run), tools_bin=str(tools), ports=ports)
         self._save(state)
         try:
