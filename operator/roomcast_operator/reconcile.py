@@ -188,8 +188,9 @@ class Reconciler:
                     raise
         if plan.run is not None:
             capabilities = await self.capabilities()
+            replicas = (deployment or {}).get("spec", {}).get("replicas")
             for child in render.children(
-                owner, spec, plan.run.release, plan.run.number, capabilities
+                owner, spec, plan.run.release, plan.run.number, capabilities, replicas
             ):
                 await kube.apply(child)
             for api_version, kind in render.obsolete_kinds(spec, capabilities):

@@ -272,7 +272,20 @@ def pod_template(owner: Owner, spec: ClusterSpec, release: Release, revision: in
     }
 
 
-def deployment(owner: Owner, spec: ClusterSpec, release: Release, revision: int) -> Obj:
+def desired_replicas(spec: ClusterSpec, current: int | None) -> int:
+    """minReplicas, or when autoscaled the live count clamped to [min, max].
+
+    Applying the live count keeps the field ours without undoing the autoscaler's choice,
+    and a new Deployment starts at minReplicas instead of the API default of one.
+    """
+    if spec.metric_source == "none" or current is None:
+        return spec.min_replicas
+    return max(spec.min_replicas, min(spec.max_replicas, current))
+
+
+def deployment(
+    owner: Owner, spec: ClusterSpec, release: Release, revision: int, replicas: int | None = None
+) -> Obj:
     meta = _meta(owner, owner.name, release.version)
     meta["annotations"] = {REVISION_ANNOTATION: str(revision)}
     body: Obj = {
@@ -285,8 +298,7 @@ def deployment(owner: Owner, spec: ClusterSpec, release: Release, revision: int)
         "revisionHistoryLimit": spec.revision_history_limit,
         "template": pod_template(owner, spec, release, revision),
     }
-    if spec.metric_source == "none":
-        body["replicas"] = spec.min_replicas
+    body["replicas"] = desired_replicas(spec, replicas)
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": body}
 
 
@@ -396,12 +408,17 @@ class Capabilities:
 
 
 def children(
-    owner: Owner, spec: ClusterSpec, release: Release, revision: int, capabilities: Capabilities
+    owner: Owner,
+    spec: ClusterSpec,
+    release: Release,
+    revision: int,
+    capabilities: Capabilities,
+    current_replicas: int | None = None,
 ) -> list[Obj]:
     """Every object the cluster should own right now, the ConfigMap before the Deployment."""
     objects = [
         config_map(owner, release),
-        deployment(owner, spec, release, revision),
+        deployment(owner, spec, release, revision, current_replicas),
         service(owner, spec),
         pod_disruption_budget(owner),
     ]

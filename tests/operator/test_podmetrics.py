@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from roomcast_operator import podmetrics
+from roomcast_operator.health import PodMetrics
 
 EXPOSITION = """\
 # TYPE roomcast_connections gauge
@@ -31,7 +32,7 @@ roomcast_publish_to_write_seconds_sum 1.0
 
 
 def test_parse_reads_every_signal() -> None:
-    assert podmetrics.parse(EXPOSITION) == podmetrics.PodMetrics(
+    assert podmetrics.parse(EXPOSITION) == PodMetrics(
         connections=42,
         connects_accepted=90,
         connects_rejected=10,
@@ -49,7 +50,7 @@ def test_quantile_of_an_empty_histogram_is_unknown() -> None:
 
 
 def test_scrape_reads_a_real_http_endpoint() -> None:
-    async def scenario() -> podmetrics.PodMetrics | None:
+    async def scenario() -> PodMetrics | None:
         async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             await reader.readuntil(b"\r\n\r\n")
             writer.write(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n")

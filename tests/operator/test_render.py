@@ -121,7 +121,7 @@ def test_config_change_changes_the_pod_template() -> None:
     assert template_a["metadata"]["annotations"] != template_b["metadata"]["annotations"]
 
 
-def test_autoscaled_deployment_leaves_replicas_to_the_hpa() -> None:
+def test_autoscaled_deployment_keeps_the_autoscalers_replicas() -> None:
     spec = make_spec(
         minReplicas=3,
         maxReplicas=9,
@@ -137,7 +137,12 @@ def test_autoscaled_deployment_leaves_replicas_to_the_hpa() -> None:
         "PodDisruptionBudget",
         "HorizontalPodAutoscaler",
     ]
-    assert "replicas" not in render.deployment(OWNER, spec, render.release_of(spec), 1)["spec"]
+    release = render.release_of(spec)
+    # A new Deployment starts at minReplicas; later the autoscaler's count is kept.
+    assert render.deployment(OWNER, spec, release, 1)["spec"]["replicas"] == 3
+    assert render.deployment(OWNER, spec, release, 1, replicas=7)["spec"]["replicas"] == 7
+    assert render.deployment(OWNER, spec, release, 1, replicas=50)["spec"]["replicas"] == 9
+    assert render.deployment(OWNER, spec, release, 1, replicas=1)["spec"]["replicas"] == 3
     hpa = render.horizontal_pod_autoscaler(OWNER, spec)["spec"]
     assert (hpa["minReplicas"], hpa["maxReplicas"]) == (3, 9)
     assert hpa["metrics"][0]["pods"] == {

@@ -1,0 +1,163 @@
+"""The operator as a real process, authenticated as its ServiceAccount.
+
+``install`` applies ``manifests/`` with ``kubectl apply -k`` (CRD, namespace, RBAC and the
+operator Deployment, whose pod the bed only simulates), then mints a token for the
+``roomcast-operator`` ServiceAccount; the process under test runs with a kubeconfig
+holding that token, so every call it makes is checked against our ClusterRole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from e2e.bed import eventually
+from e2e.kube import Kube, Obj
+
+REPO = Path(__file__).resolve().parents[2]
+MANIFESTS = REPO / "manifests"
+OPERATOR_NAMESPACE = "roomcast-system"
+SERVICE_ACCOUNT = "roomcast-operator"
+GROUP_VERSION = "roomcast.io/v1alpha1"
+
+
+def operator_binary() -> str:
+    """The console script next to the interpreter running the tests."""
+    candidate = Path(sys.executable).with_name("roomcast-operator")
+    return str(candidate) if candidate.exists() else "roomcast-operator"
+
+
+def install(kube: Kube, workdir: Path) -> Path:
+    """Apply manifests/ and return a kubeconfig for the operator's ServiceAccount."""
+    kube.run("apply", "-k", str(MANIFESTS))
+    eventually(
+        lambda: kube.run("get", "crd", "roomcastclusters.roomcast.io", "-o", "name").stdout,
+        30,
+        what="RoomcastCluster CRD established",
+    )
+    kube.run(
+        "wait", "--for=condition=Established", "crd/roomcastclusters.roomcast.io", "--timeout=30s"
+    )
+    token = kube.run(
+        "create", "token", SERVICE_ACCOUNT, "-n", OPERATOR_NAMESPACE, "--duration=4h"
+    ).stdout.strip()
+    raw = json.loads(kube.run("config", "view", "--raw", "--minify", "-o", "json").stdout)
+    cluster = raw["clusters"][0]["cluster"]
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "e2e", "cluster": cluster}],
+        "users": [{"name": SERVICE_ACCOUNT, "user": {"token": token}}],
+        "contexts": [{"name": "operator", "context": {"cluster": "e2e", "user": SERVICE_ACCOUNT}}],
+        "current-context": "operator",
+    }
+    path = workdir / "operator.kubeconfig"
+    path.write_text(json.dumps(config))
+    path.chmod(0o600)
+    return path
+
+
+@dataclass
+class OperatorProcess:
+    """One roomcast-operator process at a time; restartable, logs kept across restarts."""
+
+    kubeconfig: Path
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        if self.running():
+            return
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "ROOMCAST_OPERATOR_RESYNC_INTERVAL_SECONDS": "2",
+            "ROOMCAST_OPERATOR_SCRAPE_TIMEOUT_SECONDS": "0.5",
+        }
+        with self.log.open("ab") as log:
+            log.write(f"----- start {time.strftime('%H:%M:%S')} -----\n".encode())
+            self.process = subprocess.Popen(
+                [operator_binary()],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to clean up, as when a node dies under the operator."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def tail(self, lines: int = 60) -> str:
+        with contextlib.suppress(FileNotFoundError):
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        return "(no log)"
+
+
+def roomcast_cluster(name: str, **spec: Any) -> Obj:
+    return {
+        "apiVersion": GROUP_VERSION,
+        "kind": "RoomcastCluster",
+        "metadata": {"name": name},
+        "spec": {"image": "ghcr.io/roomcast/roomcast:1.0.0", "minReplicas": 3, **spec},
+    }
+
+
+def status(kube: Kube, name: str, namespace: str) -> Obj:
+    found: Obj = kube.get("roomcastcluster", name, namespace).get("status") or {}
+    return found
+
+
+def condition(kube: Kube, name: str, namespace: str, kind: str) -> Obj:
+    for cond in status(kube, name, namespace).get("conditions") or []:
+        if cond["type"] == kind:
+            found: Obj = cond
+            return found
+    return {}
+
+
+def serving(kube: Kube, name: str, namespace: str, image: str) -> bool:
+    """Every desired pod runs ``image``, is available, and no other pods remain."""
+    deployment = kube.get("deployment", name, namespace)
+    spec, st = deployment["spec"], deployment.get("status") or {}
+    desired = spec.get("replicas", 1)
+    return bool(
+        spec["template"]["spec"]["containers"][0]["image"] == image
+        and st.get("observedGeneration", 0) >= deployment["metadata"]["generation"]
+        and st.get("updatedReplicas") == desired
+        and st.get("replicas") == desired
+        and st.get("availableReplicas") == desired
+    )
+
+
+def events(kube: Kube, name: str, namespace: str) -> list[Obj]:
+    items = kube.items("events", namespace)
+    return [
+        e
+        for e in items
+        if e["involvedObject"].get("name") == name
+        and e["involvedObject"].get("kind") == "RoomcastCluster"
+    ]
