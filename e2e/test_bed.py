@@ -108,6 +108,9 @@ def test_deployment_becomes_available(cluster: Cluster, namespace: str) -> None:
     assert len(pods) == 3
     assert all(p["status"]["phase"] == "Running" for p in pods)
     assert all(p["spec"].get("nodeName") for p in pods), "the scheduler bound every pod"
+    # The ServiceAccount admission plugin ran: the token volume was injected.
+    volumes = [v["name"] for v in pods[0]["spec"].get("volumes", [])]
+    assert any(v.startswith("kube-api-access-") for v in volumes), volumes
 
 
 def test_rolling_update_completes(cluster: Cluster, namespace: str) -> None:
