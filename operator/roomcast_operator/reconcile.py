@@ -186,6 +186,11 @@ class Reconciler:
             except ApiError as error:
                 if error.status != 409:
                     raise
+        # The status is the operator's memory and records the decision before it is carried
+        # out: a pass that fails halfway is finished by the next one, never re-decided.
+        plan.status["connections"] = int(sum(m.connections for m in metrics.values()))
+        if plan.status != status:
+            await kube.merge_patch(path + "/status", {"status": _with_nulls(status, plan.status)})
         if plan.run is not None:
             capabilities = await self.capabilities()
             replicas = (deployment or {}).get("spec", {}).get("replicas")
@@ -204,12 +209,13 @@ class Reconciler:
                 },
             )
         for event in plan.events:
-            await self._post_event(body, event)
+            try:
+                await self._post_event(body, event)
+            except ApiError as error:
+                log.warning(
+                    "event %s for %s/%s not posted: %s", event.reason, namespace, name, error
+                )
         await self._prune_revisions(owner, spec, plan.status, revisions)
-
-        plan.status["connections"] = int(sum(m.connections for m in metrics.values()))
-        if plan.status != status:
-            await kube.merge_patch(path + "/status", {"status": _with_nulls(status, plan.status)})
 
     async def _scrape(self, pods: list[Obj]) -> dict[str, PodMetrics]:
         if not self.settings.scrape_metrics:
