@@ -393,3 +393,36 @@ def test_delete_garbage_collects_every_child(
         return not left
 
     eventually(gone, cluster.timeout_seconds, what="children garbage-collected")
+
+
+def test_missed_progress_deadline_rolls_back(
+    cluster: Cluster, namespace: str, operator_running: OperatorProcess
+) -> None:
+    """Pods that never report a problem still fail the release at the Deployment's deadline."""
+    kube = cluster.kube
+    create(
+        cluster,
+        namespace,
+        rollout={
+            "progressDeadlineSeconds": 10,
+            "healthThresholds": {
+                "observationSeconds": 2,
+                "maxContainerRestarts": 100,
+                "readyTimeoutSeconds": 600,
+            },
+        },
+    )
+    patch(kube, namespace, bad_release())
+    eventually(
+        lambda: len(status(kube, NAME, namespace).get("releases") or []) >= 3,
+        60,
+        what="revision 2 failed and rolled back",
+    )
+    st = wait_succeeded(cluster, namespace, 1, GOOD)
+    failed = st["releases"][1]
+    assert (failed["revision"], failed["outcome"], failed["reason"]) == (
+        2,
+        "Failed",
+        "ProgressDeadlineExceeded",
+    )
+    assert st["releases"][-1]["cause"] == "AutoRollback"
