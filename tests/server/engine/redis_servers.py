@@ -1,0 +1,155 @@
+"""redis-server and redis-sentinel processes on free loopback ports, always cleaned up.
+
+Tests that need them are marked ``redis``. When the binaries are missing they skip,
+unless ``ROOMCAST_REQUIRE_REDIS=1`` (CI) makes a missing binary a failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from tests.processes import free_port
+
+
+def require_binary(name: str = "redis-server") -> str:
+    path = shutil.which(name)
+    if path:
+        return path
+    if os.environ.get("ROOMCAST_REQUIRE_REDIS") == "1":
+        pytest.fail(f"{name} is not installed and ROOMCAST_REQUIRE_REDIS=1 (run tests/deps.sh)")
+    pytest.skip(f"{name} is not installed (tests/deps.sh installs it)")
+
+
+class RedisServer:
+    """One redis-server; ``kill`` and ``start`` again keep its port and data directory."""
+
+    def __init__(
+        self, *args: str, port: int | None = None, workdir: Path | None = None, binary: str = ""
+    ) -> None:
+        self.binary = binary or require_binary()
+        self.port = port or free_port()
+        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="roomcast-redis-"))
+        self.args = list(args)
+        self.process: subprocess.Popen[bytes] | None = None
+        self.password: str | None = None
+        for i, arg in enumerate(self.args):
+            if arg == "--requirepass":
+                self.password = self.args[i + 1]
+
+    @property
+    def url(self) -> str:
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        log = (self.workdir / f"redis-{self.port}.log").open("ab")
+        self.process = subprocess.Popen(
+            [
+                self.binary,
+                "--port", str(self.port),
+                "--bind", "127.0.0.1",
+                "--dir", str(self.workdir),
+                "--save", "",
+                "--appendonly", "no",
+                *self.args,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        log.close()
+        self.wait_ready()
+        return self
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(port=self.port, password=self.password, socket_timeout=5)
+
+    def wait_ready(self, timeout: float = 10) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"redis-server exited:\n{self.log()}")
+            with contextlib.suppress(redis.RedisError), self.client() as conn:
+                if conn.ping():
+                    return
+            time.sleep(0.02)
+        raise RuntimeError(f"redis-server on {self.port} did not start:\n{self.log()}")
+
+    def log(self) -> str:
+        path = self.workdir / f"redis-{self.port}.log"
+        return path.read_text(errors="replace")[-3000:] if path.exists() else ""
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(10)
+        self.process = None
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.kill()
+
+
+class Sentinel:
+    """One redis-sentinel watching master ``roomcast``."""
+
+    def __init__(self, master_port: int, workdir: Path) -> None:
+        self.binary = require_binary("redis-sentinel")
+        self.port = free_port()
+        self.config = workdir / f"sentinel-{self.port}.conf"
+        self.config.write_text(
+            f"port {self.port}\nbind 127.0.0.1\n"
+            f"sentinel monitor roomcast 127.0.0.1 {master_port} 2\n"
+            "sentinel down-after-milliseconds roomcast 1000\n"
+            "sentinel failover-timeout roomcast 5000\n"
+            "sentinel parallel-syncs roomcast 1\n"
+        )
+        log = (workdir / f"sentinel-{self.port}.log").open("ab")
+        self.process = subprocess.Popen(
+            [self.binary, str(self.config)], stdout=log, stderr=subprocess.STDOUT
+        )
+        log.close()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+    def master(self) -> tuple[str, int] | None:
+        with (
+            contextlib.suppress(redis.RedisError),
+            redis.Redis(port=self.port, socket_timeout=2) as conn,
+        ):
+            reply = conn.execute_command("SENTINEL", "get-master-addr-by-name", "roomcast")
+            if reply:
+                return reply[0].decode(), int(reply[1])
+        return None
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+
+@contextlib.contextmanager
+def redis_servers(count: int, *args: str) -> Iterator[list[RedisServer]]:
+    servers = [RedisServer(*args) for _ in range(count)]
+    try:
+        for server in servers:
+            server.start()
+        yield servers
+    finally:
+        for server in servers:
+            server.kill()

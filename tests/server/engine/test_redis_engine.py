@@ -1,0 +1,293 @@
+"""What only the Redis engine has to do: holes, outages, TTLs by Redis time, shards, Sentinel."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from roomcast.engine import ClientInfo, EngineUnavailable, HistoryOptions, Publication
+from roomcast.engine.redis import RedisEngine, jump_hash
+from roomcast.engine.redis_codec import encode_body
+from roomcast.engine.redis_scripts import PUBLISH
+from roomcast.engine.redis_shard import RedisKeys
+
+from .helpers import Recorder, eventually
+from .redis_servers import RedisServer, Sentinel, redis_servers
+from .test_engine_contract import redis_settings
+
+pytestmark = pytest.mark.redis
+
+HISTORY = HistoryOptions(size=100, ttl_seconds=60, meta_ttl_seconds=3600)
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+async def engines() -> AsyncIterator[list[RedisEngine]]:
+    started: list[RedisEngine] = []
+    yield started
+    await asyncio.gather(*(engine.close() for engine in started))
+
+
+async def start(
+    engines: list[RedisEngine], url: str | list[str], prefix: str = "", **extra: object
+) -> tuple[RedisEngine, Recorder]:
+    settings = redis_settings(url if isinstance(url, str) else url[0], **extra)
+    updates: dict[str, object] = {}
+    if prefix:
+        updates["prefix"] = prefix
+    if isinstance(url, list):
+        updates["address"] = url
+    engine = RedisEngine(settings.model_copy(update=updates))
+    events = Recorder()
+    await engine.start(events)
+    engines.append(engine)
+    return engine, events
+
+
+def publish_silently(server: RedisServer, engine: RedisEngine, channel: str, n: int) -> None:
+    """Append publications to the stream without telling anyone: a lost pub/sub message."""
+    keys = RedisKeys(engine._settings.prefix)
+    with server.client() as conn:
+        for _ in range(n):
+            conn.eval(
+                PUBLISH.source, 2, keys.stream(channel), keys.meta(channel),
+                encode_body(Publication(b'"lost"')), "nobody.listens", HISTORY.size,
+                60_000, 3_600_000, "unused", "PUBLISH", 1000,
+            )  # fmt: skip
+
+
+async def test_two_nodes_share_publications_and_history(
+    redis_server: RedisServer, engines: list[RedisEngine]
+) -> None:
+    a, a_events = await start(engines, redis_server.url, prefix="shared")
+    b, b_events = await start(engines, redis_server.url, prefix="shared")
+    await b.subscribe("news")
+    position = await a.publish("news", Publication(b"1"), history=HISTORY)
+    await eventually(lambda: b_events.offsets("news") == [1])
+    assert a_events.offsets("news") == []  # a never subscribed
+    result = await b.history("news", history=HISTORY, since=None, limit=-1)
+    assert result.position == position
+    await b.unsubscribe("news")
+    await a.publish("news", Publication(b"2"), history=HISTORY)
+    await asyncio.sleep(0.2)
+    assert b_events.offsets("news") == [1]
+
+
+async def test_a_hole_is_filled_from_the_stream_in_order(
+    redis_server: RedisServer, engines: list[RedisEngine]
+) -> None:
+    engine, events = await start(engines, redis_server.url, position_check_interval=60)
+    await engine.subscribe("c")
+    await engine.publish("c", Publication(b"1"), history=HISTORY)
+    publish_silently(redis_server, engine, "c", 3)
+    await engine.publish("c", Publication(b"5"), history=HISTORY)
+    await eventually(lambda: events.offsets("c") == [1, 2, 3, 4, 5])
+    assert events.data("c") == [b"1", b'"lost"', b'"lost"', b'"lost"', b"5"]
+    assert engine.metrics_collector.holes_filled == 1
+    assert events.insufficient == []
+
+
+async def test_a_lost_tail_is_found_by_the_position_check(
+    redis_server: RedisServer, engines: list[RedisEngine]
+) -> None:
+    engine, events = await start(engines, redis_server.url)
+    await engine.subscribe("tail")
+    await engine.publish("tail", Publication(b"1"), history=HISTORY)
+    publish_silently(redis_server, engine, "tail", 2)
+    await eventually(lambda: events.offsets("tail") == [1, 2, 3])
+    assert events.insufficient == []
+
+
+async def test_a_hole_beyond_the_stream_is_reported(
+    redis_server: RedisServer, engines: list[RedisEngine]
+) -> None:
+    engine, events = await start(engines, redis_server.url, position_check_interval=60)
+    small = HistoryOptions(size=2, ttl_seconds=60, meta_ttl_seconds=3600)
+    await engine.subscribe("s")
+    await engine.publish("s", Publication(b"1"), history=small)
+    publish_silently(redis_server, engine, "s", 5)  # the stream keeps only 2 of them
+    await engine.publish("s", Publication(b"7"), history=small)
+    await eventually(lambda: events.insufficient == ["s"])
+    await eventually(lambda: events.offsets("s") == [1, 7])
+
+
+async def test_presence_expires_by_redis_time(
+    redis_server: RedisServer, engines: list[RedisEngine]
+) -> None:
+    engine, _ = await start(engines, redis_server.url)
+    await engine.add_presence("p", ClientInfo("u", "gone"), 0.3)
+    await engine.add_presence("p", ClientInfo("u", "stays"), 30)
+    assert set(await engine.presence("p")) == {"gone", "stays"}
+    await asyncio.sleep(0.5)
+    assert set(await engine.presence("p")) == {"stays"}
+    assert await engine.presence_stats("p") == (1, 1)
+
+
+async def test_outage_fails_fast_then_resubscribes_and_catches_up(
+    engines: list[RedisEngine],
+) -> None:
+    # Persistence on (AOF, fsync always): what was acknowledged survives the restart.
+    with RedisServer("--appendonly", "yes", "--appendfsync", "always") as server:
+        engine, events = await start(engines, server.url, prefix="outage")
+        other, _ = await start(engines, server.url, prefix="outage")
+        await engine.subscribe("c")
+        first = await engine.publish("c", Publication(b"1"), history=HISTORY)
+        await eventually(lambda: events.offsets("c") == [1])
+        server.kill()
+        await eventually(lambda: not engine.available)
+        started = time.monotonic()
+        with pytest.raises(EngineUnavailable):
+            await engine.publish("c", Publication(b"x"), history=HISTORY)
+        assert time.monotonic() - started < 0.1
+        server.start()
+        await eventually(lambda: engine.available and other.available)
+        # Published while this node was still reconnecting: delivered, via pub/sub or the stream.
+        second = await other.publish("c", Publication(b"2"), history=HISTORY)
+        assert first is not None and second is not None and second.epoch == first.epoch
+        await engine.publish("c", Publication(b"3"), history=HISTORY)
+        await eventually(lambda: events.offsets("c") == [1, 2, 3])
+        assert events.insufficient == []
+        assert engine.metrics_collector.reconnects >= 1
+
+
+async def test_data_loss_gives_a_new_epoch_and_insufficient_state(
+    redis_server: RedisServer, engines: list[RedisEngine]
+) -> None:
+    engine, events = await start(engines, redis_server.url)
+    await engine.subscribe("c")
+    before = await engine.publish("c", Publication(b"1"), history=HISTORY)
+    with redis_server.client() as conn:
+        conn.flushall()
+    await eventually(lambda: events.insufficient == ["c"])
+    after = await engine.publish("c", Publication(b"2"), history=HISTORY)
+    assert before is not None and after is not None
+    assert after.epoch != before.epoch and after.offset == 1
+    await eventually(lambda: [e for _, _, e in events.publications] == [before.epoch, after.epoch])
+
+
+async def test_channels_are_sharded_over_several_redis(engines: list[RedisEngine]) -> None:
+    with redis_servers(2) as servers:
+        urls = [s.url for s in servers]
+        engine, events = await start(engines, urls, prefix="sharded")
+        other, _ = await start(engines, urls, prefix="sharded")
+        channels = [f"ch{i}" for i in range(20)]
+        for channel in channels:
+            await engine.subscribe(channel)
+        for channel in channels:
+            await other.publish(channel, Publication(b"1"), history=HISTORY)
+        await eventually(lambda: len(events.publications) == len(channels))
+        per_server = []
+        for server in servers:
+            with server.client() as conn:
+                per_server.append(len(conn.keys("sharded.stream.*")))
+        assert sum(per_server) == len(channels) and min(per_server) > 0
+        info = ClientInfo("u", "c")
+        for channel in channels[:4]:
+            await other.add_presence(channel, info, 30)
+            assert set(await engine.presence(channel)) == {"c"}
+
+
+def test_jump_hash_moves_few_keys_when_a_shard_is_added() -> None:
+    before = [jump_hash(key, 4) for key in range(10_000)]
+    after = [jump_hash(key, 5) for key in range(10_000)]
+    moved = sum(1 for b, a in zip(before, after, strict=True) if a != b)
+    assert all(0 <= b < 4 for b in before)
+    assert 1500 < moved < 2500  # about 1/5
+
+
+async def test_password_in_the_url(engines: list[RedisEngine]) -> None:
+    with RedisServer("--requirepass", "s3cret") as server:
+        engine, events = await start(engines, server.url)
+        await engine.subscribe("c")
+        await engine.publish("c", Publication(b"1"), history=HISTORY)
+        await eventually(lambda: events.offsets("c") == [1])
+        wrong = RedisEngine(redis_settings(server.url.replace("s3cret", "nope")))
+        await wrong.start(Recorder())
+        try:
+            assert not wrong.available
+        finally:
+            await wrong.close()
+
+
+async def test_sentinel_failover_keeps_acknowledged_publications(
+    engines: list[RedisEngine],
+) -> None:
+    """A master, two replicas, three sentinels; acks wait for one replica (WAIT)."""
+    with RedisServer() as master:
+        replicas = [
+            RedisServer("--replicaof", "127.0.0.1", str(master.port), workdir=master.workdir)
+            for _ in range(2)
+        ]
+        sentinels: list[Sentinel] = []
+        try:
+            for replica in replicas:
+                replica.start()
+
+            def replicas_online() -> bool:
+                with master.client() as conn:
+                    info = conn.info("replication")
+                return all("online" in str(info.get(f"slave{i}", "")) for i in range(2))
+
+            await eventually(replicas_online, timeout=10)
+            sentinels = [Sentinel(master.port, master.workdir) for _ in range(3)]
+            await eventually(lambda: all(s.master() for s in sentinels), timeout=10)
+            engine, events = await start(
+                engines,
+                master.url,
+                sentinel_addresses=[s.url for s in sentinels],
+                sentinel_master_name="roomcast",
+                replicas_to_wait=1,
+            )
+            assert engine.available
+            await engine.subscribe("c")
+            acked = [await engine.publish("c", Publication(b"1"), history=HISTORY)]
+            master.kill()
+            ports = {r.port for r in replicas}
+            await eventually(lambda: (sentinels[0].master() or ("", 0))[1] in ports, timeout=20)
+            deadline = time.monotonic() + 20
+            while True:  # until the other replica follows the new master, WAIT cannot succeed
+                try:
+                    acked.append(await engine.publish("c", Publication(b"2"), history=HISTORY))
+                    break
+                except EngineUnavailable:
+                    assert time.monotonic() < deadline, "no publish succeeded after failover"
+                    await asyncio.sleep(0.2)
+            result = await engine.history("c", history=HISTORY, since=None, limit=-1)
+            assert acked[0] is not None and result.position.epoch == acked[0].epoch
+            offsets = [p.offset for p in result.publications]
+            assert offsets[0] == 1 and offsets == list(range(1, len(offsets) + 1))
+            assert acked[-1] is not None and acked[-1].offset == offsets[-1]
+            await eventually(lambda: events.offsets("c")[-1:] == [offsets[-1]])
+            assert events.offsets("c") == offsets
+            assert events.insufficient == []
+        finally:
+            for sentinel in sentinels:
+                sentinel.kill()
+            for replica in replicas:
+                replica.kill()
+
+
+async def test_metrics_are_exported(redis_server: RedisServer, engines: list[RedisEngine]) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    engine, _ = await start(engines, redis_server.url)
+    await asyncio.sleep(0.3)  # one health check
+    registry = CollectorRegistry()
+    registry.register(engine.metrics_collector)
+    text = generate_latest(registry).decode()
+    for name in (
+        "roomcast_engine_redis_round_trip_seconds_bucket",
+        "roomcast_engine_pubsub_messages_total",
+        "roomcast_engine_reconnects_total",
+        "roomcast_engine_resubscribe_seconds_count",
+        "roomcast_engine_holes_filled_total",
+    ):
+        assert name in text
