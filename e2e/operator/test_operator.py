@@ -1,7 +1,8 @@
 """roomcast-operator end to end: a real API server, the operator as a process under its RBAC.
 
 Pods run on kwok nodes: they become Ready unless their template carries the bed's fail
-annotation, which is how a broken release is shipped here.
+annotation, which is how a broken release is shipped here. The images are placeholders,
+so the rollout tests are ``bed_only``; the schema tests run on any cluster.
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ def bad_release() -> Obj:
     return {"image": BAD, "podAnnotations": {FAIL_ANNOTATION: "true"}}
 
 
+@pytest.mark.bed_only
 def test_create_makes_every_child_and_becomes_ready(
     cluster: Cluster, namespace: str, operator_running: OperatorProcess
 ) -> None:
@@ -131,6 +133,7 @@ def test_create_makes_every_child_and_becomes_ready(
     ]
 
 
+@pytest.mark.bed_only
 def test_image_change_is_a_drained_rolling_update(
     cluster: Cluster, namespace: str, operator_running: OperatorProcess
 ) -> None:
@@ -168,6 +171,7 @@ def test_image_change_is_a_drained_rolling_update(
     assert {r["revision"] for r in kube.items("controllerrevisions", namespace)} == {1, 2}
 
 
+@pytest.mark.bed_only
 def test_failed_release_is_rolled_back_automatically(
     cluster: Cluster,
     namespace: str,
@@ -237,6 +241,7 @@ def test_failed_release_is_rolled_back_automatically(
     assert images == {GOOD}
 
 
+@pytest.mark.bed_only
 def test_manual_rollback_by_field_and_by_annotation(
     cluster: Cluster, namespace: str, operator_running: OperatorProcess
 ) -> None:
@@ -259,6 +264,7 @@ def test_manual_rollback_by_field_and_by_annotation(
     assert (rolled_back["status"], rolled_back["reason"]) == ("False", "RunningSpec")
 
 
+@pytest.mark.bed_only
 def test_redis_change_rolls_out_and_bad_redis_is_a_condition(
     cluster: Cluster, namespace: str, operator_running: OperatorProcess
 ) -> None:
@@ -313,6 +319,7 @@ def test_invalid_spec_is_rejected_by_the_schema(
     assert message in failure.value.stderr
 
 
+@pytest.mark.bed_only
 def test_operator_restart_mid_rollout_resumes(
     cluster: Cluster, namespace: str, operator_running: OperatorProcess
 ) -> None:
@@ -366,6 +373,7 @@ def test_operator_restart_mid_rollout_resumes(
     assert [r["revision"] for r in st["releases"]] == [1, 2, 1, 3]
 
 
+@pytest.mark.bed_only
 def test_delete_garbage_collects_every_child(
     cluster: Cluster, namespace: str, operator_running: OperatorProcess
 ) -> None:
@@ -395,6 +403,7 @@ def test_delete_garbage_collects_every_child(
     eventually(gone, cluster.timeout_seconds, what="children garbage-collected")
 
 
+@pytest.mark.bed_only
 def test_missed_progress_deadline_rolls_back(
     cluster: Cluster, namespace: str, operator_running: OperatorProcess
 ) -> None:

@@ -137,6 +137,8 @@ class Reconciler:
     def problems(self, spec: ClusterSpec, release: Release) -> list[str]:
         key = release.hash + str(spec.redis)
         if key not in self._validated:
+            if len(self._validated) > 256:
+                self._validated.clear()
             self._validated[key] = validation.problems(spec, release)
         return self._validated[key]
 
