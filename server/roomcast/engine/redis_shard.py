@@ -193,6 +193,7 @@ class Shard:
         self._task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._first_attempt = asyncio.Event()
+        self._closing = False
         self.address: RedisAddress | None = None
 
     # Lifecycle ---------------------------------------------------------------
@@ -209,17 +210,21 @@ class Shard:
             await asyncio.wait_for(self._first_attempt.wait(), wait_seconds)
 
     async def close(self) -> None:
+        self._closing = True
         tasks = [t for t in (self._task, *self._tasks) if t is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        # Python 3.11's wait_for can swallow a cancel that races its result: insist.
+        while tasks:
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks, timeout=0.1)
+            tasks = [task for task in tasks if not task.done()]
         self._disconnect()
 
     async def _run(self) -> None:
         failures = 0
         connected_before = False
         s = self._settings
-        while True:
+        while not self._closing:
             try:
                 await self._connect()
             except (EngineUnavailable, RedisReplyError, OSError) as exc:
