@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .api import make_api_handler
@@ -80,20 +79,12 @@ def build_app(settings: Settings, engine: Engine | None = None) -> web.Applicati
         client = Client(node, transport, request.remote or "")
         connections.add(client)
         try:
-            async for msg in ws:
-                if msg.type is WSMsgType.TEXT:
-                    await client.handle_frame(msg.data)
-                elif msg.type is WSMsgType.BINARY:
-                    client.handle_binary()
-                elif msg.type is WSMsgType.ERROR:
-                    break
-        except asyncio.CancelledError:
-            raise
+            await transport.serve(
+                client.handle_frame, client.handle_binary, ws_settings.close_timeout
+            )
         finally:
-            transport.mark_closed()
             connections.discard(client)
             await client.cleanup()
-        await transport.wait_closed()
         return ws
 
     async def health(request: web.Request) -> web.Response:

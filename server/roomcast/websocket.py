@@ -12,12 +12,12 @@ with the ``slow`` code instead of being awaited.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import struct
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from aiohttp import web
+from aiohttp import WSMsgType, web
 
 from .codes import DisconnectCode
 
@@ -66,15 +66,24 @@ class Flusher:
 
 
 class WebSocketTransport:
-    """One client's socket: outbox, coalesced writes, slow-consumer guard, close."""
+    """One client's socket: outbox, coalesced writes, slow-consumer guard, read loop, close.
+
+    The close handshake always runs in the connection's own task: a close requested
+    from elsewhere (heartbeat, server API, drain) interrupts the pending read, and the
+    loop then sends the close frame and waits for the client's reply. Closing from
+    another task while a read is pending would make aiohttp drop the TCP connection
+    before the client answers, and clients would see 1006 instead of our code.
+    """
 
     __slots__ = (
-        "_close_task",
+        "_close_request",
         "_closed",
         "_flusher",
         "_outbox",
         "_queue_max",
         "_raw",
+        "_reading",
+        "_task",
         "_ws",
         "close_code",
     )
@@ -92,7 +101,9 @@ class WebSocketTransport:
         self._queue_max = queue_max_bytes
         self._outbox: list[bytes] = []
         self._closed = False
-        self._close_task: asyncio.Task[None] | None = None
+        self._close_request: tuple[int, str, bool] | None = None
+        self._reading = False
+        self._task: asyncio.Task[object] | None = None
         self.close_code: int | None = None
 
     @property
@@ -110,10 +121,11 @@ class WebSocketTransport:
     def flush(self, frames: dict[int, bytes] | None = None) -> int:
         """Write the outbox as few frames as possible; returns bytes written."""
         outbox = self._outbox
-        if not outbox or (self._closed and self._close_task is not None):
-            outbox.clear()
+        if not outbox:
             return 0
         self._outbox = []
+        if self._closed and self._close_request is None:
+            return 0  # the peer is gone
         if len(outbox) == 1:
             message = outbox[0]
             key = id(message)
@@ -133,29 +145,63 @@ class WebSocketTransport:
         return len(data)
 
     def close(self, code: int, reason: str, *, drain: bool = True) -> None:
-        if self._close_task is not None:
+        """Queue the close: what is queued is written first, then the close handshake."""
+        if self._close_request is not None or self._closed:
             return
+        self._close_request = (code, reason, drain)
         self.flush()
         self._closed = True
         self.close_code = code
-        self._close_task = asyncio.ensure_future(self._close(code, reason, drain))
+        task = self._task
+        if self._reading and task is not None and task is not asyncio.current_task():
+            task.cancel()
 
-    async def _close(self, code: int, reason: str, drain: bool) -> None:
+    async def serve(
+        self,
+        on_text: Callable[[str], Awaitable[None]],
+        on_binary: Callable[[], None],
+        close_timeout: float,
+    ) -> None:
+        """Read frames until either side closes; runs in the connection's handler task."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._task = task
+        ws = self._ws
         try:
-            await self._ws.close(code=code, message=reason.encode()[:123], drain=drain)
-        except (TimeoutError, ConnectionError, RuntimeError) as exc:
-            log.debug("close failed", extra={"error": str(exc)})
+            while self._close_request is None:
+                self._reading = True
+                try:
+                    msg = await ws.receive()
+                except asyncio.CancelledError:
+                    if self._close_request is not None and task.cancelling() == 1:
+                        task.uncancel()
+                        break
+                    raise
+                finally:
+                    self._reading = False
+                if msg.type is WSMsgType.TEXT:
+                    await on_text(msg.data)
+                elif msg.type is WSMsgType.BINARY:
+                    on_binary()
+                else:
+                    break  # close, closing, closed or error: aiohttp has answered
+        finally:
+            if self._close_request is None:
+                self._closed = True  # the peer went away
+                self._outbox.clear()
+        await self._close_handshake(close_timeout)
+
+    async def _close_handshake(self, wait_seconds: float) -> None:
+        request = self._close_request
+        if request is None or self._ws.closed:
+            return
+        code, reason, drain = request
+        try:
+            async with asyncio.timeout(wait_seconds + 1):
+                await self._ws.close(code=code, message=reason.encode()[:123], drain=drain)
+        except (ConnectionError, RuntimeError, TimeoutError) as exc:
+            log.debug("close handshake failed", extra={"error": str(exc)})
             self._raw.abort()
-
-    async def wait_closed(self) -> None:
-        if self._close_task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(self._close_task)
-
-    def mark_closed(self) -> None:
-        """The peer went away; drop anything still queued."""
-        self._closed = True
-        self._outbox.clear()
 
 
 def _chunks(messages: list[bytes]) -> list[list[bytes]]:

@@ -52,6 +52,10 @@ async def clients() -> AsyncIterator[list[Client]]:
     yield made
     for client in made:
         await client.disconnect()
+    # The SDK closes its socket in a task of its own; let those finish before the loop ends.
+    pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    if pending:
+        await asyncio.wait(pending, timeout=10)
 
 
 async def next_item(queue: asyncio.Queue[Any], timeout: float = 5) -> Any:
