@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 .PHONY: help install run test unit lint format bench test-deps clean
 
 help: ## Show this help
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(STAMP): pyproject.toml
 	$(HOST_PYTHON) -m venv $(VENV)
@@ -38,6 +38,7 @@ lint: $(STAMP) ## ruff and mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(PYTHON) -m roomcast_operator.crd --check
 
 format: $(STAMP) ## Format the code with ruff
 	$(VENV)/bin/ruff format .
