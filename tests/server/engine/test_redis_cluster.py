@@ -6,13 +6,12 @@ import asyncio
 import json
 import os
 import random
-import time
 import urllib.request
 from collections import defaultdict
 from typing import Any
 
 import pytest
-from centrifuge import Client, ReplyError
+from centrifuge import CentrifugeError, Client
 
 from .cluster_support import Front, Log, cluster_config, sdk_client, server_nodes
 from .helpers import eventually
@@ -42,7 +41,9 @@ async def test_three_nodes_behave_as_one_server() -> None:
         try:
             await connect_all(clients)
             logs = [Log("room") for _ in clients]
-            subs = [c.new_subscription("room", events=log) for c, log in zip(clients, logs)]
+            subs = [
+                c.new_subscription("room", events=log) for c, log in zip(clients, logs, strict=True)
+            ]
             for sub in subs:
                 await subscribed(sub)
             await subs[0].publish({"from": "ann"})
@@ -116,7 +117,7 @@ async def test_kill_9_of_a_node_its_clients_move_and_recover() -> None:
             try:
                 await connect_all(clients)
                 logs = [Log("feed") for _ in clients]
-                for client, log in zip(clients, logs):
+                for client, log in zip(clients, logs, strict=True):
                     await subscribed(client.new_subscription("feed", events=log))
                 nodes[1].api("publish", {"channel": "feed", "data": {"n": 1}})
                 await eventually(lambda: all(len(log.deliveries) == 1 for log in logs))
@@ -161,74 +162,76 @@ async def test_redis_restart_under_load_loses_nothing_acknowledged() -> None:
     num_clients = int(os.environ.get("ROOMCAST_FAULT_CLIENTS", "200"))
     num_channels, per_client, publishers = 20, 3, 20
     rng = random.Random(7)
-    with RedisServer("--appendonly", "yes", "--appendfsync", "always") as redis:
-        with server_nodes(3, cluster_config([redis.url])) as nodes:
-            clients = [sdk_client(nodes[i % 3].ws_url, f"user{i}") for i in range(num_clients)]
-            logs: list[Log] = []
-            subs: dict[str, Any] = {}
-            try:
-                for start in range(0, num_clients, 50):
-                    await connect_all(clients[start : start + 50])
-                for i, client in enumerate(clients):
-                    for k in range(per_client):
-                        channel = f"load{(i + k * 7) % num_channels}"
-                        log = Log(channel)
-                        sub = client.new_subscription(channel, events=log)
-                        logs.append(log)
-                        subs.setdefault(f"{i}:{channel}", sub)
-                await asyncio.gather(*(subscribed(sub) for sub in subs.values()))
-                acked: dict[str, set[str]] = defaultdict(set)
-                failed = 0
-                stop = asyncio.Event()
+    with (
+        RedisServer("--appendonly", "yes", "--appendfsync", "always") as redis,
+        server_nodes(3, cluster_config([redis.url])) as nodes,
+    ):
+        clients = [sdk_client(nodes[i % 3].ws_url, f"user{i}") for i in range(num_clients)]
+        logs: list[Log] = []
+        subs: dict[str, Any] = {}
+        try:
+            for start in range(0, num_clients, 50):
+                await connect_all(clients[start : start + 50])
+            for i, client in enumerate(clients):
+                for k in range(per_client):
+                    channel = f"load{(i + k * 7) % num_channels}"
+                    log = Log(channel)
+                    sub = client.new_subscription(channel, events=log)
+                    logs.append(log)
+                    subs.setdefault(f"{i}:{channel}", sub)
+            await asyncio.gather(*(subscribed(sub) for sub in subs.values()))
+            acked: dict[str, set[str]] = defaultdict(set)
+            failed = 0
+            stop = asyncio.Event()
 
-                async def publisher(n: int) -> None:
-                    nonlocal failed
-                    channel = f"load{n % num_channels}"
-                    seq = 0
-                    while not stop.is_set():
-                        seq += 1
-                        payload = {"p": n, "seq": seq}
-                        try:
-                            await clients[n].publish(channel, payload, timeout=3)
-                            acked[channel].add(f"{n}:{seq}")
-                        except (ReplyError, TimeoutError, asyncio.TimeoutError, OSError):
-                            failed += 1
-                        await asyncio.sleep(rng.uniform(0.1, 0.3))
+            async def publisher(n: int) -> None:
+                nonlocal failed
+                channel = f"load{n % num_channels}"
+                seq = 0
+                while not stop.is_set():
+                    seq += 1
+                    payload = {"p": n, "seq": seq}
+                    try:
+                        await clients[n].publish(channel, payload, timeout=3)
+                        acked[channel].add(f"{n}:{seq}")
+                    except (CentrifugeError, TimeoutError, OSError):
+                        failed += 1
+                    await asyncio.sleep(rng.uniform(0.1, 0.3))
 
-                tasks = [asyncio.create_task(publisher(n)) for n in range(publishers)]
-                await asyncio.sleep(3)
-                redis.kill()
-                await eventually(lambda: not _ready(nodes[0].port), timeout=5)
-                await asyncio.sleep(2)
-                redis.start()
-                await eventually(lambda: all(_ready(n.port) for n in nodes), timeout=15)
-                await asyncio.sleep(3)
-                stop.set()
-                await asyncio.gather(*tasks)
-                assert failed > 0, "the outage did not reach the publishers"
-                assert sum(len(v) for v in acked.values()) > publishers * 10
+            tasks = [asyncio.create_task(publisher(n)) for n in range(publishers)]
+            await asyncio.sleep(3)
+            redis.kill()
+            await eventually(lambda: not _ready(nodes[0].port), timeout=5)
+            await asyncio.sleep(2)
+            redis.start()
+            await eventually(lambda: all(_ready(n.port) for n in nodes), timeout=15)
+            await asyncio.sleep(3)
+            stop.set()
+            await asyncio.gather(*tasks)
+            assert failed > 0, "the outage did not reach the publishers"
+            assert sum(len(v) for v in acked.values()) > publishers * 10
 
-                def complete() -> bool:
-                    return all(
-                        acked[log.channel] <= {f"{d['p']}:{d['seq']}" for _, d in log.deliveries}
-                        for log in logs
-                    )
-
-                await eventually(complete, timeout=30)
-                resubscribed = sum(len(log.subscribed) - 1 for log in logs)
-                print(
-                    f"clients={num_clients} subscriptions={len(logs)}"
-                    f" acked={sum(len(v) for v in acked.values())} failed={failed}"
-                    f" deliveries={sum(len(log.deliveries) for log in logs)}"
-                    f" resubscribes={resubscribed}"
+            def complete() -> bool:
+                return all(
+                    acked[log.channel] <= {f"{d['p']}:{d['seq']}" for _, d in log.deliveries}
+                    for log in logs
                 )
-                for log in logs:
-                    offsets = [offset for offset, _ in log.deliveries]
-                    assert len(offsets) == len(set(offsets)), f"duplicate on {log.channel}"
-                    assert offsets == list(range(offsets[0], offsets[0] + len(offsets))), (
-                        f"gap on {log.channel}"
-                    )
-                assert all(node.process.poll() is None for node in nodes), "a node crashed"
-            finally:
-                for start in range(0, num_clients, 50):
-                    await disconnect_all(clients[start : start + 50])
+
+            await eventually(complete, timeout=30)
+            resubscribed = sum(len(log.subscribed) - 1 for log in logs)
+            print(
+                f"clients={num_clients} subscriptions={len(logs)}"
+                f" acked={sum(len(v) for v in acked.values())} failed={failed}"
+                f" deliveries={sum(len(log.deliveries) for log in logs)}"
+                f" resubscribes={resubscribed}"
+            )
+            for log in logs:
+                offsets = [offset for offset, _ in log.deliveries]
+                assert len(offsets) == len(set(offsets)), f"duplicate on {log.channel}"
+                assert offsets == list(range(offsets[0], offsets[0] + len(offsets))), (
+                    f"gap on {log.channel}"
+                )
+            assert all(node.process.poll() is None for node in nodes), "a node crashed"
+        finally:
+            for start in range(0, num_clients, 50):
+                await disconnect_all(clients[start : start + 50])
