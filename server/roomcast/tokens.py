@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
+import hmac
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -39,6 +42,33 @@ class InvalidToken(TokenError):
 
 class TokenExpired(TokenError):
     """``exp`` passed or ``nbf`` not reached: error 109, the SDK fetches a new token."""
+
+
+_B64URL_SEGMENT = re.compile(rb"[A-Za-z0-9_-]*")
+_HMAC_DIGESTS = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}
+
+
+def _b64url_decode(segment: bytes) -> bytes:
+    """Strict base64url (no padding, canonical): junk or malleable encodings are refused."""
+    if len(segment) % 4 == 1 or not _B64URL_SEGMENT.fullmatch(segment):
+        raise InvalidToken("malformed token")
+    decoded = base64.urlsafe_b64decode(segment + b"=" * (-len(segment) % 4))
+    if base64.urlsafe_b64encode(decoded).rstrip(b"=") != segment:
+        raise InvalidToken("malformed token")
+    return decoded
+
+
+def _header(token: str) -> dict[str, Any]:
+    parts = token.encode().split(b".")
+    if len(parts) != 3:
+        raise InvalidToken("malformed token")
+    try:
+        header = orjson.loads(_b64url_decode(parts[0]))
+    except orjson.JSONDecodeError:
+        raise InvalidToken("malformed token") from None
+    if not isinstance(header, dict):
+        raise InvalidToken("malformed token")
+    return header
 
 
 def _raw_json(value: Any) -> bytes | None:
@@ -191,16 +221,17 @@ class TokenVerifier:
         return self._settings.configured
 
     async def _decode(self, token: str) -> dict[str, Any]:
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError as exc:
-            raise InvalidToken("malformed token") from exc
+        header = _header(token)
         alg = header.get("alg")
         if not isinstance(alg, str):
             raise InvalidToken("token has no algorithm")
+        if "crit" in header:
+            raise InvalidToken("critical header extensions are not supported")
         keys: list[Any] = []
         if alg in _HMAC_ALGS:
-            keys = list(self._hmac_keys)
+            if not self._hmac_keys:
+                raise InvalidToken(f"algorithm {alg!r} is not accepted")
+            return self._decode_hmac(token, alg)
         elif alg in _RSA_ALGS and self._rsa_key:
             keys = [self._rsa_key]
         elif alg in _EC_ALGS and self._ec_key:
@@ -238,6 +269,53 @@ class TokenVerifier:
             except (jwt.PyJWTError, ValueError, TypeError) as exc:
                 raise InvalidToken(str(exc)) from exc
         raise InvalidToken("signature verification failed") from last_error
+
+    def _decode_hmac(self, token: str, alg: str) -> dict[str, Any]:
+        """HS256/384/512: verified here, as PyJWT's per-character checks cost ~100 us."""
+        header_b64, payload_b64, signature_b64 = token.encode().split(b".")
+        signature = _b64url_decode(signature_b64)
+        signing_input = header_b64 + b"." + payload_b64
+        digest = _HMAC_DIGESTS[alg]
+        if not any(
+            hmac.compare_digest(hmac.new(key.encode(), signing_input, digest).digest(), signature)
+            for key in self._hmac_keys
+        ):
+            raise InvalidToken("signature verification failed")
+        try:
+            claims = orjson.loads(_b64url_decode(payload_b64))
+        except orjson.JSONDecodeError:
+            raise InvalidToken("payload is not JSON") from None
+        if not isinstance(claims, dict):
+            raise InvalidToken("payload is not a JSON object")
+        self._check_claims(claims)
+        return claims
+
+    def _check_claims(self, claims: dict[str, Any]) -> None:
+        """Registered claims, as RFC 7519 and PyJWT check them."""
+        s = self._settings
+        now = time.time()
+        for name in ("exp", "nbf", "iat"):
+            value = claims.get(name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float)
+            ):
+                raise InvalidToken(f"{name} must be a number")
+        exp, nbf, iat = claims.get("exp"), claims.get("nbf"), claims.get("iat")
+        if exp is None and s.require_exp:
+            raise InvalidToken('token is missing the "exp" claim')
+        if exp is not None and exp <= now - s.leeway:
+            raise TokenExpired("token has expired")
+        if nbf is not None and nbf > now + s.leeway:
+            raise TokenExpired("token is not yet valid (nbf)")
+        if iat is not None and iat > now + s.leeway:
+            raise TokenExpired("token is not yet valid (iat)")
+        if s.audience:
+            aud = claims.get("aud")
+            audiences = [aud] if isinstance(aud, str) else aud
+            if not isinstance(audiences, list) or s.audience not in audiences:
+                raise InvalidToken("invalid audience")
+        if s.issuer and claims.get("iss") != s.issuer:
+            raise InvalidToken("invalid issuer")
 
     def _user(self, claims: Mapping[str, Any]) -> str:
         user = claims.get(self._user_claim, "")

@@ -227,3 +227,41 @@ async def test_jwks_ignores_jku_and_odd_kids(jwks: tuple[Jwks, str]) -> None:
     with pytest.raises(InvalidToken):
         await v.verify_connection(sql)
     assert endpoint.fetches == 1  # one fetch of the configured JWKS, nothing else
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        lambda t: t + "!",  # junk in the signature
+        lambda t: t[:-1] + ("B" if t[-1] == "A" else "A"),  # another signature
+        lambda t: t + "==",  # padding
+        lambda t: ".".join(t.split(".")[:2]),  # two segments
+        lambda t: t.replace(".", "..", 1),  # empty segment
+    ],
+    ids=["junk", "tampered", "padded", "two-segments", "empty-segment"],
+)
+async def test_malformed_hmac_tokens(mangle: Any) -> None:
+    good = jwt.encode(claims(), SECRET, algorithm="HS256")
+    with pytest.raises(InvalidToken):
+        await verifier().verify_connection(mangle(good))
+
+
+async def test_hmac_claim_checks() -> None:
+    v = verifier(audience="rc")
+    now = int(time.time())
+    assert (
+        await v.verify_connection(jwt.encode(claims(aud=["x", "rc"]), SECRET, algorithm="HS384"))
+    ).user == "42"
+    with pytest.raises(TokenExpired):
+        await v.verify_connection(
+            jwt.encode(claims(aud="rc", iat=now + 600), SECRET, algorithm="HS512")
+        )
+    with pytest.raises(InvalidToken):
+        await v.verify_connection(
+            jwt.encode({"sub": "1", "exp": True, "aud": "rc"}, SECRET, algorithm="HS256")
+        )
+    with pytest.raises(InvalidToken):
+        await v.verify_connection(jwt.encode(claims(), SECRET, algorithm="HS256"))  # no aud
+    crit = jwt.encode(claims(aud="rc"), SECRET, algorithm="HS256", headers={"crit": ["b64"]})
+    with pytest.raises(InvalidToken):
+        await v.verify_connection(crit)
