@@ -178,6 +178,7 @@ class Shard:
         self._metrics = metrics
         self.carries_control = carries_control
         self._require_master = require_master
+        self._sharded = sharded_pubsub
         self._sub_cmd, self._unsub_cmd = (
             ("SSUBSCRIBE", "SUNSUBSCRIBE") if sharded_pubsub else ("SUBSCRIBE", "UNSUBSCRIBE")
         )
@@ -406,8 +407,12 @@ class Shard:
         if subscribe and control in keys:  # control is broadcast: plain pub/sub even in Cluster
             pubsub.send("SUBSCRIBE", control)
             keys = [key for key in keys if key != control]
-        if keys:
-            pubsub.send(self._sub_cmd if subscribe else self._unsub_cmd, *keys)
+        command = self._sub_cmd if subscribe else self._unsub_cmd
+        if self._sharded:  # one slot per SSUBSCRIBE: Redis refuses CROSSSLOT batches
+            for key in keys:
+                pubsub.send(command, key)
+        elif keys:
+            pubsub.send(command, *keys)
 
     def _on_confirm(self, kind: bytes, key: bytes) -> None:
         if kind in (b"subscribe", b"ssubscribe"):
