@@ -118,6 +118,26 @@ def _pub_wire(pubs: list[Publication]) -> list[dict[str, Any]]:
 class Client:
     """A connection from handshake to close."""
 
+    __slots__ = (
+        "_bucket",
+        "_cleaned",
+        "_expiry_timer",
+        "_loop",
+        "_rejections",
+        "conn_info",
+        "expire_at",
+        "heartbeat_slot",
+        "id",
+        "last_presence_update",
+        "node",
+        "ping_pending",
+        "remote",
+        "state",
+        "subs",
+        "transport",
+        "user",
+    )
+
     def __init__(self, node: Node, transport: Transport, remote: str = "") -> None:
         self.node = node
         self.transport = transport
@@ -135,12 +155,9 @@ class Client:
         rate = client_settings.command_rate_limit
         self._bucket = TokenBucket(rate.rate_per_second, rate.burst, time.monotonic())
         self._rejections = 0
-        self._timers: list[asyncio.TimerHandle] = []
         loop = asyncio.get_running_loop()
         self._loop = loop
-        self._stale_timer: asyncio.TimerHandle | None = loop.call_later(
-            client_settings.stale_close_delay, self._close_stale
-        )
+        node.heartbeat.watch_stale(self, time.monotonic() + client_settings.stale_close_delay)
         self._expiry_timer: asyncio.TimerHandle | None = None
         self._cleaned = False
 
@@ -266,20 +283,15 @@ class Client:
         self.node.metrics.count_disconnect(code)
         self.transport.close(code, reason)
 
-    def _close_stale(self) -> None:
-        self._stale_timer = None
-        if self.state is ClientState.CONNECTING:
-            self.disconnect(DisconnectCode.STALE)
-
     async def cleanup(self) -> None:
         """Forget the connection everywhere: hub, presence, join/leave, node registry."""
         if self._cleaned:
             return
         self._cleaned = True
         self.state = ClientState.CLOSED
-        for timer in (self._stale_timer, self._expiry_timer, *self._timers):
-            if timer is not None:
-                timer.cancel()
+        self.node.heartbeat.unwatch_stale(self)
+        if self._expiry_timer is not None:
+            self._expiry_timer.cancel()
         for sub in list(self.subs.values()):
             await self._drop_subscription(sub)
         self.node.unregister(self)
@@ -316,9 +328,7 @@ class Client:
         self.user = claims.user
         self.conn_info = claims.info
         self.expire_at = claims.expire_at
-        if self._stale_timer is not None:
-            self._stale_timer.cancel()
-            self._stale_timer = None
+        node.heartbeat.unwatch_stale(self)
 
         server_subs = list(claims.subs)
         personal = settings.subscribe_to_user_personal_channel

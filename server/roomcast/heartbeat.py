@@ -1,8 +1,11 @@
-"""One shared timer for every connection's pings, pong checks and presence refresh.
+"""One shared timer for every connection's pings, pong checks, stale checks and
+presence refresh.
 
 Connections are spread over the slots of a wheel that turns once per ping
 interval. Each tick pings one slot, and disconnects the clients of the slot
-pinged ``pong_timeout`` ago that have not answered. No per-connection timer.
+pinged ``pong_timeout`` ago that have not answered. Sockets that have not sent
+``connect`` wait in an insertion-ordered dict (their deadlines are in the same
+order) and are closed as stale once past it. No per-connection timer.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -33,7 +37,7 @@ class Heartbeat:
         self._pong_ticks = max(1, math.ceil(pong_timeout / self.tick_seconds))
         self._tick = 0
         self._on_tick = on_tick
-        self._task: asyncio.Task[None] | None = None
+        self._connecting: dict[Client, float] = {}
 
     def add(self, client: Client) -> None:
         slot = random.randrange(len(self._slots))
@@ -45,8 +49,24 @@ class Heartbeat:
             self._slots[client.heartbeat_slot].discard(client)
             client.heartbeat_slot = -1
 
-    def tick(self) -> None:
+    def watch_stale(self, client: Client, deadline: float) -> None:
+        """Close ``client`` as stale at ``deadline`` (monotonic) unless it connects first.
+
+        Deadlines must be added in increasing order (a constant delay from now)."""
+        self._connecting[client] = deadline
+
+    def unwatch_stale(self, client: Client) -> None:
+        self._connecting.pop(client, None)
+
+    def tick(self, now: float | None = None) -> None:
         """Advance the wheel one step (called by ``run`` every ``tick_seconds``)."""
+        now = time.monotonic() if now is None else now
+        while self._connecting:
+            client, deadline = next(iter(self._connecting.items()))
+            if deadline > now:
+                break
+            del self._connecting[client]
+            client.disconnect(DisconnectCode.STALE)
         self._tick += 1
         n = len(self._slots)
         for client in list(self._slots[(self._tick - self._pong_ticks) % n]):

@@ -49,3 +49,19 @@ def test_removed_clients_are_not_pinged() -> None:
     for _ in range(10):
         wheel.tick()
     assert c.pings == 0
+
+
+def test_stale_sockets_closed_after_their_deadline_only() -> None:
+    wheel = Heartbeat(ping_interval=10, pong_timeout=4)
+    early, late, connected = FakeClient(), FakeClient(), FakeClient()
+    wheel.watch_stale(early, 10.0)  # type: ignore[arg-type]
+    wheel.watch_stale(connected, 10.5)  # type: ignore[arg-type]
+    wheel.watch_stale(late, 20.0)  # type: ignore[arg-type]
+    wheel.unwatch_stale(connected)  # type: ignore[arg-type]
+    wheel.tick(now=9.0)
+    assert early.disconnected is None
+    wheel.tick(now=11.0)
+    assert early.disconnected == 3502 and late.disconnected is None
+    assert connected.disconnected is None
+    wheel.tick(now=21.0)
+    assert late.disconnected == 3502
