@@ -38,44 +38,48 @@ async def reply_to(ws: aiohttp.ClientWebSocketResponse, command_id: int) -> dict
                 return reply
 
 
-async def main() -> int:
+async def exchange(session: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse) -> int:
     user = "helm-test"
     channel = f"helm-test-{secrets.token_hex(4)}"
     now = int(time.time())
     connect_token = make_token(SECRET, {"sub": user, "iat": now, "exp": now + 300})
     sub_token = make_token(SECRET, {"sub": user, "channel": channel, "exp": now + 300})
-    ws_url = BASE.replace("http", "ws", 1) + "/connection/websocket"
     payload = {"nonce": secrets.token_hex(8)}
-    async with aiohttp.ClientSession() as session:
-        async with session.ws_connect(ws_url, timeout=aiohttp.ClientWSTimeout(ws_close=5)) as ws:
-            await ws.send_str(json.dumps({"id": 1, "connect": {"token": connect_token}}))
-            connected = await reply_to(ws, 1)
-            print(f"connected as {user}, client {connected['connect'].get('client')}")
-            await ws.send_str(
-                json.dumps({"id": 2, "subscribe": {"channel": channel, "token": sub_token}})
-            )
-            await reply_to(ws, 2)
-            print(f"subscribed to {channel}")
-            async with session.post(
-                f"{BASE}/api/publish",
-                json={"channel": channel, "data": payload},
-                headers={"X-API-Key": API_KEY},
-                timeout=aiohttp.ClientTimeout(total=TIMEOUT),
-            ) as response:
-                body = await response.json()
-                if response.status != 200 or "error" in body:
-                    raise RuntimeError(f"publish failed: {response.status} {body}")
-            print("published through the HTTP API")
-            deadline = time.monotonic() + TIMEOUT
-            while time.monotonic() < deadline:
-                for push in replies(await ws.receive(timeout=TIMEOUT)):
-                    pub = push.get("push", {}).get("pub")
-                    if push.get("push", {}).get("channel") == channel and pub:
-                        if pub.get("data") == payload:
-                            print("received the publication: OK")
-                            return 0
+    await ws.send_str(json.dumps({"id": 1, "connect": {"token": connect_token}}))
+    connected = await reply_to(ws, 1)
+    print(f"connected as {user}, client {connected['connect'].get('client')}")
+    await ws.send_str(json.dumps({"id": 2, "subscribe": {"channel": channel, "token": sub_token}}))
+    await reply_to(ws, 2)
+    print(f"subscribed to {channel}")
+    async with session.post(
+        f"{BASE}/api/publish",
+        json={"channel": channel, "data": payload},
+        headers={"X-API-Key": API_KEY},
+        timeout=aiohttp.ClientTimeout(total=TIMEOUT),
+    ) as response:
+        body = await response.json()
+        if response.status != 200 or "error" in body:
+            raise RuntimeError(f"publish failed: {response.status} {body}")
+    print("published through the HTTP API")
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        for reply in replies(await ws.receive(timeout=TIMEOUT)):
+            push = reply.get("push", {})
+            if push.get("channel") == channel and push.get("pub", {}).get("data") == payload:
+                print("received the publication: OK")
+                return 0
     print("publication not received", file=sys.stderr)
     return 1
+
+
+async def main() -> int:
+    ws_url = BASE.replace("http", "ws", 1) + "/connection/websocket"
+    timeout = aiohttp.ClientWSTimeout(ws_close=5)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(ws_url, timeout=timeout) as ws,
+    ):
+        return await exchange(session, ws)
 
 
 if __name__ == "__main__":
