@@ -20,6 +20,7 @@ from aiohttp import web
 
 from .codes import ErrorCode, ProtocolError
 from .engine import EngineUnavailable, Publication
+from .fields import optional_str, required_str
 from .node import Node
 
 log = logging.getLogger(__name__)
@@ -27,22 +28,6 @@ log = logging.getLogger(__name__)
 ApiMethod = Callable[["ServerApi", dict[str, Any]], Awaitable[dict[str, Any]]]
 
 _TRANSPORT_STATUS = {100: 500, 102: 404, 104: 404, 107: 400, 108: 400, 112: 416, 113: 409}
-
-
-def _require_str(req: dict[str, Any], key: str) -> str:
-    value = req.get(key)
-    if not isinstance(value, str) or not value:
-        raise ProtocolError(ErrorCode.BAD_REQUEST)
-    return value
-
-
-def _optional_str(req: dict[str, Any], key: str) -> str:
-    value = req.get(key, "")
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise ProtocolError(ErrorCode.BAD_REQUEST, f"{key} must be a string")
-    return value
 
 
 def _api_error(exc: ProtocolError) -> dict[str, Any]:
@@ -91,14 +76,14 @@ class ServerApi:
             await self.node.engine.publish(channel, pub, history=None)
             self.node.metrics.publications["api"] += 1
             return {}
-        key = _optional_str(req, "idempotency_key") or None
+        key = optional_str(req, "idempotency_key") or None
         position = await self.node.publish(channel, info, pub, source="api", idempotency_key=key)
         if position is None:
             return {}
         return {"offset": position.offset, "epoch": position.epoch}
 
     async def publish(self, req: dict[str, Any]) -> dict[str, Any]:
-        return await self._publish_one(_require_str(req, "channel"), req)
+        return await self._publish_one(required_str(req, "channel"), req)
 
     async def broadcast(self, req: dict[str, Any]) -> dict[str, Any]:
         channels = req.get("channels")
@@ -116,14 +101,14 @@ class ServerApi:
 
     # connections ------------------------------------------------------------------
     async def subscribe(self, req: dict[str, Any]) -> dict[str, Any]:
-        user = _require_str(req, "user")
-        channel = _require_str(req, "channel")
+        user = required_str(req, "user")
+        channel = required_str(req, "channel")
         self.node.rules.resolve(channel)
         since = req.get("recover_since")
         command: dict[str, Any] = {
             "op": "subscribe",
             "user": user,
-            "client": _optional_str(req, "client"),
+            "client": optional_str(req, "client"),
             "channel": channel,
             "data": req.get("data"),
             "info": req.get("info"),
@@ -138,21 +123,21 @@ class ServerApi:
         return {}
 
     async def unsubscribe(self, req: dict[str, Any]) -> dict[str, Any]:
-        user = _require_str(req, "user")
-        channel = _require_str(req, "channel")
+        user = required_str(req, "user")
+        channel = required_str(req, "channel")
         await self.node.control(
             {
                 "op": "unsubscribe",
                 "user": user,
                 "channel": channel,
-                "client": _optional_str(req, "client"),
+                "client": optional_str(req, "client"),
             }
         )
         return {}
 
     async def disconnect(self, req: dict[str, Any]) -> dict[str, Any]:
-        user = _optional_str(req, "user")
-        client = _optional_str(req, "client")
+        user = optional_str(req, "user")
+        client = optional_str(req, "client")
         if not user and not client:
             raise ProtocolError(ErrorCode.BAD_REQUEST, "user required")
         command: dict[str, Any] = {"op": "disconnect", "user": user, "client": client}
@@ -173,7 +158,7 @@ class ServerApi:
         return {}
 
     async def refresh(self, req: dict[str, Any]) -> dict[str, Any]:
-        user = _require_str(req, "user")
+        user = required_str(req, "user")
         expire_at = req.get("expire_at")
         if expire_at is not None and (
             not isinstance(expire_at, int) or isinstance(expire_at, bool)
@@ -183,7 +168,7 @@ class ServerApi:
             {
                 "op": "refresh",
                 "user": user,
-                "client": _optional_str(req, "client"),
+                "client": optional_str(req, "client"),
                 "expired": bool(req.get("expired")),
                 "expire_at": expire_at,
                 "info": req.get("info"),
@@ -193,7 +178,7 @@ class ServerApi:
 
     # channel state --------------------------------------------------------------------
     def _presence_channel(self, req: dict[str, Any]) -> str:
-        channel = _require_str(req, "channel")
+        channel = required_str(req, "channel")
         if not self.node.rules.resolve(channel).options.presence:
             raise ProtocolError(ErrorCode.NOT_AVAILABLE)
         return channel
@@ -207,7 +192,7 @@ class ServerApi:
         return {"num_clients": num_clients, "num_users": num_users}
 
     async def history(self, req: dict[str, Any]) -> dict[str, Any]:
-        info = self.node.rules.resolve(_require_str(req, "channel"))
+        info = self.node.rules.resolve(required_str(req, "channel"))
         limit = req.get("limit", 0) or 0
         if not isinstance(limit, int) or isinstance(limit, bool):
             raise ProtocolError(ErrorCode.BAD_REQUEST, "limit must be an integer")
@@ -216,14 +201,14 @@ class ServerApi:
         )
 
     async def history_remove(self, req: dict[str, Any]) -> dict[str, Any]:
-        channel = _require_str(req, "channel")
+        channel = required_str(req, "channel")
         if self.node.history_options(self.node.rules.resolve(channel)) is None:
             raise ProtocolError(ErrorCode.NOT_AVAILABLE)
         await self.node.engine.remove_history(channel)
         return {}
 
     async def channels(self, req: dict[str, Any]) -> dict[str, Any]:
-        pattern = _optional_str(req, "pattern")
+        pattern = optional_str(req, "pattern")
         totals: dict[str, int] = {}
         for node_info in await self.node.engine.nodes():
             source = (

@@ -31,6 +31,7 @@ from .codes import (
     UnsubscribeCode,
 )
 from .engine import ClientInfo, EngineUnavailable, Publication, StreamPosition
+from .fields import optional_int, optional_str
 from .hub import Subscriber, encode_push
 from .ratelimit import TokenBucket
 from .tokens import (
@@ -89,26 +90,6 @@ class _SubscribeRequest:
     data: bytes | None = None
     override: SubscriptionOverride | None = None
     chan_info: bytes | None = None
-
-
-def _str_field(req: dict[str, Any], key: str) -> str:
-    value = req.get(key, "")
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise ProtocolError(ErrorCode.BAD_REQUEST, f"{key} must be a string")
-    return value
-
-
-def _int_field(req: dict[str, Any], key: str, default: int = 0) -> int:
-    value = req.get(key, default)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, str) and value.isdigit():
-            return int(value)
-        raise ProtocolError(ErrorCode.BAD_REQUEST, f"{key} must be an integer")
-    return value
 
 
 def _pub_wire(pubs: list[Publication]) -> list[dict[str, Any]]:
@@ -300,7 +281,7 @@ class Client:
     async def _connect(self, req: dict[str, Any]) -> tuple[dict[str, Any], Callable[[], None]]:
         node = self.node
         settings = node.settings.client
-        token = _str_field(req, "token")
+        token = optional_str(req, "token")
         claims: ConnectionClaims
         if token:
             if not node.conn_verifier.configured:
@@ -353,8 +334,8 @@ class Client:
                 sub_req = _SubscribeRequest(
                     channel=server_sub.channel,
                     recover=bool(pos.get("recover")),
-                    offset=_int_field(pos, "offset"),
-                    epoch=_str_field(pos, "epoch"),
+                    offset=optional_int(pos, "offset"),
+                    epoch=optional_str(pos, "epoch"),
                     data=server_sub.data,
                     override=server_sub.override,
                     chan_info=server_sub.info,
@@ -405,7 +386,7 @@ class Client:
 
     # refresh ------------------------------------------------------------
     async def _refresh(self, req: dict[str, Any]) -> tuple[dict[str, Any], None]:
-        token = _str_field(req, "token")
+        token = optional_str(req, "token")
         if not token:
             raise Disconnect(DisconnectCode.BAD_REQUEST)
         try:
@@ -479,7 +460,7 @@ class Client:
     async def _client_subscribe(
         self, req: dict[str, Any]
     ) -> tuple[dict[str, Any], Callable[[], None]]:
-        channel = _str_field(req, "channel")
+        channel = optional_str(req, "channel")
         if not channel:
             raise Disconnect(DisconnectCode.BAD_REQUEST)
         node = self.node
@@ -492,13 +473,13 @@ class Client:
             raise ProtocolError(ErrorCode.PERMISSION_DENIED)  # map subscriptions: not a stream
         if req.get("tf") is not None:
             raise ProtocolError(ErrorCode.BAD_REQUEST, "tags filter not allowed")
-        flag = _int_field(req, "flag")
+        flag = optional_int(req, "flag")
         sub_req = _SubscribeRequest(
             channel=channel,
-            token=_str_field(req, "token"),
+            token=optional_str(req, "token"),
             recover=req.get("recover") is True,
-            offset=_int_field(req, "offset"),
-            epoch=_str_field(req, "epoch"),
+            offset=optional_int(req, "offset"),
+            epoch=optional_str(req, "epoch"),
             positioned=req.get("positioned") is True,
             recoverable=req.get("recoverable") is True,
             join_leave=req.get("join_leave") is True,
@@ -791,7 +772,7 @@ class Client:
             node.metrics.engine_errors += 1
 
     async def _unsubscribe(self, req: dict[str, Any]) -> tuple[dict[str, Any], None]:
-        channel = _str_field(req, "channel")
+        channel = optional_str(req, "channel")
         if not channel:
             raise Disconnect(DisconnectCode.BAD_REQUEST)
         sub = self.subs.get(channel)
@@ -800,8 +781,8 @@ class Client:
         return {}, None
 
     async def _sub_refresh(self, req: dict[str, Any]) -> tuple[dict[str, Any], None]:
-        channel = _str_field(req, "channel")
-        token = _str_field(req, "token")
+        channel = optional_str(req, "channel")
+        token = optional_str(req, "token")
         sub = self.subs.get(channel)
         if sub is None:
             raise ProtocolError(ErrorCode.PERMISSION_DENIED)
@@ -834,7 +815,7 @@ class Client:
 
     # publish / presence / history -------------------------------------------
     async def _publish(self, req: dict[str, Any]) -> tuple[dict[str, Any], None]:
-        channel = _str_field(req, "channel")
+        channel = optional_str(req, "channel")
         node = self.node
         info = node.rules.resolve(channel)
         o = info.options
@@ -863,7 +844,7 @@ class Client:
         return {"num_clients": num_clients, "num_users": num_users}, None
 
     def _presence_channel(self, req: dict[str, Any]) -> ChannelInfo:
-        info = self.node.rules.resolve(_str_field(req, "channel"))
+        info = self.node.rules.resolve(optional_str(req, "channel"))
         if not info.options.presence:
             raise ProtocolError(ErrorCode.NOT_AVAILABLE)
         if not self._has_presence_permission(info):
@@ -872,12 +853,12 @@ class Client:
 
     async def _history(self, req: dict[str, Any]) -> tuple[dict[str, Any], None]:
         node = self.node
-        info = node.rules.resolve(_str_field(req, "channel"))
+        info = node.rules.resolve(optional_str(req, "channel"))
         if node.history_options(info) is None:
             raise ProtocolError(ErrorCode.NOT_AVAILABLE)
         if not self._has_history_permission(info):
             raise ProtocolError(ErrorCode.PERMISSION_DENIED)
-        limit = _int_field(req, "limit")
+        limit = optional_int(req, "limit")
         max_limit = node.settings.client.history_max_publication_limit
         if limit < 0 or limit > max_limit:
             limit = max_limit

@@ -92,40 +92,46 @@ class _Collector(Collector):
             yield gauge
         yield _counter("roomcast_deliveries", "Messages written to subscribers.", m.deliveries)
         yield _counter("roomcast_engine_errors", "Failed engine operations.", m.engine_errors)
-        pubs = CounterMetricFamily(
-            "roomcast_publications", "Publications accepted.", labels=["source"]
-        )
-        for source, n in sorted(m.publications.items()):
-            pubs.add_metric([source], n)
-        yield pubs
-        commands = CounterMetricFamily(
-            "roomcast_commands",
-            "Client commands by method and result.",
-            labels=["method", "result"],
-        )
-        for (method, result), n in sorted(m.commands.items()):
-            commands.add_metric([method, result], n)
-        yield commands
-        disconnects = CounterMetricFamily(
-            "roomcast_disconnects",
-            "Connections closed by the server, by code.",
-            labels=["code", "terminal"],
-        )
-        for code, n in sorted(m.disconnects.items()):
-            disconnects.add_metric([str(code), str(is_terminal_disconnect(code)).lower()], n)
-        yield disconnects
-        connects = CounterMetricFamily(
-            "roomcast_connects", "Connect attempts by result.", labels=["result"]
-        )
-        for result, n in sorted(m.connects.items()):
-            connects.add_metric([result], n)
-        yield connects
-        recoveries = CounterMetricFamily(
-            "roomcast_recoveries", "Subscribe-time recoveries by result.", labels=["result"]
-        )
-        for result, n in sorted(m.recoveries.items()):
-            recoveries.add_metric([result], n)
-        yield recoveries
+        labelled: list[tuple[str, str, list[str], dict[tuple[str, ...], int]]] = [
+            (
+                "roomcast_publications",
+                "Publications accepted.",
+                ["source"],
+                {(source,): n for source, n in m.publications.items()},
+            ),
+            (
+                "roomcast_commands",
+                "Client commands by method and result.",
+                ["method", "result"],
+                {key: n for key, n in m.commands.items()},
+            ),
+            (
+                "roomcast_disconnects",
+                "Connections closed by the server, by code.",
+                ["code", "terminal"],
+                {
+                    (str(code), str(is_terminal_disconnect(code)).lower()): n
+                    for code, n in m.disconnects.items()
+                },
+            ),
+            (
+                "roomcast_connects",
+                "Connect attempts by result.",
+                ["result"],
+                {(result,): n for result, n in m.connects.items()},
+            ),
+            (
+                "roomcast_recoveries",
+                "Subscribe-time recoveries by result.",
+                ["result"],
+                {(result,): n for result, n in m.recoveries.items()},
+            ),
+        ]
+        for name, doc, labels, values in labelled:
+            family = CounterMetricFamily(name, doc, labels=labels)
+            for label_values, n in sorted(values.items()):
+                family.add_metric(list(label_values), n)
+            yield family
 
 
 def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
