@@ -379,3 +379,47 @@ async def test_concurrent_clients_isolated(protocol_server: ServerProcess) -> No
         assert await bad.closed() == 3501
         protocol_server.api("publish", {"channel": ch, "data": {"still": "here"}})
         assert (await asyncio.wait_for(good.recv(), 5))["push"]["pub"]["data"] == {"still": "here"}
+
+
+async def test_anonymous_connect_when_enabled(server_factory) -> None:  # type: ignore[no-untyped-def]
+    config = {**PROTOCOL_CONFIG, "client": {"allow_anonymous_connect_without_token": True}}
+    server = server_factory(config)
+    async with await RawClient.open(server.ws_url) as c:
+        assert "connect" in await c.connect(None)
+        denied = await c.call(2, "subscribe", {"channel": "plain:room"})
+        assert denied["error"]["code"] == 103  # plain: clients only, not anonymous
+        assert await c.call(3, "subscribe", {"channel": "open:room"}) == {"id": 3, "subscribe": {}}
+
+
+async def test_sub_refresh_and_subscription_expiry(server_factory) -> None:  # type: ignore[no-untyped-def]
+    server = server_factory({**PROTOCOL_CONFIG, "client": {"expired_sub_close_delay": "0s"}})
+    async with await RawClient.open(server.ws_url) as c:
+        await c.connect(token())
+        sub = await c.call(
+            2, "subscribe", {"channel": "$secret:a", "token": token(channel="$secret:a", ttl=2)}
+        )
+        assert sub["subscribe"]["expires"] is True
+        refreshed = await c.call(
+            3, "sub_refresh", {"channel": "$secret:a", "token": token(channel="$secret:a", ttl=600)}
+        )
+        assert 595 <= refreshed["sub_refresh"]["ttl"] <= 600
+        wrong = await c.call(4, "sub_refresh", {"channel": "$secret:none", "token": "x"})
+        assert wrong["error"]["code"] == 103
+        await c.call(
+            5, "subscribe", {"channel": "$secret:b", "token": token(channel="$secret:b", ttl=1)}
+        )
+        push = await c.recv(timeout=5)
+        assert push == {
+            "push": {
+                "channel": "$secret:b",
+                "unsubscribe": {"code": 2501, "reason": "subscription expired"},
+            }
+        }
+
+
+async def test_token_in_query_string_not_logged(protocol_server: ServerProcess) -> None:
+    secret_token = token("logcheck")
+    async with await RawClient.open(f"{protocol_server.ws_url}?token={secret_token}") as c:
+        await c.connect(secret_token)
+    protocol_server.api("info", {})  # the access log line of the upgrade is written by now
+    assert secret_token not in protocol_server.log()
