@@ -1,0 +1,187 @@
+"""The Helm chart against a real API server.
+
+* Every object the chart renders, for the default and the production values, passes a
+  server-side dry run: the pinned release's OpenAPI schemas, defaulting, admission and the
+  RoomcastCluster CRD's structural schema and CEL rules.
+* On the bed: ``helm install`` creates the operator's ServiceAccount and RBAC; the operator,
+  run as a process with that ServiceAccount's token, creates the workload; ``helm upgrade``
+  with a new image rolls it; ``helm rollback`` rolls it back; ``helm uninstall`` leaves
+  nothing of the release behind.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from tests.helm.chart import CHART, PRODUCTION_VALUES, run_helm, template_args
+
+from e2e.bed import eventually, tools_bin_dir
+from e2e.cluster import Cluster
+from e2e.kube import Obj
+from e2e.operator.harness import OperatorProcess, serving
+
+# Kinds whose APIs need third-party CRDs the bed does not serve (Prometheus Operator).
+THIRD_PARTY = {("monitoring.coreos.com/v1", "PodMonitor")}
+RELEASE = "roomcast"
+OLD_IMAGE, NEW_IMAGE = "ghcr.io/roomcast/roomcast:1.0.0", "ghcr.io/roomcast/roomcast:1.1.0"
+
+
+@pytest.fixture(scope="module")
+def helm(cluster: Cluster) -> str:
+    return str(tools_bin_dir() / "helm")
+
+
+@pytest.fixture(scope="module")
+def crd_installed(cluster: Cluster) -> None:
+    """The chart's crds/ directory, applied as helm install would."""
+    cluster.kube.run("apply", "--server-side", "-f", str(CHART / "crds"))
+    cluster.kube.run(
+        "wait", "--for=condition=Established", "crd/roomcastclusters.roomcast.io", "--timeout=30s"
+    )
+
+
+def _helm(helm: str, cluster: Cluster, *args: str) -> str:
+    return run_helm(helm, *args, f"--kubeconfig={cluster.kube.kubeconfig}").stdout
+
+
+@pytest.mark.usefixtures("crd_installed")
+@pytest.mark.parametrize(
+    "values", [[], [PRODUCTION_VALUES]], ids=["default-values", "production-values"]
+)
+def test_rendered_objects_pass_server_side_dry_run(
+    cluster: Cluster, helm: str, namespace: str, values: list[Path]
+) -> None:
+    # Unique names for cluster-scoped objects, so parallel runs do not collide.
+    rendered = run_helm(helm, *template_args(release=namespace, namespace=namespace, values=values))
+    objects = [o for o in yaml.safe_load_all(rendered.stdout) if o]
+    checked = [o for o in objects if (o["apiVersion"], o["kind"]) not in THIRD_PARTY]
+    assert len(checked) >= 7
+    stdin = json.dumps({"apiVersion": "v1", "kind": "List", "items": checked})
+    result = cluster.kube.run(
+        "apply", "--dry-run=server", "--server-side", "-n", namespace, "-f", "-", stdin=stdin
+    )
+    assert result.stdout.count("(server dry run)") == len(checked), result.stdout
+
+
+def _release_objects(cluster: Cluster, namespace: str, release: str) -> list[str]:
+    """Everything in the namespace that came from the release or from its cluster."""
+    kinds = (
+        "pods,deployments,statefulsets,services,configmaps,secrets,serviceaccounts,"
+        "poddisruptionbudgets,horizontalpodautoscalers,controllerrevisions,"
+        "roomcastclusters,roles,rolebindings,networkpolicies,ingresses"
+    )
+    found = cluster.kube.run(
+        "get", kinds, "-n", namespace, "-o", "name", "-l", "app.kubernetes.io/name=roomcast"
+    ).stdout.split()
+    cluster_scoped = cluster.kube.run(
+        "get", "clusterroles,clusterrolebindings", "-o", "name",
+        "-l", f"app.kubernetes.io/instance={release}",
+    ).stdout.split()  # fmt: skip
+    return found + cluster_scoped
+
+
+StartOperator = Callable[[str], OperatorProcess]
+
+
+@pytest.fixture
+def operator_for_release(
+    cluster: Cluster, namespace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[StartOperator]:
+    """The operator as a process holding the chart's ServiceAccount token, watching only
+    this namespace (other suites run their own operator on the same bed)."""
+    monkeypatch.setenv("ROOMCAST_OPERATOR_NAMESPACE", namespace)
+    process: OperatorProcess | None = None
+
+    def start(service_account: str) -> OperatorProcess:
+        nonlocal process
+        token = cluster.kube.run(
+            "create", "token", service_account, "-n", namespace, "--duration=1h"
+        ).stdout.strip()
+        raw = json.loads(
+            cluster.kube.run("config", "view", "--raw", "--minify", "-o", "json").stdout
+        )
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "e2e", "cluster": raw["clusters"][0]["cluster"]}],
+            "users": [{"name": service_account, "user": {"token": token}}],
+            "contexts": [{"name": "op", "context": {"cluster": "e2e", "user": service_account}}],
+            "current-context": "op",
+        }
+        path = tmp_path / "operator.kubeconfig"
+        path.write_text(json.dumps(config))
+        path.chmod(0o600)
+        process = OperatorProcess(path, tmp_path / "operator.log")
+        process.start()
+        return process
+
+    yield start
+    if process is not None:
+        process.stop()
+
+
+@pytest.mark.bed_only
+@pytest.mark.usefixtures("crd_installed")
+def test_install_upgrade_rollback_uninstall(
+    cluster: Cluster, helm: str, namespace: str, operator_for_release: StartOperator
+) -> None:
+    # The release name carries the namespace's suffix so its ClusterRole is unique on the bed.
+    release = f"{RELEASE}-{namespace.rsplit('-', 1)[-1]}"
+    timeout = cluster.timeout_seconds
+    common = ["-n", namespace, "--set", "cluster.name=chat", "--set", "image.pullPolicy=Never"]
+    image = ["--set", "image.repository=ghcr.io/roomcast/roomcast"]
+    # Three pods on the dev Redis, as a user would start.
+    dev = ["--set", "redis.dev.enabled=true", "--set", "cluster.minReplicas=3"]
+    dev += ["--set", "cluster.maxReplicas=3"]
+    _helm(
+        helm, cluster, "install", release, str(CHART), *common, *image, *dev,
+        "--set", "image.tag=1.0.0", "--wait", f"--timeout={int(timeout)}s",
+    )  # fmt: skip
+    operator = f"{release}-operator"
+    assert cluster.kube.get("deployment", operator, namespace)["status"]["readyReplicas"] == 1
+    process = operator_for_release(operator)
+
+    def rolled_to(image_ref: str) -> bool:
+        return serving(cluster.kube, "chat", namespace, image_ref)
+
+    try:
+        eventually(lambda: rolled_to(OLD_IMAGE), timeout, what="workload from helm install")
+        deployment: Obj = cluster.kube.get("deployment", "chat", namespace)
+        assert deployment["spec"]["replicas"] == 3
+        env = {e["name"] for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert {"ROOMCAST_TOKEN_HMAC_SECRET", "ROOMCAST_API_KEY"} <= env
+        secret_before = cluster.kube.get("secret", f"{release}-auth", namespace)["data"]
+
+        _helm(
+            helm, cluster, "upgrade", release, str(CHART), *common, *image, *dev,
+            "--set", "image.tag=1.1.0", "--wait", f"--timeout={int(timeout)}s",
+        )  # fmt: skip
+        eventually(lambda: rolled_to(NEW_IMAGE), timeout, what="upgrade rolled to 1.1.0")
+        # The chart-made secret survives the upgrade, so issued tokens stay valid.
+        assert cluster.kube.get("secret", f"{release}-auth", namespace)["data"] == secret_before
+
+        _helm(helm, cluster, "rollback", release, "1", "-n", namespace, "--wait")
+        eventually(lambda: rolled_to(OLD_IMAGE), timeout, what="rollback to 1.0.0")
+        history = json.loads(
+            _helm(helm, cluster, "history", release, "-n", namespace, "-o", "json")
+        )
+        assert [h["revision"] for h in history] == [1, 2, 3]
+    except Exception:
+        print(process.tail())
+        raise
+    finally:
+        process.stop()
+
+    _helm(helm, cluster, "uninstall", release, "-n", namespace, "--wait")
+
+    # The RoomcastCluster's children go with it (owner references, garbage collector).
+    def nothing_left() -> bool:
+        left = _release_objects(cluster, namespace, release)
+        assert not left, f"still there: {' '.join(left)}"
+        return True
+
+    eventually(nothing_left, timeout, what="nothing left after helm uninstall")
