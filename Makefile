@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 JS_STAMP := tests/js/node_modules/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install run test unit lint format bench test-deps clean
+.PHONY: help install run test unit lint format bench test-deps clean wheelhouse base-image image chart-lint
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -51,6 +51,24 @@ test: test-deps lint unit e2e ## Install what the tests need, then run them all
 
 bench: install ## Benchmarks: results as JSON in bench/results/ plus a table
 	$(PYTHON) bench/run.py $(BENCH_ARGS)
+
+BASE_IMAGE ?= python:3.11-slim
+IMAGE ?= roomcast:dev
+HELM ?= $$(ls -d $${XDG_CACHE_HOME:-$$HOME/.cache}/roomcast/tools/*/bin | tail -n1)/helm
+
+wheelhouse: $(STAMP) ## Build the wheels the image installs (images/wheelhouse)
+	scripts/wheelhouse.sh
+
+base-image: ## A local Debian 12 + Python base image made with debootstrap (no registry needed)
+	images/base/build.sh roomcast-base:bookworm
+
+image: wheelhouse ## Build the image (server and operator); BASE_IMAGE=roomcast-base:bookworm offline
+	docker build -f server/Dockerfile --build-arg BASE_IMAGE=$(BASE_IMAGE) -t $(IMAGE) .
+
+chart-lint: $(STAMP) ## helm lint --strict and the chart's unit tests
+	$(HELM) lint --strict helm/roomcast
+	$(HELM) lint --strict helm/roomcast -f helm/roomcast/ci/production-values.yaml
+	$(PYTHON) -m pytest tests/helm $(PYTEST_ARGS)
 
 clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) tests/js/node_modules .mypy_cache .ruff_cache .pytest_cache
