@@ -22,7 +22,7 @@ from tests.helm.chart import CHART, PRODUCTION_VALUES, run_helm, template_args
 from e2e.bed import eventually, tools_bin_dir
 from e2e.cluster import Cluster
 from e2e.kube import Obj
-from e2e.operator.harness import OperatorProcess, serving
+from e2e.operator.harness import RUNNING, OperatorProcess, serving
 
 # Kinds whose APIs need third-party CRDs the bed does not serve (Prometheus Operator).
 THIRD_PARTY = {("monitoring.coreos.com/v1", "PodMonitor")}
@@ -115,6 +115,8 @@ def operator_for_release(
         path = tmp_path / "operator.kubeconfig"
         path.write_text(json.dumps(config))
         path.chmod(0o600)
+        for other in list(RUNNING):  # the operator suite's cluster-wide one, if still up
+            other.stop()
         process = OperatorProcess(path, tmp_path / "operator.log")
         process.start()
         return process

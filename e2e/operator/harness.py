@@ -65,7 +65,13 @@ def install(kube: Kube, workdir: Path) -> Path:
     return path
 
 
-@dataclass
+#: Operators started by this test session and not stopped: a test that runs an operator of
+#: its own (e.g. the chart's, namespace-scoped) stops these first, so that no two operators
+#: reconcile one RoomcastCluster. ``operator_running`` restarts them for later tests.
+RUNNING: set[OperatorProcess] = set()
+
+
+@dataclass(eq=False)
 class OperatorProcess:
     """One roomcast-operator process at a time; restartable, logs kept across restarts."""
 
@@ -92,17 +98,20 @@ class OperatorProcess:
                 env=env,
                 start_new_session=True,
             )
+        RUNNING.add(self)
 
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
     def kill(self) -> None:
         """SIGKILL: no chance to clean up, as when a node dies under the operator."""
+        RUNNING.discard(self)
         if self.process is not None and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(10)
 
     def stop(self) -> None:
+        RUNNING.discard(self)
         if self.process is None or self.process.poll() is not None:
             return
         os.killpg(self.process.pid, signal.SIGTERM)
