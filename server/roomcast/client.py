@@ -204,27 +204,13 @@ class Client:
         handler = _HANDLERS[method]
         try:
             result = await handler(self, request)
-        except ProtocolError as exc:
-            self.node.metrics.commands[(method, "error")] += 1
-            self._error(cmd_id, exc)
-            if method == "connect":
-                self._fail_connect()
-            return
         except Disconnect as exc:
             self.node.metrics.commands[(method, "disconnect")] += 1
             self.disconnect(exc.code, exc.reason)
             return
-        except EngineUnavailable:
-            self.node.metrics.engine_errors += 1
+        except Exception as exc:
             self.node.metrics.commands[(method, "error")] += 1
-            self._error(cmd_id, ProtocolError(ErrorCode.INTERNAL))
-            if method == "connect":
-                self._fail_connect()
-            return
-        except Exception:
-            log.exception("command failed", extra={"method": method, "client": self.id})
-            self.node.metrics.commands[(method, "error")] += 1
-            self._error(cmd_id, ProtocolError(ErrorCode.INTERNAL))
+            self._error(cmd_id, self._as_protocol_error(exc, method))
             if method == "connect":
                 self._fail_connect()
             return
@@ -234,6 +220,16 @@ class Client:
             self.transport.send(orjson.dumps({"id": cmd_id, method: reply}))
             if after is not None:
                 after()
+
+    def _as_protocol_error(self, exc: Exception, method: str) -> ProtocolError:
+        """What the client is told: its own error, or a temporary 100 with details logged."""
+        if isinstance(exc, ProtocolError):
+            return exc
+        if isinstance(exc, EngineUnavailable):
+            self.node.metrics.engine_errors += 1
+        else:
+            log.exception("command failed", extra={"method": method, "client": self.id})
+        return ProtocolError(ErrorCode.INTERNAL)
 
     def _error(self, cmd_id: int, error: ProtocolError) -> None:
         self.transport.send(orjson.dumps({"id": cmd_id, "error": error.to_dict()}))
