@@ -43,7 +43,7 @@ from .memory import IDEMPOTENCY_WINDOW_SECONDS, new_epoch
 from .redis_codec import decode_body, encode_body, parse_entry_offset
 from .redis_protocol import ConnectionLost, RedisAddress, RedisReplyError, open_connection
 from .redis_scripts import ADD_MEMBER, HISTORY, LIVE_MEMBERS, PUBLISH
-from .redis_shard import RedisEngineMetrics, RedisKeys, Shard
+from .redis_shard import RedisEngineMetrics, RedisKeys, Shard, backoff_seconds
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,12 @@ class RedisEngine:
         self._keys = RedisKeys(settings.prefix)
         self.metrics_collector = RedisEngineMetrics()
         self._shards: list[Shard] = []
+        #: Cluster: shard index per slot, -1 while no master is known for it
         self._slots: list[int] = []
+        self._by_endpoint: dict[tuple[str, int], Shard] = {}
+        self._refresh_lock = asyncio.Lock()
+        self._refresh_task: asyncio.Task[None] | None = None
+        self._refresh_again = False
         self._publish_cmd = (
             "SPUBLISH" if settings.cluster and settings.sharded_pubsub else "PUBLISH"
         )
@@ -103,6 +108,11 @@ class RedisEngine:
 
     def _make_shard(self, label: str, resolve: Any, *, master: bool = False) -> Shard:
         s = self._settings
+        cluster_hooks: dict[str, Any] = (
+            {"on_slots_stale": self._slots_stale, "before_resubscribe": self._refresh_slots}
+            if s.cluster
+            else {}
+        )
         return Shard(
             label=label,
             resolve=resolve,
@@ -112,9 +122,13 @@ class RedisEngine:
             sharded_pubsub=s.cluster and s.sharded_pubsub,
             carries_control=not self._shards,
             require_master=master,
+            **cluster_hooks,
         )
 
     async def close(self) -> None:
+        if self._refresh_task is not None:
+            self._refresh_task.cancel()
+            await asyncio.gather(self._refresh_task, return_exceptions=True)
         await asyncio.gather(*(shard.close() for shard in self._shards))
 
     # Routing -------------------------------------------------------------------
@@ -123,14 +137,26 @@ class RedisEngine:
         if not shards:
             raise EngineUnavailable("redis engine is not started")
         if self._slots:
-            return shards[self._slots[key_slot(self._keys.meta(channel).encode())]]
+            index = self._slots[self._slot(channel)]
+            if index < 0:
+                self._slots_stale()
+                raise EngineUnavailable("no redis cluster master serves this channel's slot")
+            return shards[index]
         if len(shards) == 1:
             return shards[0]
         return shards[jump_hash(zlib.crc32(channel.encode()), len(shards))]
 
+    def _slot(self, channel: str) -> int:
+        """The channel's Cluster slot: every key of a channel hashes like its pub/sub key."""
+        return key_slot(self._keys.pubsub(channel))
+
     def _nodes_shard(self) -> Shard:
         if self._slots:
-            return self._shards[self._slots[key_slot(self._keys.nodes[0].encode())]]
+            index = self._slots[key_slot(self._keys.nodes[0].encode())]
+            if index < 0:
+                self._slots_stale()
+                raise EngineUnavailable("no redis cluster master serves the node registry")
+            return self._shards[index]
         if not self._shards:
             raise EngineUnavailable("redis engine is not started")
         return self._shards[0]
@@ -162,34 +188,90 @@ class RedisEngine:
         raise ConnectionLost("no sentinel named a master: " + "; ".join(errors))
 
     async def _discover_cluster(self) -> None:
-        """Read the slot map from the first seed that answers; one shard per master."""
+        """Read the slot map; a cluster still forming gets until the connect deadline."""
+        deadline = asyncio.get_running_loop().time() + self._settings.connect_timeout * 2
+        while True:
+            ranges = await self._read_slot_map()
+            self._apply_slot_map(ranges)
+            if -1 not in self._slots or asyncio.get_running_loop().time() > deadline:
+                return
+            await asyncio.sleep(0.05)
+
+    async def _read_slot_map(self) -> list[Any]:
+        """CLUSTER SLOTS from the first known master or seed that answers."""
         s = self._settings
         errors: list[str] = []
-        for url in s.address:
-            seed = RedisAddress.parse(url)
+        candidates = [shard.address for shard in self._shards if shard.address is not None]
+        candidates.extend(RedisAddress.parse(url) for url in s.address)
+        for address in candidates:
             try:
-                conn = await open_connection(seed, connect_seconds=s.connect_timeout)
+                conn = await open_connection(address, connect_seconds=s.connect_timeout)
                 try:
-                    ranges = await conn.execute("CLUSTER", "SLOTS", wait_seconds=s.io_timeout)
+                    ranges: list[Any] = await conn.execute(
+                        "CLUSTER", "SLOTS", wait_seconds=s.io_timeout
+                    )
+                    return ranges
                 finally:
                     conn.close()
             except (EngineUnavailable, RedisReplyError) as exc:
-                errors.append(f"{seed}: {exc}")
-                continue
-            masters: dict[tuple[str, int], int] = {}
-            slots = [0] * _CLUSTER_SLOTS
-            for start, end, master, *_ in ranges:
-                host = master[0].decode() or seed.host
-                endpoint = (host, int(master[1]))
-                if endpoint not in masters:
-                    masters[endpoint] = len(self._shards)
-                    address = seed.with_endpoint(*endpoint)
-                    self._shards.append(self._make_shard(str(address), _fixed(address)))
-                for slot in range(int(start), int(end) + 1):
-                    slots[slot] = masters[endpoint]
-            self._slots = slots
+                errors.append(f"{address}: {exc}")
+        raise EngineUnavailable("no cluster node answered: " + "; ".join(errors))
+
+    def _apply_slot_map(self, ranges: list[Any]) -> None:
+        """Route by the new map; channels whose slot moved go, with their position, to
+        the new owner, which subscribes and fills from the stream what it missed."""
+        seed = RedisAddress.parse(self._settings.address[0])
+        slots = [-1] * _CLUSTER_SLOTS
+        for start, end, master, *_ in ranges:
+            endpoint = (master[0].decode() or seed.host, int(master[1]))
+            shard = self._by_endpoint.get(endpoint)
+            if shard is None:
+                address = seed.with_endpoint(*endpoint)
+                shard = self._make_shard(str(address), _fixed(address))
+                self._by_endpoint[endpoint] = shard
+                self._shards.append(shard)
+                if self._handler is not None and self._slots:  # found after start
+                    shard.start(self._handler)
+            index = self._shards.index(shard)
+            slots[int(start) : int(end) + 1] = [index] * (int(end) - int(start) + 1)
+        self._slots = slots
+        for index, shard in enumerate(self._shards):
+            for channel in shard.channels():
+                owner = slots[self._slot(channel)]
+                if owner >= 0 and owner != index:
+                    state = shard.detach(channel)
+                    if state is not None:
+                        self._shards[owner].adopt(state)
+            shard.resubscribe_orphans()
+
+    def _slots_stale(self) -> None:
+        """A MOVED reply or a dropped subscription: re-read the slot map soon, once."""
+        if self._refresh_task is not None and not self._refresh_task.done():
+            self._refresh_again = True
             return
-        raise EngineUnavailable("no cluster seed answered: " + "; ".join(errors))
+        self._refresh_task = asyncio.ensure_future(self._refresh_soon())
+
+    async def _refresh_soon(self) -> None:
+        s = self._settings
+        failures = 0
+        while True:
+            self._refresh_again = False
+            try:
+                await self._refresh_slots()
+                failures = 0
+            except EngineUnavailable as exc:
+                log.warning("redis slot map refresh failed", extra={"error": str(exc)})
+                self._refresh_again = True
+                failures += 1
+            if not self._refresh_again:
+                return
+            await asyncio.sleep(
+                backoff_seconds(failures, s.reconnect_delay_min, s.reconnect_delay_max)
+            )
+
+    async def _refresh_slots(self) -> None:
+        async with self._refresh_lock:
+            self._apply_slot_map(await self._read_slot_map())
 
     # Broker --------------------------------------------------------------------
     async def subscribe(self, channel: str) -> None:

@@ -30,6 +30,8 @@ _pack = cast(Callable[[tuple[Arg, ...]], bytes], hiredis.pack_command)
 
 _PUSH_MESSAGE = frozenset((b"message", b"smessage"))
 _PUSH_CONFIRM = frozenset((b"subscribe", b"ssubscribe", b"unsubscribe", b"sunsubscribe"))
+#: Cluster redirections; no command of a subscriber connection other than (S)SUBSCRIBE gets one.
+_REDIRECTS = ("MOVED ", "ASK ")
 
 
 class RedisReplyError(Exception):
@@ -110,12 +112,15 @@ class RedisConnection(asyncio.Protocol):
 
     With ``on_message`` set it is a subscriber connection: pushed messages go to the
     callback and subscribe confirmations to ``on_confirm``; only PING waits for a reply.
+    ``on_redirect`` takes MOVED/ASK answers to SSUBSCRIBE, which would otherwise end the
+    connection and every other channel's subscription with it.
     """
 
     def __init__(
         self,
         on_message: OnMessage | None = None,
         on_confirm: Callable[[bytes, bytes], None] | None = None,
+        on_redirect: Callable[[RedisReplyError], None] | None = None,
     ) -> None:
         self._loop = asyncio.get_running_loop()
         self._reader = hiredis.Reader(replyError=RedisReplyError)
@@ -125,6 +130,9 @@ class RedisConnection(asyncio.Protocol):
         self._flush_scheduled = False
         self._on_message = on_message
         self._on_confirm = on_confirm
+        self._on_redirect = on_redirect
+        #: the reply error that made this connection unusable, for the log
+        self.last_error: Exception | None = None
         self.closed: asyncio.Future[None] = self._loop.create_future()
 
     # asyncio.Protocol ----------------------------------------------------
@@ -149,8 +157,16 @@ class RedisConnection(asyncio.Protocol):
                     if self._on_confirm is not None:
                         self._on_confirm(kind, reply[1])
                     continue
+            if (
+                self._on_redirect is not None
+                and isinstance(reply, RedisReplyError)
+                and str(reply).startswith(_REDIRECTS)  # a subscribe sent to a stale slot owner
+            ):
+                self._on_redirect(reply)
+                continue
             if not self._waiters:
                 # An error nobody waits for (a refused SUBSCRIBE): the stream is unusable.
+                self.last_error = reply
                 self.close()
                 return
             waiter = self._waiters.popleft()
@@ -164,7 +180,7 @@ class RedisConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
         self._outbox.clear()
-        error = ConnectionLost(f"redis connection lost: {exc or 'closed'}")
+        error = ConnectionLost(f"redis connection lost: {exc or self.last_error or 'closed'}")
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
@@ -244,6 +260,7 @@ async def open_connection(
     connect_seconds: float,
     on_message: OnMessage | None = None,
     on_confirm: Callable[[bytes, bytes], None] | None = None,
+    on_redirect: Callable[[RedisReplyError], None] | None = None,
     name: str = "",
 ) -> RedisConnection:
     """Connect, log in and select the database; raises ConnectionLost or RedisReplyError."""
@@ -252,7 +269,7 @@ async def open_connection(
     try:
         _, conn = await asyncio.wait_for(
             loop.create_connection(
-                lambda: RedisConnection(on_message, on_confirm),
+                lambda: RedisConnection(on_message, on_confirm, on_redirect),
                 address.host,
                 address.port,
                 ssl=context,

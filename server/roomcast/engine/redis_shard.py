@@ -46,7 +46,9 @@ _SUBSCRIBE_BATCH = 512
 _CHECK_BATCH = 1000
 _MAX_QUEUED = 10_000
 #: Reply errors after which this connection is talking to the wrong server.
-_RECONNECT_ERRORS = ("READONLY", "LOADING", "MASTERDOWN", "CLUSTERDOWN", "MOVED", "TRYAGAIN")
+_RECONNECT_ERRORS = ("READONLY", "LOADING", "MASTERDOWN", "CLUSTERDOWN")
+#: Reply errors that mean a Cluster slot moved: the server is fine, the slot map is stale.
+_SLOT_MOVED_ERRORS = ("MOVED", "ASK", "TRYAGAIN")
 
 
 class RedisKeys:
@@ -170,6 +172,8 @@ class Shard:
         sharded_pubsub: bool = False,
         carries_control: bool = False,
         require_master: bool = False,
+        on_slots_stale: Callable[[], None] | None = None,
+        before_resubscribe: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.label = label
         self._resolve = resolve
@@ -196,6 +200,15 @@ class Shard:
         self._first_attempt = asyncio.Event()
         self._closing = False
         self.address: RedisAddress | None = None
+        #: Cluster: a reply or push said a slot moved; the engine re-reads the slot map
+        self._on_slots_stale = on_slots_stale
+        #: Cluster: runs after a reconnect, before resubscribing, so channels whose slot
+        #: moved meanwhile go to their new owner instead of drawing MOVED here
+        self._before_resubscribe = before_resubscribe
+        #: unsubscribes sent and not yet confirmed, so an unasked one is recognised
+        self._pending_unsub: dict[bytes, int] = {}
+        #: channels Redis unsubscribed us from (their slot left this server)
+        self._orphans: set[bytes] = set()
 
     # Lifecycle ---------------------------------------------------------------
     @property
@@ -236,10 +249,17 @@ class Shard:
                     "redis connect failed",
                     extra={"shard": self.label, "error": str(exc), "retry_in": round(delay, 3)},
                 )
+                if self._on_slots_stale is not None:
+                    self._on_slots_stale()  # a failed-over master: its slots are elsewhere
                 await asyncio.sleep(delay)
                 continue
             if connected_before:
                 self._metrics.reconnects += 1
+                if self._before_resubscribe is not None:
+                    try:
+                        await self._before_resubscribe()
+                    except (EngineUnavailable, RedisReplyError, OSError) as exc:
+                        log.warning("redis slot map refresh failed", extra={"error": str(exc)})
             connected_before = True
             failures = 0
             log.info("redis connected", extra={"shard": self.label, "address": str(self.address)})
@@ -273,6 +293,7 @@ class Shard:
                 connect_seconds=s.connect_timeout,
                 on_message=self._on_message,
                 on_confirm=self._on_confirm,
+                on_redirect=self._on_redirect if self._sharded else None,
                 name=f"{s.prefix}-sub",
             )
         except BaseException:
@@ -289,6 +310,8 @@ class Shard:
                 conn.close()
         self._cmd = self._pubsub = None
         self._ops.clear()
+        self._pending_unsub.clear()
+        self._orphans.clear()
         error = EngineUnavailable("redis connection lost")
         for waiters in self._confirms.values():
             for waiter in waiters:
@@ -335,8 +358,11 @@ class Shard:
         return conn
 
     def _reply_error(self, conn: RedisConnection, exc: RedisReplyError) -> EngineUnavailable:
-        if str(exc).startswith(_RECONNECT_ERRORS):
-            conn.close()  # a demoted master or a moved slot: find the right server again
+        message = str(exc)
+        if message.startswith(_SLOT_MOVED_ERRORS) and self._on_slots_stale is not None:
+            self._on_slots_stale()  # the connection is fine; the next call goes elsewhere
+        elif message.startswith(_RECONNECT_ERRORS):
+            conn.close()  # a demoted master: find the right server again
         return EngineUnavailable(f"redis: {exc}")
 
     async def execute(self, *args: Arg) -> Any:
@@ -408,6 +434,9 @@ class Shard:
             pubsub.send("SUBSCRIBE", control)
             keys = [key for key in keys if key != control]
         command = self._sub_cmd if subscribe else self._unsub_cmd
+        if not subscribe:
+            for key in keys:
+                self._pending_unsub[key] = self._pending_unsub.get(key, 0) + 1
         if self._sharded:  # one slot per SSUBSCRIBE: Redis refuses CROSSSLOT batches
             for key in keys:
                 pubsub.send(command, key)
@@ -423,6 +452,23 @@ class Shard:
                     del self._confirms[key]
                 if not waiter.done():
                     waiter.set_result(None)
+            return
+        pending = self._pending_unsub.get(key, 0)
+        if pending > 1:
+            self._pending_unsub[key] = pending - 1
+        elif pending == 1:
+            del self._pending_unsub[key]
+        elif key in self._by_key:
+            # Redis Cluster unsubscribes everyone from a slot that left this server.
+            log.info("redis dropped a subscription", extra={"shard": self.label})
+            self._orphans.add(key)
+            if self._on_slots_stale is not None:
+                self._on_slots_stale()
+
+    def _on_redirect(self, error: RedisReplyError) -> None:
+        log.info("redis redirected a subscribe", extra={"shard": self.label, "error": str(error)})
+        if self._on_slots_stale is not None:
+            self._on_slots_stale()
 
     async def subscribe(self, channel: str) -> None:
         """Subscribe on Redis, then take the channel's current position as the baseline."""
@@ -467,8 +513,60 @@ class Shard:
         self._by_key.pop(state.key, None)
         if state.ready is not None and not state.ready.done():
             state.ready.set_result(None)
-        if self._available:
+        if state.key in self._orphans:  # Redis already dropped it; SUNSUBSCRIBE would be MOVED
+            self._orphans.discard(state.key)
+        elif self._available:
             self._request(False, state.key)
+
+    # Slot moves (Redis Cluster) --------------------------------------------------
+    def channels(self) -> list[str]:
+        return list(self.states)
+
+    def detach(self, channel: str) -> ChannelState | None:
+        """Give up a channel whose slot moved, keeping what was delivered of it.
+
+        No SUNSUBSCRIBE: the old owner already dropped the subscription, and would
+        answer MOVED. A subscribe still waiting here fails; the SDK retries it.
+        """
+        state = self.states.pop(channel, None)
+        if state is None:
+            return None
+        self._by_key.pop(state.key, None)
+        self._orphans.discard(state.key)
+        error = EngineUnavailable(f"channel moved away from {self.label}")
+        for waiter in self._confirms.pop(state.key, ()):
+            if not waiter.done():
+                waiter.set_exception(error)
+        return state
+
+    def adopt(self, state: ChannelState) -> None:
+        """Take over a channel from another shard: subscribe, then fill what was missed."""
+        self.states[state.channel] = state
+        self._by_key[state.key] = state
+        if state.busy:  # a fill or baseline read on the old shard will not finish
+            state.stalled = True
+        if self._available:
+            self._spawn(self._resubscribe([state]))
+
+    def resubscribe_orphans(self) -> None:
+        """Subscribe again to channels Redis dropped but whose slot is still ours."""
+        orphans = [s for key in self._orphans if (s := self._by_key.get(key)) is not None]
+        self._orphans.clear()
+        for state in orphans:
+            state.stalled = state.stalled or state.busy
+        if orphans and self._available:
+            self._spawn(self._resubscribe(orphans))
+
+    async def _resubscribe(self, states: list[ChannelState]) -> None:
+        try:
+            confirms = [self._request(True, state.key) for state in states]
+            await asyncio.wait_for(asyncio.gather(*confirms), self._settings.io_timeout)
+            await self._check_states(states)
+        except (EngineUnavailable, RedisReplyError, TimeoutError) as exc:
+            # a full resubscribe after the reconnect brings every channel back
+            log.warning("redis resubscribe failed", extra={"shard": self.label, "error": str(exc)})
+            if self._pubsub is not None:
+                self._pubsub.close()
 
     def _set_baseline(self, state: ChannelState, epoch: bytes | None, top: int) -> None:
         state.set_epoch(epoch)
@@ -601,7 +699,9 @@ class Shard:
         Redis queued every publication counted in them before the PONG, so an offset
         still missing after the PONG was lost, not late.
         """
-        states = list(self.states.values())
+        await self._check_states(list(self.states.values()))
+
+    async def _check_states(self, states: list[ChannelState]) -> None:
         for start in range(0, len(states), _CHECK_BATCH):
             batch = states[start : start + _CHECK_BATCH]
             before = [(state.epoch, state.offset, state.has_baseline) for state in batch]
@@ -620,6 +720,7 @@ class Shard:
 
     def _check_position(self, state: ChannelState, epoch: bytes | None, top: int) -> None:
         if not state.has_baseline:
+            state.stalled = False
             self._set_baseline(state, epoch, top)
             return
         if state.stalled:

@@ -21,7 +21,7 @@ from centrifuge import (
 from tests.processes import PROTOCOL_CONFIG, ServerProcess, start_server, token
 
 
-def cluster_config(redis_urls: list[str], **redis: Any) -> dict[str, Any]:
+def cluster_config(address: list[str], **redis: Any) -> dict[str, Any]:
     """The transcript config (history, recovery, presence, join/leave) on Redis."""
     config = dict(PROTOCOL_CONFIG)
     # presence is refreshed on the heartbeat, so pings at least as often as presence updates
@@ -33,7 +33,7 @@ def cluster_config(redis_urls: list[str], **redis: Any) -> dict[str, Any]:
     config["engine"] = {
         "type": "redis",
         "redis": {
-            "address": redis_urls,
+            "address": address,
             "position_check_interval": "1s",
             "health_check_interval": "0.5s",
             "reconnect_delay_max": "1s",

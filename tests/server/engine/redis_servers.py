@@ -153,3 +153,95 @@ def redis_servers(count: int, *args: str) -> Iterator[list[RedisServer]]:
     finally:
         for server in servers:
             server.kill()
+
+
+class RedisCluster:
+    """A Redis Cluster of ``masters`` nodes without replicas, every slot assigned."""
+
+    def __init__(self, masters: int = 3, *args: str) -> None:
+        self.workdir = Path(tempfile.mkdtemp(prefix="roomcast-cluster-"))
+        self.nodes = [self._node(args) for _ in range(masters)]
+
+    def _node(self, args: tuple[str, ...]) -> RedisServer:
+        port = free_port()
+        return RedisServer(
+            "--cluster-enabled", "yes",
+            "--cluster-config-file", f"nodes-{port}.conf",
+            "--cluster-node-timeout", "2000",
+            # the bus port is port + 10000 unless given, and free ports can be too high
+            "--cluster-port", str(free_port()),
+            *args,
+            port=port,
+            workdir=self.workdir,
+        )  # fmt: skip
+
+    @property
+    def urls(self) -> list[str]:
+        return [node.url for node in self.nodes]
+
+    def start(self) -> RedisCluster:
+        try:
+            for node in self.nodes:
+                node.start()
+            subprocess.run(
+                [
+                    require_binary("redis-cli"), "--cluster", "create",
+                    *(f"127.0.0.1:{node.port}" for node in self.nodes),
+                    "--cluster-replicas", "0", "--cluster-yes",
+                ],
+                check=True,
+                capture_output=True,
+                timeout=30,
+            )  # fmt: skip
+            self.wait_ok()
+        except BaseException:
+            self.kill()
+            raise
+        return self
+
+    def wait_ok(self, timeout: float = 15) -> None:
+        """Every node reports cluster_state:ok (the slot map has propagated)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            states = []
+            for node in self.nodes:
+                with contextlib.suppress(redis.RedisError), node.client() as conn:
+                    states.append(conn.execute_command("CLUSTER", "INFO").decode())
+            if len(states) == len(self.nodes) and all("cluster_state:ok" in s for s in states):
+                return
+            time.sleep(0.05)
+        raise RuntimeError("redis cluster did not converge:\n" + self.nodes[0].log())
+
+    def owner(self, slot: int) -> RedisServer:
+        with self.nodes[0].client() as conn:
+            for start, end, master, *_ in conn.execute_command("CLUSTER", "SLOTS"):
+                if int(start) <= slot <= int(end):
+                    port = int(master[1])
+                    return next(node for node in self.nodes if node.port == port)
+        raise LookupError(slot)
+
+    def move_slot(self, slot: int, target: RedisServer) -> None:
+        """Migrate one slot and its keys, as ``redis-cli --cluster reshard`` does."""
+        source = self.owner(slot)
+        ids = {}
+        for node in (source, target):
+            with node.client() as conn:
+                ids[node.port] = conn.execute_command("CLUSTER", "MYID").decode()
+        with target.client() as dst, source.client() as src:
+            dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", ids[source.port])
+            src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", ids[target.port])
+            while keys := src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
+                src.execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys)
+        for node in self.nodes:
+            with node.client() as conn:
+                conn.execute_command("CLUSTER", "SETSLOT", slot, "NODE", ids[target.port])
+
+    def kill(self) -> None:
+        for node in self.nodes:
+            node.kill()
+
+    def __enter__(self) -> RedisCluster:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.kill()

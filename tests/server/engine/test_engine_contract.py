@@ -16,7 +16,7 @@ from roomcast.engine.memory import MemoryEngine
 from roomcast.engine.redis import RedisEngine
 
 from .helpers import Recorder, eventually
-from .redis_servers import RedisServer
+from .redis_servers import RedisCluster, RedisServer
 
 HISTORY = HistoryOptions(size=10, ttl_seconds=60, meta_ttl_seconds=3600)
 
@@ -44,14 +44,23 @@ def redis_settings(url: str, **extra: object) -> RedisSettings:
     )
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(
+    params=[
+        "memory",
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("redis-cluster", marks=pytest.mark.redis),
+    ]
+)
 async def setup(request: pytest.FixtureRequest) -> AsyncIterator[Setup]:
     engine: Engine
     if request.param == "memory":
         engine = MemoryEngine()
-    else:
+    elif request.param == "redis":
         server: RedisServer = request.getfixturevalue("shared_redis")
         engine = RedisEngine(redis_settings(server.url))
+    else:
+        cluster: RedisCluster = request.getfixturevalue("shared_redis_cluster")
+        engine = RedisEngine(redis_settings(cluster.urls[0], cluster=True))
     events = Recorder()
     await engine.start(events)
     try:

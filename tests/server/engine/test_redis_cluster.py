@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
 import urllib.request
 from collections import defaultdict
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,7 +17,7 @@ from centrifuge import CentrifugeError, Client
 
 from .cluster_support import Front, Log, cluster_config, sdk_client, server_nodes
 from .helpers import eventually
-from .redis_servers import RedisServer, redis_servers
+from .redis_servers import RedisCluster, RedisServer, redis_servers
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(240)]
 
@@ -34,8 +36,20 @@ async def disconnect_all(clients: list[Client]) -> None:
     await asyncio.gather(*(client.disconnect() for client in clients), return_exceptions=True)
 
 
-async def test_three_nodes_behave_as_one_server() -> None:
-    with redis_servers(1) as (redis,), server_nodes(3, cluster_config([redis.url])) as nodes:
+@contextlib.contextmanager
+def one_redis(mode: str) -> Iterator[dict[str, Any]]:
+    """The engine's redis settings for one standalone server or a 3-master Cluster."""
+    if mode == "cluster":
+        with RedisCluster(3) as cluster:
+            yield {"address": cluster.urls[:1], "cluster": True}
+    else:
+        with redis_servers(1) as (redis,):
+            yield {"address": [redis.url]}
+
+
+@pytest.mark.parametrize("mode", ["standalone", "cluster"])
+async def test_three_nodes_behave_as_one_server(mode: str) -> None:
+    with one_redis(mode) as redis, server_nodes(3, cluster_config(**redis)) as nodes:
         users = ["ann", "ben", "cat"]
         clients = [sdk_client(node.ws_url, user) for node, user in zip(nodes, users, strict=True)]
         try:
