@@ -273,6 +273,20 @@ class RedisSettings(_Section):
     replica_wait_timeout: Seconds = Field(
         0.5, description="Seconds WAIT may take; fewer replicas in time fails the publish."
     )
+    tls_ca_file: str = Field(
+        "",
+        description="PEM CA bundle that signs the Redis certificates (rediss:// URLs); "
+        "empty trusts the system store. The URL option ssl_ca_certs wins.",
+    )
+    tls_cert_file: str = Field(
+        "", description="PEM client certificate, for Redis with tls-auth-clients yes."
+    )
+    tls_key_file: str = Field("", description="PEM private key of tls_cert_file.")
+    tls_skip_verify: bool = Field(
+        False,
+        description="Accept any Redis certificate and host name (testing only); "
+        "the URL option ssl_cert_reqs=none does the same for one URL.",
+    )
 
     @field_validator("address", "sentinel_addresses", mode="before")
     @classmethod

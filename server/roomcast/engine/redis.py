@@ -98,7 +98,7 @@ class RedisEngine:
             self._shards = [self._make_shard("sentinel", self._resolve_sentinel, master=True)]
         else:
             for url in s.address:
-                address = RedisAddress.parse(url)
+                address = self._address(url)
                 self._shards.append(self._make_shard(str(address), _fixed(address)))
         for shard in self._shards:
             shard.start(handler)
@@ -123,6 +123,17 @@ class RedisEngine:
             carries_control=not self._shards,
             require_master=master,
             **cluster_hooks,
+        )
+
+    def _address(self, url: str) -> RedisAddress:
+        """A URL with the TLS settings as defaults for what its query does not say."""
+        s = self._settings
+        return RedisAddress.parse(
+            url,
+            tls_verify=not s.tls_skip_verify,
+            tls_ca_file=s.tls_ca_file or None,
+            tls_cert_file=s.tls_cert_file or None,
+            tls_key_file=s.tls_key_file or None,
         )
 
     async def close(self) -> None:
@@ -164,10 +175,10 @@ class RedisEngine:
     async def _resolve_sentinel(self) -> RedisAddress:
         """Ask the sentinels, in order, where the master is now."""
         s = self._settings
-        base = RedisAddress.parse(s.address[0]) if s.address else RedisAddress()
+        base = self._address(s.address[0]) if s.address else RedisAddress()
         errors: list[str] = []
         for url in s.sentinel_addresses:
-            sentinel = RedisAddress.parse(url)
+            sentinel = self._address(url)
             try:
                 conn = await open_connection(sentinel, connect_seconds=s.connect_timeout)
                 try:
@@ -202,7 +213,7 @@ class RedisEngine:
         s = self._settings
         errors: list[str] = []
         candidates = [shard.address for shard in self._shards if shard.address is not None]
-        candidates.extend(RedisAddress.parse(url) for url in s.address)
+        candidates.extend(self._address(url) for url in s.address)
         for address in candidates:
             try:
                 conn = await open_connection(address, connect_seconds=s.connect_timeout)
@@ -220,7 +231,7 @@ class RedisEngine:
     def _apply_slot_map(self, ranges: list[Any]) -> None:
         """Route by the new map; channels whose slot moved go, with their position, to
         the new owner, which subscribes and fills from the stream what it missed."""
-        seed = RedisAddress.parse(self._settings.address[0])
+        seed = self._address(self._settings.address[0])
         slots = [-1] * _CLUSTER_SLOTS
         for start, end, master, *_ in ranges:
             endpoint = (master[0].decode() or seed.host, int(master[1]))

@@ -11,6 +11,7 @@ one write, replies are matched in order), pub/sub messages go straight from
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ssl
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -54,13 +55,24 @@ class RedisAddress:
     tls: bool = False
     tls_verify: bool = True
     tls_ca_file: str | None = None
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
 
     @classmethod
-    def parse(cls, url: str) -> RedisAddress:
+    def parse(
+        cls,
+        url: str,
+        *,
+        tls_verify: bool = True,
+        tls_ca_file: str | None = None,
+        tls_cert_file: str | None = None,
+        tls_key_file: str | None = None,
+    ) -> RedisAddress:
         """``redis://[user:pass@]host:port/db``; rediss:// for TLS.
 
-        Query options: ``ssl_cert_reqs=none`` to skip certificate checks and
-        ``ssl_ca_certs=/path`` for a private CA (redis-py's names).
+        Query options override the keyword defaults (redis-py's names):
+        ``ssl_cert_reqs=none`` skips certificate checks, ``ssl_ca_certs=/path`` names a
+        private CA, ``ssl_certfile`` and ``ssl_keyfile`` a client certificate.
         """
         if "://" not in url:
             url = "redis://" + url
@@ -77,22 +89,19 @@ class RedisAddress:
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
             tls=parts.scheme == "rediss",
-            tls_verify=query.get("ssl_cert_reqs", "required").lower() not in ("none", "0"),
-            tls_ca_file=query.get("ssl_ca_certs"),
+            tls_verify=(
+                query["ssl_cert_reqs"].lower() not in ("none", "0")
+                if "ssl_cert_reqs" in query
+                else tls_verify
+            ),
+            tls_ca_file=query.get("ssl_ca_certs", tls_ca_file),
+            tls_cert_file=query.get("ssl_certfile", tls_cert_file),
+            tls_key_file=query.get("ssl_keyfile", tls_key_file),
         )
 
     def with_endpoint(self, host: str, port: int) -> RedisAddress:
         """The same credentials on another server (a Sentinel master, a cluster node)."""
-        return RedisAddress(
-            host,
-            port,
-            self.db,
-            self.username,
-            self.password,
-            self.tls,
-            self.tls_verify,
-            self.tls_ca_file,
-        )
+        return dataclasses.replace(self, host=host, port=port)
 
     def ssl_context(self) -> ssl.SSLContext | None:
         if not self.tls:
@@ -101,6 +110,8 @@ class RedisAddress:
         if not self.tls_verify:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
+        if self.tls_cert_file:
+            context.load_cert_chain(self.tls_cert_file, self.tls_key_file or None)
         return context
 
     def __str__(self) -> str:
@@ -277,7 +288,7 @@ async def open_connection(
             ),
             connect_seconds,
         )
-    except (OSError, TimeoutError) as exc:
+    except (OSError, TimeoutError) as exc:  # ssl.SSLError is an OSError: a bad certificate
         raise ConnectionLost(f"cannot connect to {address}: {exc or 'timeout'}") from None
     try:
         setup: list[list[Arg]] = []
