@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 NODE = web.AppKey("node", Node)
 CONNECTIONS: web.AppKey[set[Client]] = web.AppKey("connections")
+FLUSHER: web.AppKey[list[Flusher]] = web.AppKey("flusher")
 
 
 def make_engine(settings: Settings) -> Engine:
@@ -41,6 +42,7 @@ def build_app(settings: Settings, engine: Engine | None = None) -> web.Applicati
     origins = OriginPolicy(settings.client.allowed_origins)
     ws_settings = settings.websocket
     flusher: list[Flusher] = []
+    app[FLUSHER] = flusher
 
     async def node_lifetime(app: web.Application) -> AsyncIterator[None]:
         await node.start()

@@ -15,12 +15,13 @@ from typing import Any
 from aiohttp import web
 
 from . import __version__
-from .app import CONNECTIONS, NODE, build_app
+from .app import CONNECTIONS, FLUSHER, NODE, build_app
 from .client import Client
 from .config import ConfigError, Settings, load_settings
 from .drain import drain
 from .logs import AccessLogger, setup_logging
 from .tokens import make_token
+from .wsserver import Gateway
 
 log = logging.getLogger("roomcast")
 
@@ -103,12 +104,16 @@ async def serve(settings: Settings, *, dev: bool = False) -> int:
         shutdown_timeout=1.0,
     )
     await runner.setup()
-    site = web.TCPSite(runner, settings.http_server.address, settings.http_server.port)
-    await site.start()
-    port = settings.http_server.port
-    server = getattr(site, "_server", None)
-    if server is not None and server.sockets:
-        port = server.sockets[0].getsockname()[1]
+    http = runner.server
+    assert http is not None
+    loop = asyncio.get_running_loop()
+    # WebSocket upgrades are served by Roomcast's own lean protocol; every other request
+    # is handed to aiohttp (see wsserver.py).
+    gateway = Gateway(app[NODE], app[CONNECTIONS], lambda: app[FLUSHER][0], http)
+    server = await loop.create_server(
+        gateway, settings.http_server.address, settings.http_server.port, reuse_address=True
+    )
+    port = server.sockets[0].getsockname()[1]
     log.info(
         "listening",
         extra={
@@ -121,7 +126,6 @@ async def serve(settings: Settings, *, dev: bool = False) -> int:
     if dev:
         _print_dev_banner(settings, port)
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
@@ -134,6 +138,7 @@ async def serve(settings: Settings, *, dev: bool = False) -> int:
         settings.shutdown.drain_window,
         settings.shutdown.timeout,
     )
+    server.close()
     await runner.cleanup()
     log.info("stopped", extra={"clean": clean})
     return 0

@@ -15,7 +15,7 @@ import asyncio
 import logging
 import struct
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from aiohttp import WSMsgType, web
 
@@ -39,16 +39,20 @@ def text_frame(payload: bytes) -> bytes:
     return struct.pack("!BBQ", 0x81, 127, n) + payload
 
 
+class Flushable(Protocol):
+    def flush(self, frames: dict[int, bytes] | None = None) -> int: ...
+
+
 class Flusher:
     """Writes every dirty outbox once at the end of the current loop turn."""
 
     def __init__(self, metrics: Metrics) -> None:
-        self._dirty: list[WebSocketTransport] = []
+        self._dirty: list[Flushable] = []
         self._scheduled = False
         self._metrics = metrics
         self._loop = asyncio.get_running_loop()
 
-    def mark(self, transport: WebSocketTransport) -> None:
+    def mark(self, transport: Flushable) -> None:
         self._dirty.append(transport)
         if not self._scheduled:
             self._scheduled = True
@@ -135,7 +139,7 @@ class WebSocketTransport:
                 if frames is not None:
                     frames[key] = data
         else:
-            data = b"".join(text_frame(b"\n".join(chunk)) for chunk in _chunks(outbox))
+            data = b"".join(text_frame(b"\n".join(chunk)) for chunk in chunks(outbox))
         raw = self._raw
         if raw.is_closing():
             return 0
@@ -204,7 +208,7 @@ class WebSocketTransport:
             self._raw.abort()
 
 
-def _chunks(messages: list[bytes]) -> list[list[bytes]]:
+def chunks(messages: list[bytes]) -> list[list[bytes]]:
     """Split messages into groups whose joined payload stays near one frame limit."""
     groups: list[list[bytes]] = [[]]
     size = 0

@@ -306,3 +306,101 @@ async def test_compression_not_negotiated_by_default(protocol_server: ServerProc
         session.ws_connect(protocol_server.ws_url, compress=15) as ws,
     ):
         assert ws.compress == 0
+
+
+def _send_frame(sock: socket.socket, first_byte: int, payload: bytes) -> None:
+    mask = os.urandom(4)
+    sock.sendall(
+        bytes((first_byte, 0x80 | len(payload)))
+        + mask
+        + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    )
+
+
+def _read_frame(sock: socket.socket) -> tuple[int, bytes]:
+    sock.settimeout(5)
+    head = sock.recv(2, socket.MSG_WAITALL)
+    length = head[1] & 0x7F
+    if length == 126:
+        length = struct.unpack("!H", sock.recv(2, socket.MSG_WAITALL))[0]
+    payload = sock.recv(length, socket.MSG_WAITALL) if length else b""
+    return head[0] & 0x0F, payload
+
+
+async def test_websocket_ping_close_and_invalid_utf8(protocol_server: ServerProcess) -> None:
+    sock = await asyncio.to_thread(_raw_ws_socket, protocol_server.port, 65536)
+    try:
+        _send_frame(sock, 0x89, b"are you there")
+        assert await asyncio.to_thread(_read_frame, sock) == (0xA, b"are you there")
+        _send_frame(sock, 0x81, b"\xff\xfe not utf-8")
+        assert await asyncio.to_thread(_read_until_close, sock) == 1007
+    finally:
+        sock.close()
+    sock = await asyncio.to_thread(_raw_ws_socket, protocol_server.port, 65536)
+    try:
+        _send_frame(sock, 0x88, struct.pack("!H", 1000) + b"bye")
+        opcode, payload = await asyncio.to_thread(_read_frame, sock)
+        assert opcode == 0x8 and struct.unpack("!H", payload[:2])[0] == 1000
+        assert await asyncio.to_thread(sock.recv, 10) == b""  # then the server hangs up
+    finally:
+        sock.close()
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({}, 400),
+        (
+            {
+                "Upgrade": "websocket",
+                "Connection": "Upgrade",
+                "Sec-WebSocket-Version": "8",
+                "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+            },
+            426,
+        ),
+        (
+            {
+                "Upgrade": "websocket",
+                "Connection": "Upgrade",
+                "Sec-WebSocket-Version": "13",
+                "Sec-WebSocket-Key": "short",
+            },
+            400,
+        ),
+        (
+            {
+                "Upgrade": "websocket",
+                "Connection": "Upgrade",
+                "Sec-WebSocket-Version": "13",
+                "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+                "Sec-WebSocket-Protocol": "centrifuge-protobuf",
+            },
+            400,
+        ),
+    ],
+    ids=["plain-get", "version", "bad-key", "protobuf-only"],
+)
+async def test_bad_upgrades_get_http_errors(
+    protocol_server: ServerProcess, headers: dict[str, str], status: int
+) -> None:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(
+            protocol_server.ws_url.replace("ws://", "http://"), headers=headers
+        ) as response,
+    ):
+        assert response.status == status
+
+
+async def test_http_api_and_websocket_share_the_port_with_keep_alive(
+    protocol_server: ServerProcess,
+) -> None:
+    async with aiohttp.ClientSession() as session:
+        for _ in range(3):  # one kept-alive connection, several requests
+            async with session.get(f"{protocol_server.http_url}/health") as response:
+                assert response.status == 200
+        async with session.post(
+            f"{protocol_server.http_url}/api/info", json={}, headers={"X-API-Key": "test-api-key"}
+        ) as response:
+            assert (await response.json())["result"]["nodes"]

@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from roomcast.websocket import _chunks, text_frame
+from roomcast.websocket import chunks, text_frame
 
 
 @pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536, 70000])
@@ -26,6 +26,6 @@ def test_text_frame_lengths(size: int) -> None:
 
 def test_chunks_keep_frames_near_the_limit() -> None:
     messages = [b"y" * 30_000] * 5
-    groups = _chunks(messages)
+    groups = chunks(messages)
     assert sum(len(g) for g in groups) == 5
     assert all(sum(len(m) + 1 for m in g) <= 65_536 for g in groups)
