@@ -13,6 +13,7 @@ Results: bench/results/<timestamp>.json and bench/results/latest.json, plus a ta
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import datetime
 import json
@@ -221,11 +222,14 @@ class Server:
     not disturbed by edits to the working tree while it runs.
     """
 
-    def __init__(self, workdir: Path, source: Path | None = None) -> None:
+    def __init__(
+        self, workdir: Path, source: Path | None = None, engine: dict[str, Any] | None = None
+    ) -> None:
         self.port = free_port()
         self.log_path = workdir / f"server-{self.port}.log"
         config_path = workdir / f"config-{self.port}.yaml"
-        config_path.write_text(yaml.safe_dump(SERVER_CONFIG))
+        config = {**SERVER_CONFIG, "engine": engine} if engine else SERVER_CONFIG
+        config_path.write_text(yaml.safe_dump(config))
         env = {
             **os.environ,
             "ROOMCAST_HOST": "127.0.0.1",
@@ -365,8 +369,8 @@ class Context:
     def size(self, full: int, quick: int) -> int:
         return quick if self.quick else full
 
-    def server(self) -> Server:
-        server = Server(self.workdir, self.source)
+    def server(self, engine: dict[str, Any] | None = None) -> Server:
+        server = Server(self.workdir, self.source, engine)
         self._servers.append(server)
         return server
 
@@ -381,6 +385,7 @@ class Context:
         rate: float = 0.0,
         gap_ms: float = 0.0,
         timeout_s: float = 60.0,
+        more_ports: list[int] | None = None,
     ) -> Loadgen:
         tokens = make_tokens(self.workdir / f"tokens-{conns}.txt", max(conns, 1))
         args = [
@@ -392,6 +397,8 @@ class Context:
         ]
         if channel:
             args.append(f"--channel={channel}")
+        if more_ports:  # subscribers round-robin over the nodes, the publisher on the first
+            args.append("--more-ports=" + ",".join(map(str, more_ports)))
         if pubs:
             pub_token = jwt.encode(
                 {"sub": "publisher", "exp": int(time.time()) + 3600}, SECRET, algorithm="HS256"
@@ -501,9 +508,13 @@ def run_fanout(
     batch: int = 1,
     rate: float = 0.0,
     gap_ms: float = 0.0,
+    nodes: list[Server] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """One room, one publisher on the client protocol; returns (loadgen report, window)."""
-    server = ctx.server()
+    """One room, one publisher on the client protocol; returns (loadgen report, window).
+
+    With ``nodes`` the subscribers spread over them and the publisher uses the first;
+    the window is then that first node's."""
+    server = nodes[0] if nodes else ctx.server()
     loadgen = ctx.loadgen(
         server,
         room,
@@ -513,6 +524,7 @@ def run_fanout(
         rate=rate,
         gap_ms=gap_ms,
         timeout_s=setup_timeout(room),
+        more_ports=[node.port for node in nodes[1:]] if nodes else None,
     )
     require_ready(loadgen.event("ready", setup_timeout(room)), room)
     time.sleep(0.5)
@@ -608,12 +620,84 @@ def scenario_last(ctx: Context) -> Outcome:
     return Outcome(rows, {"room": room, "pubs": pubs, "window": measured, "loadgen": report})
 
 
+@contextlib.contextmanager
+def redis_server(workdir: Path) -> Iterator[int]:
+    """A redis-server on the load core (the server core is for the nodes), killed after."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise BenchError("redis-server is not installed (tests/deps.sh installs it)")
+    port = free_port()
+    process = subprocess.Popen(
+        ["taskset", "-c", str(LOAD_CORE), binary, "--port", str(port), "--bind", "127.0.0.1",
+         "--save", "", "--appendonly", "no", "--dir", str(workdir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                break
+            if time.monotonic() > deadline:
+                raise BenchError("redis-server did not start")
+            time.sleep(0.02)
+        yield port
+    finally:
+        process.kill()
+        process.wait()
+
+
+def scenario_redis(ctx: Context) -> Outcome:
+    """Cross-node fan-out through Redis beside one memory-engine node, same load, same run.
+
+    One room of 10,000; the publisher on node A, subscribers round-robin over three
+    nodes sharing the server core, one publication at a time (closed loop). Then the
+    backplane ingest: pub/sub frames one engine reads per CPU-second."""
+    import redis_fanout  # bench/ is on sys.path when run as a script
+
+    room = ctx.size(10_000, 1_000)
+    pubs = ctx.size(300, 40)
+    rows: list[Row] = []
+    details: dict[str, Any] = {"room": room, "pubs": pubs}
+    single, single_window = run_fanout(ctx, "redis-single", room, pubs=pubs)
+    ctx.cleanup()
+    with redis_server(ctx.workdir) as port:
+        engine = {"type": "redis", "redis": {"address": [f"redis://127.0.0.1:{port}/0"]}}
+        nodes = [ctx.server(engine) for _ in range(3)]
+        cross, cross_window = run_fanout(ctx, "redis-cross", room, pubs=pubs, nodes=nodes)
+        ctx.cleanup()
+        ingest = asyncio.run(
+            redis_fanout._ingest_engine(port, ctx.size(300_000, 50_000), channels=10)
+        )
+    name = f"redis-{room}"
+    for label, report in (("one node, memory", single), ("three nodes, redis", cross)):
+        latency = report["latency_ms"]
+        rows.append(
+            Row(name, f"{label}: deliveries per second", report["deliveries_per_second"], "/s")
+        )
+        rows.append(Row(name, f"{label}: p50", latency["p50"], "ms"))
+        rows.append(Row(name, f"{label}: p99", latency["p99"], "ms"))
+    ratio = cross["deliveries_per_second"] / max(single["deliveries_per_second"], 1) * 100
+    rows.append(Row(name, "cross-node throughput of single-node", ratio, "%", ok=ratio >= 70))
+    added = cross["latency_ms"]["p99"] - single["latency_ms"]["p99"]
+    rows.append(Row(name, "p99 added by redis", added, "ms", 2.0))
+    per_core = ingest["per_cpu_second"]
+    rows.append(Row(name, "backplane ingest per core", per_core, "/s", ok=per_core >= 300_000))
+    details |= {
+        "single": {"window": single_window, "loadgen": single},
+        "cross": {"window": cross_window, "loadgen": cross},
+        "ingest": ingest,
+    }
+    return Outcome(rows, details)
+
+
 SCENARIOS: dict[str, Callable[[Context], Outcome]] = {
     "idle": scenario_idle,
     "handshake": scenario_handshake,
     "fanout": scenario_fanout,
     "rate": scenario_rate,
     "last": scenario_last,
+    "redis": scenario_redis,
 }
 
 

@@ -206,6 +206,10 @@ static conn_t *conns;
 static int n_conns; /* subscribers + optional publisher */
 static int epfd, timer_fd = -1;
 static struct sockaddr_in server_addr;
+/* --more-ports: subscribers go round-robin over --port and these (nodes of one cluster);
+ * the publisher stays on --port. */
+static uint16_t ports[16];
+static int n_ports = 1;
 static char handshake_req[512];
 static size_t handshake_len;
 static uint32_t mask_state = 0x9e3779b9u;
@@ -360,7 +364,9 @@ static void start_connection(conn_t *c) {
     in_setup++;
     struct epoll_event ev = {.events = EPOLLOUT | EPOLLIN, .data.ptr = c};
     if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0) die("epoll_ctl: %s", strerror(errno));
-    if (connect(fd, (struct sockaddr *)&server_addr, sizeof server_addr) < 0 &&
+    struct sockaddr_in addr = server_addr;
+    if (!c->is_publisher) addr.sin_port = htons(ports[c->index % n_ports]);
+    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) < 0 &&
         errno != EINPROGRESS) {
         err_connect++;
         conn_close(c);
@@ -723,7 +729,7 @@ static void usage(void) {
             "usage: loadgen --port P [--host H] [--path P] [--conns N] [--channel CH]\n"
             "               [--tokens FILE] [--pub-token JWT --pubs M [--batch B]\n"
             "               [--rate R | --gap-ms G] [--size BYTES]] [--concurrency C]\n"
-            "               [--timeout S] [--wait]\n");
+            "               [--timeout S] [--wait] [--more-ports P2,P3,...]\n");
     exit(2);
 }
 
@@ -763,7 +769,8 @@ int main(int argc, char **argv) {
         {"batch", required_argument, 0, 'b'},   {"rate", required_argument, 0, 'r'},
         {"gap-ms", required_argument, 0, 'g'},  {"size", required_argument, 0, 's'},
         {"concurrency", required_argument, 0, 'C'}, {"timeout", required_argument, 0, 'o'},
-        {"wait", no_argument, 0, 'w'},          {0, 0, 0, 0},
+        {"wait", no_argument, 0, 'w'},          {"more-ports", required_argument, 0, 'M'},
+        {0, 0, 0, 0},
     };
     int o;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -783,9 +790,14 @@ int main(int argc, char **argv) {
         case 'C': cfg.concurrency = atoi(optarg); break;
         case 'o': cfg.timeout_s = atof(optarg); break;
         case 'w': cfg.wait = 1; break;
+        case 'M':
+            for (char *tok = strtok(optarg, ","); tok && n_ports < 16; tok = strtok(NULL, ","))
+                ports[n_ports++] = (uint16_t)atoi(tok);
+            break;
         default: usage();
         }
     }
+    ports[0] = (uint16_t)cfg.port;
     if (cfg.port <= 0 || cfg.conns < 0 || cfg.batch < 1 || cfg.concurrency < 1) usage();
     if (cfg.pubs > 0 && (!cfg.pub_token || !cfg.channel[0])) die("--pubs needs --pub-token and --channel");
     if (cfg.size < 40) cfg.size = 40;
