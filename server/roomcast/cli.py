@@ -109,7 +109,7 @@ async def serve(settings: Settings, *, dev: bool = False) -> int:
     loop = asyncio.get_running_loop()
     # WebSocket upgrades are served by Roomcast's own lean protocol; every other request
     # is handed to aiohttp (see wsserver.py).
-    gateway = Gateway(app[NODE], app[CONNECTIONS], lambda: app[FLUSHER][0], http)
+    gateway = Gateway(app[NODE], app[CONNECTIONS], app[FLUSHER][0], http)
     server = await loop.create_server(
         gateway, settings.http_server.address, settings.http_server.port, reuse_address=True
     )

@@ -69,7 +69,7 @@ class Gateway:
         self,
         node: Node,
         connections: set[Client],
-        flusher: Callable[[], Flusher],
+        flusher: Flusher,
         http_protocol: Callable[[], asyncio.Protocol],
     ) -> None:
         settings = node.settings
@@ -367,7 +367,7 @@ class ConnectionProtocol(asyncio.Protocol):
         outbox = self._outbox
         outbox.append(message)
         if len(outbox) == 1:
-            self._gateway.flusher().mark(self)
+            self._gateway.flusher.mark(self)
 
     def flush(self, frames: dict[int, bytes] | None = None) -> int:
         outbox = self._outbox
@@ -379,11 +379,12 @@ class ConnectionProtocol(asyncio.Protocol):
             return 0
         if len(outbox) == 1:
             message = outbox[0]
-            data = frames.get(id(message)) if frames is not None else None
+            key = id(message)
+            data = frames.get(key) if frames is not None else None
             if data is None:
                 data = text_frame(message)
                 if frames is not None:
-                    frames[id(message)] = data
+                    frames[key] = data
         else:
             data = b"".join(text_frame(b"\n".join(chunk)) for chunk in chunks(outbox))
         raw.write(data)
