@@ -161,7 +161,8 @@ class Client:
                 return
             await self._handle_command(command)
 
-    def handle_binary(self) -> None:
+    def handle_binary(self, payload: bytes = b"") -> None:
+        """Binary frames belong to the Protobuf protocol, which this server does not speak."""
         self.disconnect(DisconnectCode.INAPPROPRIATE_PROTOCOL)
 
     async def _handle_command(self, command: dict[str, Any]) -> None:

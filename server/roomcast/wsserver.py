@@ -19,7 +19,7 @@ import enum
 import hashlib
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from .client import Client
 from .codes import DisconnectCode
@@ -62,8 +62,26 @@ class _State(enum.Enum):
     CLOSED = 4
 
 
+class Session(Protocol):
+    """What an upgraded connection hands its messages to: a ``Client`` in production."""
+
+    async def handle_frame(self, text: str) -> None: ...
+
+    def handle_binary(self, payload: bytes) -> None: ...
+
+    async def cleanup(self) -> None: ...
+
+
+def client_session(node: Node, protocol: ConnectionProtocol, remote: str) -> Client:
+    return Client(node, protocol, remote)
+
+
 class Gateway:
-    """What every connection protocol shares: settings, node, and aiohttp for plain HTTP."""
+    """What every connection protocol shares: settings, node, and aiohttp for plain HTTP.
+
+    ``any_path`` and ``session_factory`` exist for the frame-conformance suite, which
+    drives the same protocol with an echo session on the paths its cases choose.
+    """
 
     def __init__(
         self,
@@ -71,6 +89,9 @@ class Gateway:
         connections: set[Client],
         flusher: Flusher,
         http_protocol: Callable[[], asyncio.Protocol],
+        *,
+        session_factory: Callable[[Node, ConnectionProtocol, str], Session] = client_session,
+        any_path: bool = False,
     ) -> None:
         settings = node.settings
         self.node = node
@@ -78,6 +99,8 @@ class Gateway:
         self.flusher = flusher
         self.http_protocol = http_protocol
         self.path = settings.websocket.handler_prefix.encode()
+        self.any_path = any_path
+        self.session_factory = session_factory
         self.max_message_size = settings.websocket.message_size_limit
         self.handshake_timeout = settings.websocket.handshake_timeout
         self.close_timeout = settings.websocket.close_timeout
@@ -115,7 +138,7 @@ class ConnectionProtocol(asyncio.Protocol):
         self._raw: asyncio.Transport | None = None
         self._deadline: asyncio.TimerHandle | None = None
         self._parser: FrameParser | None = None
-        self._client: Client | None = None
+        self._client: Session | None = None
         self._outbox: list[bytes] = []
         self._busy: asyncio.Task[None] | None = None
         self._backlog: collections.deque[str] | None = None
@@ -147,7 +170,8 @@ class ConnectionProtocol(asyncio.Protocol):
             self._deadline = None
         client = self._client
         if client is not None and previous is not _State.HEAD:
-            self._gateway.connections.discard(client)
+            if isinstance(client, Client):
+                self._gateway.connections.discard(client)
             self._gateway.node.spawn(client.cleanup())
 
     # Head: upgrade here, or hand over to aiohttp ---------------------------------
@@ -167,7 +191,12 @@ class ConnectionProtocol(asyncio.Protocol):
         line_end = head.find(b"\r\n")
         parts = bytes(head[:line_end]).split(b" ")
         path = parts[1].split(b"?", 1)[0] if len(parts) == 3 else b""
-        if parts[0] != b"GET" or path != self._gateway.path or self._gateway.compression:
+        gateway = self._gateway
+        if (
+            parts[0] != b"GET"
+            or (path != gateway.path and not gateway.any_path)
+            or gateway.compression
+        ):
             self._hand_over()
             return
         if self._deadline is not None:
@@ -253,9 +282,10 @@ class ConnectionProtocol(asyncio.Protocol):
         self._state = _State.OPEN
         self._parser = FrameParser(gateway.max_message_size)
         peer = raw.get_extra_info("peername")
-        client = Client(node, self, peer[0] if isinstance(peer, tuple) else "")
+        client = gateway.session_factory(node, self, peer[0] if isinstance(peer, tuple) else "")
         self._client = client
-        gateway.connections.add(client)
+        if isinstance(client, Client):
+            gateway.connections.add(client)
         if rest:
             self._receive_frames(rest)
 
@@ -290,7 +320,7 @@ class ConnectionProtocol(asyncio.Protocol):
                 self._handle_text(text)
             elif opcode == OP_BINARY:
                 if self._state is _State.OPEN and self._client is not None:
-                    self._client.handle_binary()
+                    self._client.handle_binary(frame.payload)
             elif opcode == OP_CLOSE:
                 self._peer_closed(frame.payload)
                 return
@@ -319,7 +349,7 @@ class ConnectionProtocol(asyncio.Protocol):
             while backlog and self._state is _State.OPEN:
                 await client.handle_frame(backlog.popleft())
         except Exception:
-            log.exception("frame handling failed", extra={"client": client.id})
+            log.exception("frame handling failed")
             self.close(DisconnectCode.SERVER_ERROR, "internal server error")
         finally:
             self._busy = None
