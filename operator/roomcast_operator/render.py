@@ -265,6 +265,16 @@ def pod_template(owner: Owner, spec: ClusterSpec, release: Release, revision: in
         },
         "spec": {
             "containers": [container],
+            # Spread over zones and nodes, so one lost node or zone drops the fewest clients.
+            "topologySpreadConstraints": [
+                {
+                    "maxSkew": 1,
+                    "topologyKey": key,
+                    "whenUnsatisfiable": "ScheduleAnyway",
+                    "labelSelector": {"matchLabels": selector_labels(owner.name)},
+                }
+                for key in ("topology.kubernetes.io/zone", "kubernetes.io/hostname")
+            ],
             "terminationGracePeriodSeconds": termination_grace_seconds(spec),
             "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
             "volumes": [{"name": "config", "configMap": {"name": config_map_name(owner)}}],
@@ -349,13 +359,25 @@ def horizontal_pod_autoscaler(owner: Owner, spec: ClusterSpec) -> Obj:
                     },
                 }
             ],
-            "behavior": {
-                "scaleDown": {
-                    "stabilizationWindowSeconds": 300,
-                    "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}],
-                }
-            },
+            "behavior": scale_down_behavior(spec),
         },
+    }
+
+
+def scale_down_behavior(spec: ClusterSpec) -> Obj:
+    """Remove at most one pod per drain: each removed pod hands its clients to the others,
+    and the next removal waits until that pod is gone (preStop + drain window)."""
+    return {
+        "scaleDown": {
+            "stabilizationWindowSeconds": 300,
+            "policies": [
+                {
+                    "type": "Pods",
+                    "value": 1,
+                    "periodSeconds": max(60, termination_grace_seconds(spec)),
+                }
+            ],
+        }
     }
 
 
@@ -373,6 +395,7 @@ def scaled_object(owner: Owner, spec: ClusterSpec) -> Obj:
             "minReplicaCount": spec.min_replicas,
             "maxReplicaCount": spec.max_replicas,
             "cooldownPeriod": 300,
+            "advanced": {"horizontalPodAutoscalerConfig": {"behavior": scale_down_behavior(spec)}},
             "triggers": [
                 {
                     "type": "prometheus",

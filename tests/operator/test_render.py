@@ -172,3 +172,30 @@ def test_every_child_is_owned() -> None:
     for child in render.children(OWNER, spec, render.release_of(spec), 1, Capabilities(True)):
         assert child["metadata"]["ownerReferences"] == [OWNER_REF], child["kind"]
         assert child["metadata"]["namespace"] == "prod"
+
+
+def test_scale_down_waits_for_each_drain_in_both_autoscalers() -> None:
+    spec = make_spec(drain={"preStopSeconds": 5, "drainWindowSeconds": 120})
+    grace = render.termination_grace_seconds(spec)
+    assert grace >= 125
+    expected = {
+        "scaleDown": {
+            "stabilizationWindowSeconds": 300,
+            "policies": [{"type": "Pods", "value": 1, "periodSeconds": grace}],
+        }
+    }
+    assert render.horizontal_pod_autoscaler(OWNER, spec)["spec"]["behavior"] == expected
+    keda = render.scaled_object(OWNER, spec)["spec"]["advanced"]
+    assert keda == {"horizontalPodAutoscalerConfig": {"behavior": expected}}
+
+
+def test_server_pods_spread_over_zones_and_nodes() -> None:
+    spec = make_spec()
+    template = render.pod_template(OWNER, spec, render.release_of(spec), 1)["spec"]
+    spread = template["topologySpreadConstraints"]
+    assert [c["topologyKey"] for c in spread] == [
+        "topology.kubernetes.io/zone",
+        "kubernetes.io/hostname",
+    ]
+    assert all(c["whenUnsatisfiable"] == "ScheduleAnyway" for c in spread)
+    assert spread[0]["labelSelector"] == {"matchLabels": render.selector_labels("chat")}
