@@ -39,6 +39,24 @@ def text_frame(payload: bytes) -> bytes:
     return struct.pack("!BBQ", 0x81, 127, n) + payload
 
 
+def outbox_frames(outbox: list[bytes], frames: dict[int, bytes] | None) -> bytes:
+    """The bytes of one flush: messages joined into as few frames as possible.
+
+    A lone message (the usual case in fan-out) is framed once per loop turn and the
+    frame shared by every recipient through ``frames``, keyed by the message object.
+    """
+    if len(outbox) == 1:
+        message = outbox[0]
+        key = id(message)
+        data = frames.get(key) if frames is not None else None
+        if data is None:
+            data = text_frame(message)
+            if frames is not None:
+                frames[key] = data
+        return data
+    return b"".join(text_frame(b"\n".join(chunk)) for chunk in chunks(outbox))
+
+
 class Flushable(Protocol):
     def flush(self, frames: dict[int, bytes] | None = None) -> int: ...
 
@@ -130,19 +148,10 @@ class WebSocketTransport:
         self._outbox = []
         if self._closed and self._close_request is None:
             return 0  # the peer is gone
-        if len(outbox) == 1:
-            message = outbox[0]
-            key = id(message)
-            data = frames.get(key) if frames is not None else None
-            if data is None:
-                data = text_frame(message)
-                if frames is not None:
-                    frames[key] = data
-        else:
-            data = b"".join(text_frame(b"\n".join(chunk)) for chunk in chunks(outbox))
         raw = self._raw
         if raw.is_closing():
             return 0
+        data = outbox_frames(outbox, frames)
         raw.write(data)
         if raw.get_write_buffer_size() > self._queue_max:
             self.close(DisconnectCode.SLOW, "slow", drain=False)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Protocol
 from .client import Client
 from .codes import DisconnectCode
 from .origins import OriginPolicy
-from .websocket import Flusher, chunks, text_frame
+from .websocket import Flusher, outbox_frames
 from .wsframes import (
     CLOSE_INVALID_DATA,
     OP_BINARY,
@@ -407,16 +407,7 @@ class ConnectionProtocol(asyncio.Protocol):
         raw = self._raw
         if raw is None or raw.is_closing():
             return 0
-        if len(outbox) == 1:
-            message = outbox[0]
-            key = id(message)
-            data = frames.get(key) if frames is not None else None
-            if data is None:
-                data = text_frame(message)
-                if frames is not None:
-                    frames[key] = data
-        else:
-            data = b"".join(text_frame(b"\n".join(chunk)) for chunk in chunks(outbox))
+        data = outbox_frames(outbox, frames)
         raw.write(data)
         if raw.get_write_buffer_size() > self._gateway.queue_max:
             self.close(DisconnectCode.SLOW, "slow")
