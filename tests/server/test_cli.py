@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import re
+import signal
 import subprocess
 import time
 
 import jwt
+from centrifuge import Client
 
-from tests.processes import ROOMCAST, SECRET
+from tests.processes import ROOMCAST, SECRET, free_port
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -38,3 +43,41 @@ def test_gentoken_without_secret_fails_clearly() -> None:
         timeout=30,
     )
     assert result.returncode == 2 and "no HMAC secret" in result.stderr
+
+
+async def test_serve_dev_prints_a_working_token_and_api_key() -> None:
+    """What `make run` prints is enough to connect and publish."""
+    port = free_port()
+    env = {"PATH": "/usr/bin:/bin", "ROOMCAST_PORT": str(port)}
+    process = await asyncio.create_subprocess_exec(
+        ROOMCAST,
+        "serve",
+        "--dev",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        assert process.stdout is not None
+        banner = ""
+        while "Publish from a backend" not in banner:
+            line = await asyncio.wait_for(process.stdout.readline(), 15)
+            assert line, banner
+            banner += line.decode()
+        token = re.search(r"Token \(user \"demo\", 24 h\):\s+(\S+)", banner)
+        key = re.search(r"API key\s+:\s+(\S+)", banner)
+        assert token and key
+        client = Client(f"ws://127.0.0.1:{port}/connection/websocket", token=token.group(1))
+        await client.connect()
+        sub = client.new_subscription("chat")
+        await sub.subscribe()
+        await sub.publish({"hello": "world"})
+        assert (await sub.history(limit=1)).publications[0].data == {"hello": "world"}
+        await client.disconnect()
+        pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        if pending:
+            await asyncio.wait(pending, timeout=10)
+        assert len(key.group(1)) == 32
+    finally:
+        os.kill(process.pid, signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 60) == 0
