@@ -403,11 +403,12 @@ class ConnectionProtocol(asyncio.Protocol):
         outbox = self._outbox
         if not outbox:
             return 0
-        self._outbox = []
         raw = self._raw
         if raw is None or raw.is_closing():
+            outbox.clear()
             return 0
         data = outbox_frames(outbox, frames)
+        outbox.clear()  # reused: no list per connection per flush for the collector to chase
         raw.write(data)
         if raw.get_write_buffer_size() > self._gateway.queue_max:
             self.close(DisconnectCode.SLOW, "slow")
