@@ -265,6 +265,11 @@ class RedisConnection(asyncio.Protocol):
             self._transport.abort()
 
 
+def _close_late_connection(task: asyncio.Task[tuple[asyncio.Transport, RedisConnection]]) -> None:
+    if not task.cancelled() and task.exception() is None:
+        task.result()[0].close()
+
+
 async def open_connection(
     address: RedisAddress,
     *,
@@ -277,18 +282,21 @@ async def open_connection(
     """Connect, log in and select the database; raises ConnectionLost or RedisReplyError."""
     loop = asyncio.get_running_loop()
     context = address.ssl_context()
-    try:
-        _, conn = await asyncio.wait_for(
-            loop.create_connection(
-                lambda: RedisConnection(on_message, on_confirm, on_redirect),
-                address.host,
-                address.port,
-                ssl=context,
-                server_hostname=address.host if context is not None else None,
-            ),
-            connect_seconds,
+    connecting = asyncio.ensure_future(
+        loop.create_connection(
+            lambda: RedisConnection(on_message, on_confirm, on_redirect),
+            address.host,
+            address.port,
+            ssl=context,
+            server_hostname=address.host if context is not None else None,
         )
+    )
+    try:
+        _, conn = await asyncio.wait_for(asyncio.shield(connecting), connect_seconds)
     except (OSError, TimeoutError) as exc:  # ssl.SSLError is an OSError: a bad certificate
+        # A connection that completes just as the deadline passes must not be left open.
+        connecting.cancel()
+        connecting.add_done_callback(_close_late_connection)
         raise ConnectionLost(f"cannot connect to {address}: {exc or 'timeout'}") from None
     try:
         setup: list[list[Arg]] = []
