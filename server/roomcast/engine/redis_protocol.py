@@ -293,11 +293,13 @@ async def open_connection(
     )
     try:
         _, conn = await asyncio.wait_for(asyncio.shield(connecting), connect_seconds)
-    except (OSError, TimeoutError) as exc:  # ssl.SSLError is an OSError: a bad certificate
-        # A connection that completes just as the deadline passes must not be left open.
+    except BaseException as exc:
+        # Timed out or cancelled: a connection that completes after all must not stay open.
         connecting.cancel()
         connecting.add_done_callback(_close_late_connection)
-        raise ConnectionLost(f"cannot connect to {address}: {exc or 'timeout'}") from None
+        if isinstance(exc, OSError | TimeoutError):  # ssl.SSLError is an OSError
+            raise ConnectionLost(f"cannot connect to {address}: {exc or 'timeout'}") from None
+        raise
     try:
         setup: list[list[Arg]] = []
         if address.password is not None:
