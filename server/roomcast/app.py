@@ -8,8 +8,10 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from .admission import upgrade_refusal
 from .api import make_api_handler
 from .client import Client
+from .codes import DisconnectCode
 from .config import Settings
 from .engine import Engine
 from .engine.memory import MemoryEngine
@@ -49,17 +51,20 @@ def build_app(settings: Settings, engine: Engine | None = None) -> web.Applicati
         flusher.append(Flusher(node.metrics))
         yield
         for client in list(connections):
-            client.disconnect(3001, "shutdown")
+            client.disconnect(DisconnectCode.SHUTDOWN)
         await node.close()
 
     async def websocket(request: web.Request) -> web.StreamResponse:
-        if node.draining:
-            return web.Response(status=503, text="draining")
-        limit = settings.client.connection_limit
-        if limit and len(connections) >= limit:
-            return web.Response(status=503, text="connection limit")
-        if not origins.allows(request.headers.get("Origin"), request.host):
-            return web.Response(status=403, text="origin not allowed")
+        refusal = upgrade_refusal(
+            node,
+            connections,
+            origins,
+            request.headers.get("Origin"),
+            request.host,
+            request.headers.get("Sec-WebSocket-Protocol", ""),
+        )
+        if refusal is not None:
+            return web.Response(status=refusal[0], text=refusal[1])
         ws = web.WebSocketResponse(
             max_msg_size=ws_settings.message_size_limit,
             compress=ws_settings.compression,
@@ -69,10 +74,6 @@ def build_app(settings: Settings, engine: Engine | None = None) -> web.Applicati
         )
         if not ws.can_prepare(request).ok:
             return web.Response(status=400, text="websocket upgrade expected")
-        if "centrifuge-protobuf" in request.headers.get("Sec-WebSocket-Protocol", "") and (
-            "centrifuge-json" not in request.headers.get("Sec-WebSocket-Protocol", "")
-        ):
-            return web.Response(status=400, text="only the JSON protocol is supported")
         await ws.prepare(request)
         raw = request.transport
         if raw is None:

@@ -568,7 +568,7 @@ class Client:
         )
         client_info = ClientInfo(self.user, self.id, self.conn_info, req.chan_info)
         channel = req.channel
-        subscriber = Subscriber(self.id, self.transport.send, push_join_leave, positioned)
+        subscriber = Subscriber(self.id, self.transport.send, push_join_leave)
         first = node.hub.add_pending(channel, subscriber)
         try:
             if first:

@@ -33,7 +33,6 @@ class Subscriber:
     client_id: str
     send: Send
     push_join_leave: bool
-    positioned: bool
     #: set while pending: publications that arrived before the subscribe reply
     buffer: list[Publication] | None = field(default_factory=list)
 
@@ -87,9 +86,6 @@ class Hub:
 
     def has_subscribers(self, channel: str) -> bool:
         return channel in self._channels or channel in self._pending
-
-    def num_subscribers(self, channel: str) -> int:
-        return len(self._channels.get(channel, ()))
 
     @property
     def num_subscriptions(self) -> int:

@@ -47,7 +47,6 @@ class Metrics:
         self.connects: Counter[str] = Counter()  # accepted, rejected
         self.recoveries: Counter[str] = Counter()  # recovered, failed
         self.engine_errors = 0
-        self.bytes_out = 0
         self.gauges: dict[str, Callable[[], float]] = {}
         self.publish_latency = Histogram(
             "roomcast_publish_to_write_seconds",

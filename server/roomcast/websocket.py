@@ -58,7 +58,7 @@ def outbox_frames(outbox: list[bytes], frames: dict[int, bytes] | None) -> bytes
 
 
 class Flushable(Protocol):
-    def flush(self, frames: dict[int, bytes] | None = None) -> int: ...
+    def flush(self, frames: dict[int, bytes] | None = None) -> None: ...
 
 
 class Flusher:
@@ -80,10 +80,8 @@ class Flusher:
         self._scheduled = False
         dirty, self._dirty = self._dirty, []
         frames: dict[int, bytes] = {}  # one frame per message shared by its recipients
-        written = 0
         for transport in dirty:
-            written += transport.flush(frames)
-        self._metrics.bytes_out += written
+            transport.flush(frames)
         self._metrics.frames_written()
 
 
@@ -107,7 +105,6 @@ class WebSocketTransport:
         "_reading",
         "_task",
         "_ws",
-        "close_code",
     )
 
     def __init__(
@@ -126,7 +123,6 @@ class WebSocketTransport:
         self._close_request: tuple[int, str, bool] | None = None
         self._reading = False
         self._task: asyncio.Task[object] | None = None
-        self.close_code: int | None = None
 
     @property
     def closed(self) -> bool:
@@ -140,22 +136,20 @@ class WebSocketTransport:
         if len(outbox) == 1:
             self._flusher.mark(self)
 
-    def flush(self, frames: dict[int, bytes] | None = None) -> int:
-        """Write the outbox as few frames as possible; returns bytes written."""
+    def flush(self, frames: dict[int, bytes] | None = None) -> None:
+        """Write the outbox as few frames as possible."""
         outbox = self._outbox
         if not outbox:
-            return 0
+            return
         self._outbox = []
         if self._closed and self._close_request is None:
-            return 0  # the peer is gone
+            return  # the peer is gone
         raw = self._raw
         if raw.is_closing():
-            return 0
-        data = outbox_frames(outbox, frames)
-        raw.write(data)
+            return
+        raw.write(outbox_frames(outbox, frames))
         if raw.get_write_buffer_size() > self._queue_max:
             self.close(DisconnectCode.SLOW, "slow", drain=False)
-        return len(data)
 
     def close(self, code: int, reason: str, *, drain: bool = True) -> None:
         """Queue the close: what is queued is written first, then the close handshake."""
@@ -164,7 +158,6 @@ class WebSocketTransport:
         self._close_request = (code, reason, drain)
         self.flush()
         self._closed = True
-        self.close_code = code
         task = self._task
         if self._reading and task is not None and task is not asyncio.current_task():
             task.cancel()

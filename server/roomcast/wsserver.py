@@ -21,6 +21,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
+from .admission import upgrade_refusal
 from .client import Client
 from .codes import DisconnectCode
 from .origins import OriginPolicy
@@ -105,7 +106,6 @@ class Gateway:
         self.handshake_timeout = settings.websocket.handshake_timeout
         self.close_timeout = settings.websocket.close_timeout
         self.queue_max = settings.client.queue_max_size
-        self.connection_limit = settings.client.connection_limit
         self.compression = settings.websocket.compression
         self.origins = OriginPolicy(settings.client.allowed_origins)
 
@@ -128,7 +128,6 @@ class ConnectionProtocol(asyncio.Protocol):
         "_paused",
         "_raw",
         "_state",
-        "close_code",
     )
 
     def __init__(self, gateway: Gateway) -> None:
@@ -143,7 +142,6 @@ class ConnectionProtocol(asyncio.Protocol):
         self._busy: asyncio.Task[None] | None = None
         self._backlog: collections.deque[str] | None = None
         self._paused = False
-        self.close_code: int | None = None
 
     # asyncio.Protocol ---------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -255,22 +253,22 @@ class ConnectionProtocol(asyncio.Protocol):
         except (binascii.Error, ValueError):
             self._reject(400, "bad Sec-WebSocket-Key")
             return
-        if node.draining:
-            self._reject(503, "draining")
-            return
-        if gateway.connection_limit and len(gateway.connections) >= gateway.connection_limit:
-            self._reject(503, "connection limit")
-            return
-        if not gateway.origins.allows(headers.get("origin"), headers.get("host")):
-            self._reject(403, "origin not allowed")
-            return
-        offered = [p.strip() for p in headers.get("sec-websocket-protocol", "").split(",")]
-        if "centrifuge-protobuf" in offered and "centrifuge-json" not in offered:
-            self._reject(400, "only the JSON protocol is supported")
+        subprotocols = headers.get("sec-websocket-protocol", "")
+        refusal = upgrade_refusal(
+            node,
+            gateway.connections,
+            gateway.origins,
+            headers.get("origin"),
+            headers.get("host"),
+            subprotocols,
+        )
+        if refusal is not None:
+            self._reject(*refusal)
             return
         accept = base64.b64encode(hashlib.sha1(key.encode() + _GUID).digest()).decode()
+        offered = [p.strip() for p in subprotocols.split(",")]
         protocol = (
-            "Sec-WebSocket-Protocol: centrifuge-json\r\n" if "centrifuge-json" in (offered) else ""
+            "Sec-WebSocket-Protocol: centrifuge-json\r\n" if "centrifuge-json" in offered else ""
         )
         raw = self._raw
         assert raw is not None
@@ -399,20 +397,19 @@ class ConnectionProtocol(asyncio.Protocol):
         if len(outbox) == 1:
             self._gateway.flusher.mark(self)
 
-    def flush(self, frames: dict[int, bytes] | None = None) -> int:
+    def flush(self, frames: dict[int, bytes] | None = None) -> None:
         outbox = self._outbox
         if not outbox:
-            return 0
+            return
         raw = self._raw
         if raw is None or raw.is_closing():
             outbox.clear()
-            return 0
+            return
         data = outbox_frames(outbox, frames)
         outbox.clear()  # reused: no list per connection per flush for the collector to chase
         raw.write(data)
         if raw.get_write_buffer_size() > self._gateway.queue_max:
             self.close(DisconnectCode.SLOW, "slow")
-        return len(data)
 
     def close(self, code: int, reason: str) -> None:
         """Write what is queued, the close frame, then wait for the client's (bounded)."""
@@ -421,7 +418,6 @@ class ConnectionProtocol(asyncio.Protocol):
         self.flush()
         self._write_control(0x88, close_payload(code, reason))
         self._state = _State.CLOSING
-        self.close_code = code
         raw = self._raw
         assert raw is not None
         asyncio.get_running_loop().call_later(self._gateway.close_timeout, _abort_if_open, raw)

@@ -10,7 +10,7 @@ from roomcast.metrics import Metrics
 
 
 def subscriber(client_id: str, inbox: list[bytes], push_join_leave: bool = False) -> Subscriber:
-    return Subscriber(client_id, inbox.append, push_join_leave, positioned=True)
+    return Subscriber(client_id, inbox.append, push_join_leave)
 
 
 def test_pending_subscriber_buffers_until_activated() -> None:
