@@ -34,6 +34,7 @@ from .engine import ClientInfo, EngineUnavailable, Publication, StreamPosition
 from .fields import optional_int, optional_str
 from .hub import Subscriber, encode_push
 from .ratelimit import TokenBucket
+from .recovery import is_recovered
 from .tokens import (
     ConnectionClaims,
     InvalidToken,
@@ -582,22 +583,17 @@ class Client:
             top: StreamPosition | None = None
             if positioned and history is not None:
                 if req.recover and recoverable:
+                    since = StreamPosition(req.offset, req.epoch)
                     hist = await node.engine.history(
                         channel,
                         history=history,
-                        since=StreamPosition(req.offset, req.epoch),
+                        since=since,
                         limit=node.settings.client.recovery_max_publication_limit,
                     )
                     top = hist.position
-                    pubs = hist.publications
-                    if req.epoch == top.epoch and req.offset <= top.offset:
-                        recovered = (not pubs and req.offset == top.offset) or (
-                            bool(pubs)
-                            and pubs[0].offset == req.offset + 1
-                            and pubs[-1].offset == top.offset
-                        )
+                    recovered = is_recovered(since, top, hist.publications)
                     if recovered:
-                        publications = pubs
+                        publications = hist.publications
                     node.metrics.recoveries["recovered" if recovered else "failed"] += 1
                     if not recovered and req.reject_unrecovered:
                         raise ProtocolError(ErrorCode.UNRECOVERABLE_POSITION)

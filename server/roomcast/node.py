@@ -30,6 +30,7 @@ from .engine import (
 from .heartbeat import Heartbeat
 from .hub import Hub
 from .metrics import Metrics
+from .recovery import epoch_matches
 from .tokens import SubscriptionOverride, TokenVerifier
 
 if TYPE_CHECKING:
@@ -224,7 +225,7 @@ class Node:
         result = await self.engine.history(
             info.name, history=history, since=since, limit=limit, reverse=reverse
         )
-        if since is not None and since.epoch and since.epoch != result.position.epoch:
+        if since is not None and not epoch_matches(since.epoch, result.position.epoch):
             raise ProtocolError(ErrorCode.UNRECOVERABLE_POSITION)
         return {
             "publications": [p.wire() for p in result.publications],
