@@ -15,6 +15,7 @@ from centrifuge import (
     DisconnectedContext,
     PublicationContext,
     ReplyError,
+    StreamPosition,
     SubscribedContext,
     SubscriptionEventHandler,
 )
@@ -124,6 +125,34 @@ async def test_recovery_after_reconnect(
     assert ctx.was_recovering and ctx.recovered
     got = [(await next_item(events.publications)).pub for _ in range(2)]
     assert [(p.offset, p.data) for p in got] == [(2, {"n": 2}), (3, {"n": 3})]
+
+
+@pytest.mark.parametrize("published", [0, 2], ids=["fresh", "two-missed"])
+async def test_get_state_without_epoch_recovers(
+    clients: list[Client], protocol_server: ServerProcess, published: int
+) -> None:
+    """getState giving offset 0 and no epoch recovers once; it used to get 112 and loop."""
+    ch = f"py{uuid.uuid4().hex[:8]}"
+    for n in range(1, published + 1):
+        protocol_server.api("publish", {"channel": ch, "data": {"n": n}})
+    asked: list[str] = []
+
+    async def get_state(channel: str) -> StreamPosition:
+        asked.append(channel)
+        return StreamPosition(offset=0, epoch="")
+
+    client = Client(protocol_server.ws_url, token=token("py4"))
+    clients.append(client)
+    await client.connect()
+    events = Recorder()
+    sub = client.new_subscription(ch, events=events, get_state=get_state)
+    await sub.subscribe()
+    ctx = await next_item(events.subscribed)
+    assert ctx.was_recovering and ctx.recovered
+    got = [(await next_item(events.publications)).pub for _ in range(published)]
+    assert [(p.offset, p.data) for p in got] == [(n, {"n": n}) for n in range(1, published + 1)]
+    assert ctx.stream_position is not None and ctx.stream_position.epoch
+    assert asked == [ch]
 
 
 async def test_reply_errors(clients: list[Client], protocol_server: ServerProcess) -> None:
