@@ -860,7 +860,8 @@ class Client:
         ), None
 
     async def _rpc(self, req: dict[str, Any]) -> tuple[dict[str, Any], None]:
-        raise ProtocolError(ErrorCode.METHOD_NOT_FOUND)
+        """No RPC handler exists: Centrifugo's 108 (104 would mean a handler without the method)."""
+        raise ProtocolError(ErrorCode.NOT_AVAILABLE)
 
 
 Handler = Callable[

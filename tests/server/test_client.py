@@ -275,11 +275,14 @@ async def test_refresh(protocol_server: ServerProcess) -> None:
         assert await c.closed() == 3500
 
 
-async def test_rpc_method_not_found(protocol_server: ServerProcess) -> None:
+async def test_rpc_without_handler_not_available(protocol_server: ServerProcess) -> None:
+    """No RPC handler at all: 108, as Centrifugo without an RPC proxy (104 needs a handler)."""
     async with await RawClient.open(protocol_server.ws_url) as c:
         await c.connect(token())
         reply = await c.call(2, "rpc", {"method": "anything", "data": {}})
-        assert reply["error"] == {"code": 104, "message": "method not found"}
+        assert reply["error"] == {"code": 108, "message": "not available"}
+        # An error reply, not a disconnect: the connection goes on.
+        assert (await c.call(3, "rpc", {"method": ""}))["error"]["code"] == 108
 
 
 async def test_unknown_method_gets_error_reply(protocol_server: ServerProcess) -> None:

@@ -83,7 +83,7 @@ async def test_bad_channels_get_error_replies(
         reply = await c.call(2, "subscribe", request_body)
         assert reply["error"]["code"] == code
         # The connection is still usable after the error.
-        assert (await c.call(3, "rpc", {"method": "m"}))["error"]["code"] == 104
+        assert (await c.call(3, "rpc", {"method": "m"}))["error"]["code"] == 108
 
 
 async def test_publish_without_data_is_bad_request(protocol_server: ServerProcess) -> None:

@@ -122,12 +122,12 @@ async def test_permission_error_reaches_subscription(
     assert unsubscribed["code"] == 103
 
 
-async def test_rpc_answers_method_not_found(js: JsClient, protocol_server: ServerProcess) -> None:
+async def test_rpc_answers_not_available(js: JsClient, protocol_server: ServerProcess) -> None:
     await js.call("connect", url=protocol_server.ws_url, token=token("gina"))
     await js.wait(is_event("connected"))
     with pytest.raises(JsError) as error:
         await js.call("rpc", method="anything")
-    assert error.value.code == 104
+    assert error.value.code == 108
 
 
 async def test_shutdown_code_makes_sdk_reconnect(js: JsClient, server_factory) -> None:  # type: ignore[no-untyped-def]

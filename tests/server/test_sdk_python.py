@@ -161,7 +161,7 @@ async def test_reply_errors(clients: list[Client], protocol_server: ServerProces
     await client.connect()
     with pytest.raises(ReplyError) as error:
         await client.rpc("nothing", {})
-    assert error.value.code == 104
+    assert error.value.code == 108
     with pytest.raises(ReplyError) as error:
         await client.publish("plain:room", {"x": 1})
     assert error.value.code == 103
