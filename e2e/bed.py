@@ -16,6 +16,10 @@ Layout:
 ``down`` stops exactly the processes recorded in ``bed.json`` and then checks that no
 process still refers to the run directory.
 
+With a real node (:mod:`e2e.node`; on by default where the host can run it, see
+``ROOMCAST_REAL_NODE``) the bed also runs containerd, kubelet and kube-proxy, and ``down``
+first evacuates that node's pods, then removes every trace it left on the host.
+
 Command line: ``python3 -m e2e.bed up|down|status|logs``.
 """
 
@@ -42,6 +46,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from e2e import node as real_node
+
 T = TypeVar("T")
 
 E2E_DIR = Path(__file__).resolve().parent
@@ -56,6 +62,7 @@ NODE_LABEL = "roomcast.io/bed-node"
 SERVICE_CIDR = "10.96.0.0/16"
 POD_CIDR = "10.244.0.0/16"
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+REAL_NODE_LABEL_VALUE = "real"
 STOP_GRACE_SECONDS = 10.0
 
 
@@ -224,6 +231,8 @@ class BedState:
     tools_bin: str
     ports: dict[str, int]
     processes: list[ProcessRecord] = field(default_factory=list)
+    node: dict[str, Any] | None = None
+    """The real node: its directory (``root``) and the host ``snapshot`` taken before it."""
 
     def to_json(self) -> str:
         return json.dumps(
@@ -232,9 +241,14 @@ class BedState:
                 "tools_bin": self.tools_bin,
                 "ports": self.ports,
                 "processes": [vars(p) for p in self.processes],
+                "node": self.node,
             },
             indent=2,
         )
+
+    def components(self) -> set[str]:
+        """The components this bed runs."""
+        return set(COMPONENTS) | (set(real_node.COMPONENTS) if self.node else set())
 
     @classmethod
     def from_json(cls, text: str) -> BedState:
@@ -244,6 +258,7 @@ class BedState:
             tools_bin=data["tools_bin"],
             ports={k: int(v) for k, v in data["ports"].items()},
             processes=[ProcessRecord(**p) for p in data["processes"]],
+            node=data.get("node"),
         )
 
 
@@ -276,13 +291,19 @@ class ApiClient:
         self._token = token
         self._context = ssl.create_default_context(cafile=str(ca_file))
 
-    def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        content_type: str = "application/json",
+    ) -> Any:
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(self.server + path, data=data, method=method)
         request.add_header("Authorization", f"Bearer {self._token}")
         request.add_header("Accept", "application/json")
         if data is not None:
-            request.add_header("Content-Type", "application/json")
+            request.add_header("Content-Type", content_type)
         status, payload = _fetch(request, self._context)
         if status >= 400:
             raise ApiError(status, payload.decode(errors="replace"))
@@ -314,9 +335,14 @@ def _http_ok(url: str) -> bool:
 class Bed:
     """One test bed instance, identified by its state directory."""
 
-    def __init__(self, state_dir: Path | None = None, nodes: int = 3) -> None:
+    def __init__(
+        self, state_dir: Path | None = None, nodes: int = 3, real: bool | None = None
+    ) -> None:
+        """``real``: run the real node (True requires it, None runs it where possible,
+        False never); by default ``ROOMCAST_REAL_NODE`` decides."""
         self.state_dir = (state_dir or default_state_dir()).resolve()
         self.nodes = nodes
+        self.real = real_node.requested() if real is None else real
 
     @property
     def kubeconfig(self) -> Path:
@@ -349,7 +375,7 @@ class Bed:
         if state is None or not state.processes:
             return False
         names = {p.name for p in state.processes}
-        if names != set(COMPONENTS) or not all(p.alive() for p in state.processes):
+        if names != state.components() or not all(p.alive() for p in state.processes):
             return False
         try:
             return self.client(state).healthy()
@@ -382,22 +408,38 @@ class Bed:
             for binary in (*COMPONENTS, "kubectl"):
                 if not (tools / binary).is_file():
                     raise BedError(f"{binary} missing from {tools}: run e2e/tools/build.sh")
+            with_node = self._want_real_node(tools)
             try:
-                self._up(tools, timeout_seconds)
+                self._up(tools, timeout_seconds, with_node)
             except BedError as error:
                 # Ports are picked free but only bound later; on a busy machine another
                 # process can take one in between. One retry, on fresh ports.
                 sys.stderr.write(f"roomcast bed: start failed ({error}); retrying once\n")
-                self._up(tools, timeout_seconds)
+                self._up(tools, timeout_seconds, with_node)
 
-    def _up(self, tools: Path, timeout_seconds: float) -> None:
+    def _want_real_node(self, tools: Path) -> bool:
+        if self.real is False:
+            return False
+        reason = real_node.unavailable_reason(tools)
+        if reason is None:
+            return True
+        if self.real:
+            raise BedError(f"ROOMCAST_REAL_NODE=1 but {reason}")
+        sys.stderr.write(f"roomcast bed: no real node ({reason}); kwok nodes only\n")
+        return False
+
+    def _up(self, tools: Path, timeout_seconds: float, with_node: bool) -> None:
         run = Path(tempfile.mkdtemp(prefix="roomcast-bed-"))
-        names = ("etcd", "etcd_peer", "apiserver", "controller_manager", "scheduler", "kwok")
+        names = ["etcd", "etcd_peer", "apiserver", "controller_manager", "scheduler", "kwok"]
+        if with_node:
+            names += ["kubelet", "kubelet_healthz", "proxy_healthz", "proxy_metrics"]
         ports = {name: free_port() for name in names}
         state = BedState(run_dir=str(run), tools_bin=str(tools), ports=ports)
         self._save(state)
         try:
             self._start_all(state, tools, run, timeout_seconds)
+            if with_node:
+                self._start_node(state, tools, run, timeout_seconds)
         except BaseException:
             sys.stderr.write(self.log_tails() + "\n")
             self._down()
@@ -468,6 +510,9 @@ class Bed:
                 "--requestheader-extra-headers-prefix=X-Remote-Extra-",
                 f"--proxy-client-cert-file={pki / 'front-proxy.crt'}",
                 f"--proxy-client-key-file={pki / 'front-proxy.key'}",
+                f"--kubelet-client-certificate={pki / 'kubelet-client.crt'}",
+                f"--kubelet-client-key={pki / 'kubelet-client.key'}",
+                "--kubelet-preferred-address-types=InternalIP",
                 "--endpoint-reconciler-type=none",
                 "--allow-privileged=true",
                 "--profiling=false",
@@ -543,6 +588,62 @@ class Bed:
         )
         _write_kubeconfig(self.kubeconfig, server, pki / "ca.crt", tokens["admin"])
 
+    def _start_node(self, state: BedState, tools: Path, run: Path, timeout_seconds: float) -> None:
+        """containerd, kubelet and kube-proxy on this host, registered as the real node."""
+        deadline = time.monotonic() + timeout_seconds
+
+        def remaining() -> float:
+            return max(1.0, deadline - time.monotonic())
+
+        pki = run / "pki"
+        layout = real_node.NodeLayout(run / "node")
+        layout.root.mkdir()
+        snapshot = real_node.HostSnapshot.take()
+        state.node = {"root": str(layout.root), "snapshot": snapshot.to_dict()}
+        self._save(state)
+        try:
+            real_node.claim_host(self.state_file)
+            real_node.prepare_host()
+        except real_node.NodeError as error:
+            raise BedError(str(error)) from error
+        server = f"https://127.0.0.1:{state.ports['apiserver']}"
+        kubeconfigs = {}
+        for user in ("node", "kube-proxy"):
+            kubeconfigs[user] = pki / f"{user}.kubeconfig"
+            token = (pki / f"{user}.token").read_text().strip()
+            _write_kubeconfig(kubeconfigs[user], server, pki / "ca.crt", token)
+        argv = real_node.write_configs(
+            layout,
+            tools,
+            ca_file=pki / "ca.crt",
+            kubelet_kubeconfig=kubeconfigs["node"],
+            proxy_kubeconfig=kubeconfigs["kube-proxy"],
+            ports=state.ports,
+        )
+        self._spawn(state, "containerd", argv["containerd"])
+        eventually(
+            lambda: self._alive_or_raise(state, "containerd")
+            and real_node.ctr(layout, "version", check=False).count("Version") == 2,
+            remaining(),
+            what="containerd serving",
+        )
+        real_node.import_pause_image(layout, tools)
+        self._spawn(state, "kubelet", argv["kubelet"])
+        self._spawn(state, "kube-proxy", argv["kube-proxy"])
+        api = self.client(state)
+        eventually(
+            lambda: self._alive_or_raise(state, "kubelet")
+            and self._alive_or_raise(state, "kube-proxy")
+            and _node_ready(api.request("GET", f"/api/v1/nodes/{real_node.NODE_NAME}")),
+            remaining(),
+            what="real node Ready",
+        )
+        eventually(
+            lambda: _http_ok(f"http://127.0.0.1:{state.ports['proxy_healthz']}/healthz"),
+            remaining(),
+            what="kube-proxy healthy",
+        )
+
     def _spawn(self, state: BedState, name: str, argv: list[str]) -> None:
         log = Path(state.run_dir) / "logs" / f"{name}.log"
         env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "ETCDCTL_API")}
@@ -570,15 +671,32 @@ class Bed:
 
     def _nodes_ready(self, api: ApiClient) -> bool:
         nodes = api.request("GET", f"/api/v1/nodes?labelSelector={NODE_LABEL}%3Dkwok")["items"]
-        ready = [
-            n
-            for n in nodes
-            if any(
-                c["type"] == "Ready" and c["status"] == "True"
-                for c in n.get("status", {}).get("conditions", [])
+        return len([n for n in nodes if _node_ready(n)]) >= self.nodes
+
+    def _evacuate_node(self, state: BedState) -> None:
+        """Cordon the real node and delete its pods, so the kubelet stops every container
+        and the CNI plugins release every address before the node's processes stop."""
+        api = self.client(state)
+        name = real_node.NODE_NAME
+        pods_path = f"/api/v1/pods?fieldSelector=spec.nodeName%3D{name}"
+        with contextlib.suppress(OSError, BedError):
+            api.request(
+                "PATCH",
+                f"/api/v1/nodes/{name}",
+                {"spec": {"unschedulable": True}},
+                content_type="application/merge-patch+json",
             )
-        ]
-        return len(ready) >= self.nodes
+            for pod in api.request("GET", pods_path)["items"]:
+                meta = pod["metadata"]
+                with contextlib.suppress(ApiError):
+                    api.request(
+                        "DELETE",
+                        f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}",
+                        {"gracePeriodSeconds": 1},
+                    )
+            eventually(
+                lambda: not api.request("GET", pods_path)["items"], 60, what="real node evacuated"
+            )
 
     # -- down --
 
@@ -599,7 +717,20 @@ class Bed:
             return []
         if keep_logs is None:
             keep_logs = os.environ.get("ROOMCAST_BED_KEEP_LOGS") == "1"
+        node_alive = state.node is not None and any(
+            p.alive() for p in state.processes if p.name == "kubelet"
+        )
+        if node_alive:
+            with contextlib.suppress(TimeoutError):
+                self._evacuate_node(state)
         killed = [p.name for p in reversed(state.processes) if stop_process(p)]
+        node_left: list[str] = []
+        if state.node is not None:
+            layout = real_node.NodeLayout(Path(state.node["root"]))
+            snapshot = real_node.HostSnapshot.from_dict(state.node["snapshot"])
+            real_node.sweep(layout, snapshot)
+            node_left = real_node.leftovers(layout, snapshot)
+            real_node.release_host(self.state_file)
         strays = processes_mentioning(state.run_dir)
         for pid, _ in strays:
             with contextlib.suppress(ProcessLookupError):
@@ -615,6 +746,8 @@ class Bed:
         self.state_file.unlink(missing_ok=True)
         if strays:
             raise BedError(f"processes outside bed.json used the bed: {strays}")
+        if node_left:
+            raise BedError(f"the real node left traces on the host: {node_left}")
         return killed
 
     # -- logs --
@@ -625,6 +758,13 @@ class Bed:
         for name, path in self.log_files().items():
             parts.append(f"----- {name} ({path}) -----\n{_tail(path, lines)}")
         return "\n".join(parts)
+
+
+def _node_ready(node: dict[str, Any]) -> bool:
+    return any(
+        c["type"] == "Ready" and c["status"] == "True"
+        for c in node.get("status", {}).get("conditions", [])
+    )
 
 
 def _tail(path: Path, lines: int) -> str:
@@ -719,6 +859,17 @@ def _make_pki(pki: Path) -> dict[str, str]:
         "-CAkey", str(pki / "ca.key"), "-CAcreateserial", "-days", "3650",
         "-extfile", str(pki / "front-proxy.ext"), "-out", str(pki / "front-proxy.crt"),
     )  # fmt: skip
+    # The API server's client certificate towards kubelets (logs, exec, port-forward).
+    _openssl(
+        "req", *ec, "-keyout", str(pki / "kubelet-client.key"),
+        "-out", str(pki / "kubelet-client.csr"),
+        "-subj", "/O=system:masters/CN=kube-apiserver-kubelet-client",
+    )  # fmt: skip
+    _openssl(
+        "x509", "-req", "-in", str(pki / "kubelet-client.csr"), "-CA", str(pki / "ca.crt"),
+        "-CAkey", str(pki / "ca.key"), "-CAcreateserial", "-days", "3650",
+        "-extfile", str(pki / "front-proxy.ext"), "-out", str(pki / "kubelet-client.crt"),
+    )  # fmt: skip
     _openssl(
         "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
         "-out", str(pki / "sa.key"),
@@ -730,6 +881,9 @@ def _make_pki(pki: Path) -> dict[str, str]:
         "controller-manager": ("system:kube-controller-manager", ""),
         "scheduler": ("system:kube-scheduler", ""),
         "kwok": ("roomcast-bed-kwok", "system:masters"),
+        # The real node: NodeRestriction knows a kubelet by exactly this name and group.
+        "node": (f"system:node:{real_node.NODE_NAME}", "system:nodes"),
+        "kube-proxy": ("system:kube-proxy", ""),
     }
     tokens = {key: secrets.token_hex(24) for key in users}
     lines = [
@@ -737,7 +891,8 @@ def _make_pki(pki: Path) -> dict[str, str]:
         for key, (user, groups) in users.items()
     ]
     (pki / "tokens.csv").write_text("\n".join(lines) + "\n")
-    (pki / "admin.token").write_text(tokens["admin"] + "\n")
+    for key in ("admin", "node", "kube-proxy"):
+        (pki / f"{key}.token").write_text(tokens[key] + "\n")
     for path in pki.iterdir():
         path.chmod(0o600)
     return tokens
@@ -788,8 +943,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", type=Path, default=None)
     parser.add_argument("--nodes", type=int, default=3)
     parser.add_argument("--keep-logs", action="store_true", help="down: keep the log files")
+    parser.add_argument(
+        "--real-node",
+        choices=("auto", "on", "off"),
+        default=None,
+        help="up: run the real node (default: ROOMCAST_REAL_NODE, else where possible)",
+    )
     args = parser.parse_args(argv)
-    bed = Bed(args.state_dir, nodes=args.nodes)
+    real = {"on": True, "off": False}.get(args.real_node or "")
+    bed = Bed(args.state_dir, nodes=args.nodes, real=real)
 
     if args.command == "up":
         started = time.monotonic()
@@ -802,7 +964,10 @@ def main(argv: list[str] | None = None) -> int:
         state = bed.state()
         assert state is not None
         verb = "already running" if already else f"up in {time.monotonic() - started:.1f}s"
-        print(f"roomcast bed {verb}: logs in {Path(state.run_dir) / 'logs'}")
+        nodes = f"{bed.nodes} kwok nodes" + (
+            f" and the real node {real_node.NODE_NAME}" if state.node else ""
+        )
+        print(f"roomcast bed {verb} ({nodes}): logs in {Path(state.run_dir) / 'logs'}")
         print(f"export KUBECONFIG={bed.kubeconfig}")
         return 0
     if args.command == "down":

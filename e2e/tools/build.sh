@@ -20,10 +20,10 @@ HELM_VERSION=3.22.0
 KIND_VERSION=0.33.0
 ACTIONLINT_VERSION=1.7.12
 # Bump when the way binaries are built changes, so old caches are not reused.
-RECIPE=1
+RECIPE=2
 
-ALL_TOOLS="etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok kwokctl
-helm kind actionlint"
+ALL_TOOLS="etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy
+pause kwok kwokctl helm kind actionlint"
 
 K8S_STAGING="api apiextensions-apiserver apimachinery apiserver cli-runtime client-go
 cloud-provider cluster-bootstrap code-generator component-base component-helpers
@@ -111,7 +111,9 @@ k8s_module() {
         "k8s.io/kubernetes/cmd/kube-apiserver@v${K8S_VERSION}" \
         "k8s.io/kubernetes/cmd/kube-controller-manager@v${K8S_VERSION}" \
         "k8s.io/kubernetes/cmd/kube-scheduler@v${K8S_VERSION}" \
-        "k8s.io/kubernetes/cmd/kubectl@v${K8S_VERSION}")
+        "k8s.io/kubernetes/cmd/kubectl@v${K8S_VERSION}" \
+        "k8s.io/kubernetes/cmd/kubelet@v${K8S_VERSION}" \
+        "k8s.io/kubernetes/cmd/kube-proxy@v${K8S_VERSION}")
     touch "${dir}/.ready"
 }
 
@@ -143,6 +145,16 @@ etcd_build() {
         go.etcd.io/etcd/server/v3)
 }
 
+pause_build() {
+    # The sandbox ("pause") program of the real node, compiled from the kubelet's own
+    # source as upstream does (static, -Os), stamped with the release's pause tag.
+    local src tag
+    src="$(cd "${root}/src/kubernetes" && "$go" list -m -f '{{.Dir}}' k8s.io/kubernetes)"
+    tag="$(sed -n 's/^TAG ?= //p' "${src}/build/pause/Makefile")"
+    ${CC:-gcc} -Os -Wall -Werror -static "-DVERSION=v${tag}-roomcast" \
+        -o "${stage}/pause" "${src}/build/pause/linux/pause.c"
+}
+
 go_install() {
     # go_install TOOL PKG@VERSION [LDFLAGS]
     local tool=$1 pkg=$2 flags="-s -w ${3:-}"
@@ -154,9 +166,13 @@ build_one() {
     local tool=$1 helm_flags
     case "$tool" in
         etcd) timed etcd etcd_build ;;
-        kube-apiserver | kube-controller-manager | kube-scheduler | kubectl)
+        kube-apiserver | kube-controller-manager | kube-scheduler | kubectl | kubelet | kube-proxy)
             k8s_module
             timed "$tool" k8s_build "$tool"
+            ;;
+        pause)
+            k8s_module
+            timed pause pause_build
             ;;
         kwok | kwokctl)
             timed "$tool" go_install "$tool" "sigs.k8s.io/kwok/cmd/${tool}@v${KWOK_VERSION}"

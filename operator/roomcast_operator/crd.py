@@ -271,6 +271,47 @@ SERVICE = _obj(
     default={},
 )
 
+TOLERATION = _obj(
+    {
+        "key": _str("Taint key the toleration matches; empty with Exists matches every taint."),
+        "operator": _str("How the value is compared.", enum=["Exists", "Equal"]),
+        "value": _str("Taint value to match with Equal."),
+        "effect": _str(
+            "Taint effect to match; empty matches all.",
+            enum=["", "NoSchedule", "PreferNoSchedule", "NoExecute"],
+        ),
+        "tolerationSeconds": {
+            "type": "integer",
+            "format": "int64",
+            "description": "For NoExecute: seconds the pod stays bound after the taint appears.",
+        },
+    },
+    "A core Toleration.",
+)
+
+PLACEMENT = _obj(
+    {
+        "nodeSelector": {
+            "type": "object",
+            "description": "Node labels the server pods must match.",
+            "additionalProperties": {"type": "string"},
+        },
+        "tolerations": {
+            "type": "array",
+            "description": "Taints the server pods tolerate.",
+            "items": TOLERATION,
+        },
+        "affinity": {
+            "type": "object",
+            "description": "A core Affinity for the server pods, used as written.",
+            "x-kubernetes-preserve-unknown-fields": True,
+        },
+        "priorityClassName": _str("PriorityClass of the server pods."),
+    },
+    "Where the server pods may run. Not part of a release: changing it rolls the pods "
+    "but a rollback keeps it.",
+)
+
 SPEC = _obj(
     {
         "image": _str("Container image of the Roomcast server.", minLength=1),
@@ -316,6 +357,7 @@ SPEC = _obj(
             "description": "Annotations on the pods; part of the release.",
             "additionalProperties": {"type": "string"},
         },
+        "placement": PLACEMENT,
         "revisionHistoryLimit": _int("Releases kept for rollback.", minimum=1, default=10),
         "rollbackTo": _int(
             "Roll back to this revision; the operator clears the field once done.", minimum=1

@@ -258,27 +258,31 @@ def pod_template(owner: Owner, spec: ClusterSpec, release: Release, revision: in
     }
     if spec.pre_stop_seconds > 0:
         container["lifecycle"] = {"preStop": {"sleep": {"seconds": spec.pre_stop_seconds}}}
+    pod_spec: Obj = {
+        "containers": [container],
+        # Spread over zones and nodes, so one lost node or zone drops the fewest clients.
+        "topologySpreadConstraints": [
+            {
+                "maxSkew": 1,
+                "topologyKey": key,
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": selector_labels(owner.name)},
+            }
+            for key in ("topology.kubernetes.io/zone", "kubernetes.io/hostname")
+        ],
+        "terminationGracePeriodSeconds": termination_grace_seconds(spec),
+        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+        "volumes": [{"name": "config", "configMap": {"name": config_map_name(owner)}}],
+    }
+    for field in ("nodeSelector", "tolerations", "affinity", "priorityClassName"):
+        if spec.placement.get(field):
+            pod_spec[field] = copy.deepcopy(spec.placement[field])
     return {
         "metadata": {
             "labels": {**labels(owner.name, release.version), RELEASE_HASH_LABEL: release.hash},
             "annotations": annotations,
         },
-        "spec": {
-            "containers": [container],
-            # Spread over zones and nodes, so one lost node or zone drops the fewest clients.
-            "topologySpreadConstraints": [
-                {
-                    "maxSkew": 1,
-                    "topologyKey": key,
-                    "whenUnsatisfiable": "ScheduleAnyway",
-                    "labelSelector": {"matchLabels": selector_labels(owner.name)},
-                }
-                for key in ("topology.kubernetes.io/zone", "kubernetes.io/hostname")
-            ],
-            "terminationGracePeriodSeconds": termination_grace_seconds(spec),
-            "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
-            "volumes": [{"name": "config", "configMap": {"name": config_map_name(owner)}}],
-        },
+        "spec": pod_spec,
     }
 
 

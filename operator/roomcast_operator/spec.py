@@ -102,6 +102,7 @@ class ClusterSpec:
     service_type: str
     service_port: int
     pod_annotations: dict[str, str]
+    placement: Obj
     revision_history_limit: int
     rollback_to: int | None
     raw: Obj = field(repr=False, compare=False)
@@ -176,6 +177,7 @@ def parse(raw_spec: Obj) -> ClusterSpec:
         service_type=spec["service"]["type"],
         service_port=spec["service"]["port"],
         pod_annotations=dict(spec.get("podAnnotations") or {}),
+        placement=dict(spec.get("placement") or {}),
         revision_history_limit=spec["revisionHistoryLimit"],
         rollback_to=spec.get("rollbackTo"),
         raw=spec,
