@@ -32,6 +32,7 @@ import fcntl
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -533,7 +534,7 @@ def _delete_new_chains(snapshot: HostSnapshot) -> list[str]:
             rules = _run(family, "-w", "-t", table, "-S", check=False).splitlines()
             # Rules of pre-existing (or built-in) chains that refer to a new chain.
             for rule in rules:
-                parts = rule.split()
+                parts = shlex.split(rule)  # comments are quoted and hold spaces
                 if len(parts) < 2 or parts[0] != "-A" or parts[1] in new:
                     continue
                 if any(part in new for part in parts[2:]):

@@ -96,6 +96,8 @@ class SubLog(SubscriptionEventHandler):
     channel: str
     deliveries: list[tuple[int, Any]] = field(default_factory=list)
     subscribed: list[SubscribedContext] = field(default_factory=list)
+    subscribed_at: list[int] = field(default_factory=list)
+    """How many deliveries preceded each (re)subscribe."""
     unsubscribed: list[int] = field(default_factory=list)
 
     async def on_publication(self, ctx: PublicationContext) -> None:
@@ -103,6 +105,7 @@ class SubLog(SubscriptionEventHandler):
 
     async def on_subscribed(self, ctx: SubscribedContext) -> None:
         self.subscribed.append(ctx)
+        self.subscribed_at.append(len(self.deliveries))
 
     async def on_unsubscribed(self, ctx: UnsubscribedContext) -> None:
         self.unsubscribed.append(ctx.code)
@@ -284,7 +287,9 @@ class Traffic:
             acked = self.publisher.acked[log.channel]
             first = self._first_offset(log)
             offsets = [offset for offset, _ in log.deliveries]
-            assert len(offsets) == len(set(offsets)), f"duplicate delivered on {log.channel}"
+            assert len(offsets) == len(set(offsets)), (
+                f"duplicate delivered on {log.channel}: {_duplicates(log)}"
+            )
             assert offsets == sorted(offsets), f"out of order on {log.channel}"
             for offset, data in log.deliveries:
                 assert acked.get(offset, data) == data, f"{log.channel}@{offset} is not what was acked"
@@ -338,6 +343,24 @@ class Traffic:
         for first in range(0, len(self.clients), batch):
             group = self.clients[first : first + batch]
             await asyncio.gather(*(c.disconnect() for c in group), return_exceptions=True)
+
+
+def _duplicates(log: SubLog) -> str:
+    """Where the first duplicate sits among the deliveries and the (re)subscribes."""
+    seen: dict[int, int] = {}
+    for index, (offset, _) in enumerate(log.deliveries):
+        if offset in seen:
+            window = [o for o, _ in log.deliveries[max(0, seen[offset] - 3) : index + 3]]
+            subscribes = [
+                (at, ctx.was_recovering, ctx.recovered, getattr(ctx.stream_position, "offset", None))
+                for at, ctx in zip(log.subscribed_at, log.subscribed, strict=False)
+            ]
+            return (
+                f"offset {offset} at deliveries {seen[offset]} and {index}; around: {window};"
+                f" subscribes (after n deliveries, was_recovering, recovered, offset): {subscribes}"
+            )
+        seen[offset] = index
+    return "none"
 
 
 def _gaps(offsets: list[int]) -> list[tuple[int, int]]:

@@ -668,6 +668,8 @@ class Client:
                         return
                     last = pub.offset
                 self.transport.send(encode_push(channel, "pub", pub.wire()))
+            if top is not None:
+                node.hub.deliver_after(channel, self.id, last)
             if join_leave:
                 node.spawn(node.engine.publish_join(channel, client_info))
 

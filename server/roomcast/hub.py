@@ -8,6 +8,12 @@ A subscriber that is still being set up (its subscribe reply not yet written)
 is "pending": publications for it are buffered, so the reply always precedes
 the pushes and a recovering subscriber misses nothing between the history read
 and its registration.
+
+The history read can also run *ahead* of this node: with Redis, a publication can
+be in the stream (and so in a recovery reply) before it arrives here over pub/sub.
+A subscriber activated at such a position is "ahead" until the node's stream
+reaches it, and is skipped for the offsets it already has. Only channels with
+such a subscriber pay for the check, and only until it catches up.
 """
 
 from __future__ import annotations
@@ -47,6 +53,10 @@ class Hub:
     def __init__(self, metrics: Metrics) -> None:
         self._channels: dict[str, dict[str, Subscriber]] = {}
         self._pending: dict[str, dict[str, Subscriber]] = {}
+        #: channel -> client id -> last offset that client already has (see the module doc)
+        self._ahead: dict[str, dict[str, int]] = {}
+        #: channel -> offset of the last publication fanned out here
+        self._offsets: dict[str, int] = {}
         self._metrics = metrics
         self._num_subs = 0
 
@@ -70,13 +80,25 @@ class Hub:
         self._num_subs += 1
         return buffered
 
+    def deliver_after(self, channel: str, client_id: str, offset: int) -> None:
+        """A live subscriber already has every publication up to ``offset``: skip those
+        still on their way to this node instead of sending them twice."""
+        if offset > self._offsets.get(channel, 0) and client_id in self._channels.get(channel, ()):
+            self._ahead.setdefault(channel, {})[client_id] = offset
+
     def remove(self, channel: str, client_id: str) -> bool:
         """Drop a subscriber (live or pending); True if the channel has no one left here."""
+        ahead = self._ahead.get(channel)
+        if ahead is not None:
+            ahead.pop(client_id, None)
+            if not ahead:
+                del self._ahead[channel]
         subs = self._channels.get(channel)
         if subs is not None and subs.pop(client_id, None) is not None:
             self._num_subs -= 1
             if not subs:
                 del self._channels[channel]
+                self._offsets.pop(channel, None)
         pending = self._pending.get(channel)
         if pending is not None:
             pending.pop(client_id, None)
@@ -114,12 +136,39 @@ class Hub:
         if not subs:
             return
         message = encode_push(channel, "pub", pub.wire())
-        for sub in subs.values():
-            sub.send(message)
+        if pub.offset:
+            self._offsets[channel] = pub.offset
+        ahead = self._ahead.get(channel)
+        if ahead is not None and pub.offset:
+            delivered = self._send_skipping(channel, subs, ahead, pub.offset, message)
+        else:
+            for sub in subs.values():
+                sub.send(message)
+            delivered = len(subs)
         metrics = self._metrics
-        metrics.deliveries += len(subs)
+        metrics.deliveries += delivered
         if pub.created:
             metrics.track_publish_latency(pub.created)
+
+    def _send_skipping(
+        self,
+        channel: str,
+        subs: dict[str, Subscriber],
+        ahead: dict[str, int],
+        offset: int,
+        message: bytes,
+    ) -> int:
+        """Fan out to everyone but the subscribers who already have ``offset``; those
+        the stream has now caught up with go back to the plain path."""
+        skip = {client_id for client_id, last in ahead.items() if offset <= last}
+        for client_id in [c for c, last in ahead.items() if offset >= last]:
+            del ahead[client_id]
+        if not ahead:
+            del self._ahead[channel]
+        for client_id, sub in subs.items():
+            if client_id not in skip:
+                sub.send(message)
+        return len(subs) - len(skip)
 
     def broadcast_join_leave(self, channel: str, kind: str, info: ClientInfo) -> None:
         subs = self._channels.get(channel)

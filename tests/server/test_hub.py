@@ -61,3 +61,33 @@ def test_remove_reports_last_subscriber() -> None:
     assert hub.remove("c", "a") is False
     assert hub.remove("c", "b") is True
     assert hub.num_subscriptions == 0 and not hub.has_subscribers("c")
+
+
+def test_subscriber_ahead_of_the_node_skips_what_it_already_has() -> None:
+    """A recovery reply (read from the stream) can hold offsets this node has not
+    received yet; when they arrive they must not reach that subscriber a second time."""
+    hub = Hub(Metrics())
+    behind: list[bytes] = []
+    ahead: list[bytes] = []
+    for client_id, inbox in (("behind", behind), ("ahead", ahead)):
+        hub.add_pending("c", subscriber(client_id, inbox))
+        hub.activate("c", client_id)
+    hub.broadcast_publication("c", Publication(b"1", offset=1))
+    hub.deliver_after("c", "ahead", 3)  # its subscribe reply carried offsets 2 and 3
+    for offset in (2, 3, 4, 5):
+        hub.broadcast_publication("c", Publication(str(offset).encode(), offset=offset))
+    offsets = [json.loads(m)["push"]["pub"]["offset"] for m in ahead]
+    assert offsets == [1, 4, 5]
+    assert [json.loads(m)["push"]["pub"]["offset"] for m in behind] == [1, 2, 3, 4, 5]
+
+
+def test_subscriber_in_step_with_the_node_costs_nothing_extra() -> None:
+    hub = Hub(Metrics())
+    inbox: list[bytes] = []
+    hub.add_pending("c", subscriber("a", inbox))
+    hub.activate("c", "a")
+    hub.broadcast_publication("c", Publication(b"1", offset=7))
+    hub.deliver_after("c", "a", 7)
+    assert hub._ahead == {}
+    hub.broadcast_publication("c", Publication(b"2", offset=8))
+    assert len(inbox) == 2
