@@ -254,7 +254,27 @@ class Release:
         return serving(self.kube, CLUSTER_NAME, self.namespace, image)
 
     def wait_serving(self, image: str, timeout: float = 180) -> None:
+        """Every pod runs ``image`` and is available, and the Service routes to them all."""
         eventually(lambda: self.serving(image), timeout, interval_seconds=0.5, what=f"{image} serving")
+        eventually(self.routed, 30, interval_seconds=0.3, what="the Service routing to every pod")
+
+    def routed(self) -> bool:
+        """kube-proxy's rules send the Service's traffic to exactly the ready pods.
+
+        Deployment status and EndpointSlices change before kube-proxy reprograms the
+        node (seconds on a busy host); clients connecting in between would all land on
+        the pods it already knew.
+        """
+        ready = {
+            p["status"]["podIP"]
+            for p in self.server_pods()
+            if not p["metadata"].get("deletionTimestamp")
+            and any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in p["status"].get("conditions", [])
+            )
+        }
+        return service_endpoints(self.namespace, CLUSTER_NAME) == ready
 
     def server_pods(self) -> list[Obj]:
         return pods(
@@ -269,6 +289,15 @@ class Release:
 
     def operator_log(self, lines: int = 80) -> str:
         return self.operator.tail(lines) if self.operator else "(no operator)"
+
+
+def service_endpoints(namespace: str, service: str) -> set[str]:
+    """The pod IPs the node's iptables rules send a Service's traffic to."""
+    rules = subprocess.run(
+        ["iptables-save", "-t", "nat"], capture_output=True, text=True, check=True
+    ).stdout
+    marker = re.compile(rf'--comment "{re.escape(namespace)}/{re.escape(service)}:\S* -> ([0-9.]+):')
+    return {m.group(1) for line in rules.splitlines() if (m := marker.search(line))}
 
 
 def chart_values(redis_url: str, **cluster: Any) -> Obj:

@@ -20,6 +20,7 @@ from e2e.pods.harness import (
     MetricsWatch,
     Release,
     chart_values,
+    scrape,
     start_redis,
     write_report,
 )
@@ -50,6 +51,10 @@ async def test_rolling_update_with_500_clients_loses_nothing(release: Release) -
         traffic.start_publishing(per_second=20)
         await asyncio.sleep(3)
 
+        before = {
+            p["metadata"]["name"]: scrape(p["status"]["podIP"])["roomcast_connections"]
+            for p in release.server_pods()
+        }
         rollout_started = time.monotonic()
         release.patch_spec({"image": NEXT_IMAGE})
         await asyncio.to_thread(release.wait_serving, NEXT_IMAGE, 240)
@@ -76,6 +81,7 @@ async def test_rolling_update_with_500_clients_loses_nothing(release: Release) -
         "rollout_seconds": round(rollout_s, 1),
         "rollout_to_settled_seconds": round(settled_s, 1),
         "drain_window_seconds": DRAIN_WINDOW_SECONDS,
+        "connections_before": before,
         "drains": drains,
     }
     write_report("rollout", figures)
