@@ -75,7 +75,7 @@ async def test_bad_release_is_rolled_back(
         def rolled_back() -> bool:
             return release.serving(IMAGE) and _failed_release(release.status()) is not None
 
-        await asyncio.to_thread(_eventually, rolled_back, 300, "rollback to the old image")
+        await asyncio.to_thread(_eventually, rolled_back, 150, "rollback to the old image")
         rolled_back_s = time.monotonic() - started
         await asyncio.to_thread(_eventually, traffic.all_connected, 120, "every client connected")
         serving_all_s = time.monotonic() - started

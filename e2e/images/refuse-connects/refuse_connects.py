@@ -14,4 +14,5 @@ async def _refuse(self: Any, request: Any) -> Any:
     raise RuntimeError("this build refuses every connect")
 
 
-roomcast.client.Client._connect = _refuse  # type: ignore[method-assign]
+# The dispatch table holds the handlers themselves; replace the one it calls.
+roomcast.client._HANDLERS["connect"] = _refuse
