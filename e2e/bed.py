@@ -622,8 +622,10 @@ class Bed:
         )
         self._spawn(state, "containerd", argv["containerd"])
         eventually(
-            lambda: self._alive_or_raise(state, "containerd")
-            and real_node.ctr(layout, "version", check=False).count("Version") == 2,
+            lambda: (
+                self._alive_or_raise(state, "containerd")
+                and real_node.ctr(layout, "version", check=False).count("Version") == 2
+            ),
             remaining(),
             what="containerd serving",
         )
@@ -632,9 +634,11 @@ class Bed:
         self._spawn(state, "kube-proxy", argv["kube-proxy"])
         api = self.client(state)
         eventually(
-            lambda: self._alive_or_raise(state, "kubelet")
-            and self._alive_or_raise(state, "kube-proxy")
-            and _node_ready(api.request("GET", f"/api/v1/nodes/{real_node.NODE_NAME}")),
+            lambda: (
+                self._alive_or_raise(state, "kubelet")
+                and self._alive_or_raise(state, "kube-proxy")
+                and _node_ready(api.request("GET", f"/api/v1/nodes/{real_node.NODE_NAME}"))
+            ),
             remaining(),
             what="real node Ready",
         )

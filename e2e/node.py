@@ -78,7 +78,7 @@ class NodeError(RuntimeError):
 
 
 def requested() -> bool | None:
-    """``ROOMCAST_REAL_NODE``: "1" requires the node, "0" turns it off, unset means "if possible"."""
+    """``ROOMCAST_REAL_NODE``: "1" requires the node, "0" turns it off, unset: where possible."""
     value = os.environ.get("ROOMCAST_REAL_NODE", "").strip()
     if value in ("1", "true", "yes"):
         return True
@@ -283,7 +283,9 @@ def cni_config(layout: NodeLayout) -> dict[str, Any]:
     }
 
 
-def kubelet_config(layout: NodeLayout, ca_file: Path, port: int, healthz_port: int) -> dict[str, Any]:
+def kubelet_config(
+    layout: NodeLayout, ca_file: Path, port: int, healthz_port: int
+) -> dict[str, Any]:
     """KubeletConfiguration for this host: cgroup v1 with the cgroupfs driver, no swap,
     a kernel that refuses negative oom_score_adj, and paths inside the node's directory."""
     return {
@@ -390,7 +392,7 @@ def write_configs(
             f"--root-dir={layout.kubelet_dir}",
             f"--hostname-override={NODE_NAME}",
             f"--node-ip={NODE_IP}",
-            f"--node-labels=roomcast.io/bed-node=real,type=real",
+            "--node-labels=roomcast.io/bed-node=real,type=real",
             "--v=1",
         ],
         "kube-proxy": [

@@ -69,7 +69,9 @@ def image_archive(name: str, files: list[File], config: dict[str, Any]) -> bytes
                 "digest": _digest(image_config),
                 "size": len(image_config),
             },
-            "layers": [{"mediaType": LAYER_MEDIA_TYPE, "digest": _digest(layer), "size": len(layer)}],
+            "layers": [
+                {"mediaType": LAYER_MEDIA_TYPE, "digest": _digest(layer), "size": len(layer)}
+            ],
         },
         sort_keys=True,
     ).encode()

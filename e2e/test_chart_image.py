@@ -2,8 +2,9 @@
 
 The image is built as `make image` builds it here: wheels from scripts/wheelhouse.sh, no
 network inside the build, on a base image made by images/base/build.sh (debootstrap +
-docker import), since no registry can be reached. A container runs the server; through
-its published port the test checks /health and /ready, connects the centrifuge-python
+docker import), since no registry can be reached. A container runs the server in the
+host's network namespace on a free loopback port (the daemon may run without a bridge:
+``--bridge=none``); there the test checks /health and /ready, connects the centrifuge-python
 SDK, subscribes and receives a publication sent through the HTTP API. A second container
 runs the chart's `helm test` client against the first, so the hook is known to work in
 the image. Skipped, with the reason, when there is no usable Docker daemon.
@@ -25,7 +26,7 @@ from pathlib import Path
 import pytest
 from centrifuge import Client, PublicationContext, SubscriptionEventHandler
 
-from e2e.bed import eventually
+from e2e.bed import eventually, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGE = os.environ.get("ROOMCAST_TEST_IMAGE", "roomcast:image-test")
@@ -75,17 +76,18 @@ def image() -> str:
 def server(image: str) -> Iterator[tuple[str, str]]:
     """A running container: (its name, its base URL on the host)."""
     name = f"roomcast-image-test-{secrets.token_hex(3)}"
+    port = free_port()
     _run(
         [
             "docker", "run", "--detach", "--rm", "--name", name,
             "--read-only", "--cap-drop=ALL", "--security-opt=no-new-privileges",
-            "--publish", "127.0.0.1::8000",
+            "--network", "host", "--env", "ROOMCAST_HOST=127.0.0.1",
+            "--env", f"ROOMCAST_PORT={port}",
             "--env", f"ROOMCAST_TOKEN_HMAC_SECRET={SECRET}", "--env", f"ROOMCAST_API_KEY={API_KEY}",
             image,
         ]
     )  # fmt: skip
     try:
-        port = _run(["docker", "port", name, "8000/tcp"]).strip().splitlines()[0].rsplit(":", 1)[1]
         yield name, f"http://127.0.0.1:{port}"
     finally:
         logs = _docker("logs", name).stdout
@@ -145,13 +147,13 @@ async def test_sdk_client_through_the_published_port(server: tuple[str, str]) ->
 
 
 def test_helm_test_client_in_the_image(server: tuple[str, str]) -> None:
-    name, base = server
+    _, base = server
     eventually(lambda: _get(f"{base}/ready"), 30, what="/ready")
     script = (REPO / "helm" / "roomcast" / "files" / "connect_and_publish.py").read_text()
     output = _run(
         [
-            "docker", "run", "--rm", "--network", f"container:{name}", "--read-only",
-            "--env", "ROOMCAST_URL=http://127.0.0.1:8000",
+            "docker", "run", "--rm", "--network", "host", "--read-only",
+            "--env", f"ROOMCAST_URL={base}",
             "--env", f"ROOMCAST_TOKEN_HMAC_SECRET={SECRET}", "--env", f"ROOMCAST_API_KEY={API_KEY}",
             IMAGE, "python", "-c", script,
         ],

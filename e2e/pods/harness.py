@@ -36,9 +36,7 @@ CLUSTER_NAME = "chat"
 
 ON_REAL_NODE: Obj = {
     "nodeSelector": {"roomcast.io/bed-node": "real"},
-    "tolerations": [
-        {"key": real_node.TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}
-    ],
+    "tolerations": [{"key": real_node.TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}],
 }
 
 
@@ -95,10 +93,18 @@ def redis_objects(name: str) -> list[Obj]:
                                 "image": REDIS_IMAGE,
                                 "imagePullPolicy": "Never",
                                 "args": [
-                                    "redis-server", "--protected-mode", "no",
-                                    "--appendonly", "yes", "--appendfsync", "always",
-                                    "--save", "", "--dir", "/data",
-                                ],  # fmt: skip
+                                    "redis-server",
+                                    "--protected-mode",
+                                    "no",
+                                    "--appendonly",
+                                    "yes",
+                                    "--appendfsync",
+                                    "always",
+                                    "--save",
+                                    "",
+                                    "--dir",
+                                    "/data",
+                                ],
                                 "ports": [{"name": "redis", "containerPort": 6379}],
                                 "readinessProbe": {
                                     "exec": {"command": ["redis-cli", "ping"]},
@@ -128,7 +134,9 @@ def start_redis(kube: Kube, namespace: str, name: str = "redis", timeout: float 
     """Run Redis on the real node; return its URL by ClusterIP (the bed runs no DNS)."""
     for obj in redis_objects(name):
         kube.apply(obj, namespace)
-    kube.run("rollout", "status", f"deployment/{name}", "-n", namespace, f"--timeout={int(timeout)}s")
+    kube.run(
+        "rollout", "status", f"deployment/{name}", "-n", namespace, f"--timeout={int(timeout)}s"
+    )
     ip = kube.get("service", name, namespace)["spec"]["clusterIP"]
     return f"redis://{ip}:6379/0"
 
@@ -255,7 +263,9 @@ class Release:
 
     def wait_serving(self, image: str, timeout: float = 180) -> None:
         """Every pod runs ``image`` and is available, and the Service routes to them all."""
-        eventually(lambda: self.serving(image), timeout, interval_seconds=0.5, what=f"{image} serving")
+        eventually(
+            lambda: self.serving(image), timeout, interval_seconds=0.5, what=f"{image} serving"
+        )
         eventually(self.routed, 30, interval_seconds=0.3, what="the Service routing to every pod")
 
     def routed(self) -> bool:
@@ -284,7 +294,9 @@ class Release:
         )
 
     def status(self) -> Obj:
-        found: Obj = self.kube.get("roomcastcluster", CLUSTER_NAME, self.namespace).get("status") or {}
+        found: Obj = (
+            self.kube.get("roomcastcluster", CLUSTER_NAME, self.namespace).get("status") or {}
+        )
         return found
 
     def operator_log(self, lines: int = 80) -> str:
@@ -296,7 +308,9 @@ def service_endpoints(namespace: str, service: str) -> set[str]:
     rules = subprocess.run(
         ["iptables-save", "-t", "nat"], capture_output=True, text=True, check=True
     ).stdout
-    marker = re.compile(rf'--comment "{re.escape(namespace)}/{re.escape(service)}:\S* -> ([0-9.]+):')
+    marker = re.compile(
+        rf'--comment "{re.escape(namespace)}/{re.escape(service)}:\S* -> ([0-9.]+):'
+    )
     return {m.group(1) for line in rules.splitlines() if (m := marker.search(line))}
 
 
@@ -356,7 +370,8 @@ class DrainTimeline:
     def shutdown_closes(self) -> tuple[float, float] | None:
         """(first, last) time the pod's 3001 count rose, relative to the first sample."""
         rises = [
-            t for (t, _, n), (_, _, before) in zip(self.samples[1:], self.samples, strict=False)
+            t
+            for (t, _, n), (_, _, before) in zip(self.samples[1:], self.samples, strict=False)
             if n > before
         ]
         return (rises[0], rises[-1]) if rises else None
@@ -389,13 +404,20 @@ class MetricsWatch:
                     samples = await asyncio.to_thread(scrape, ip)
                 except OSError:
                     continue
-                line = self.timelines.setdefault(pod["metadata"]["name"], DrainTimeline(pod["metadata"]["name"]))
+                line = self.timelines.setdefault(
+                    pod["metadata"]["name"], DrainTimeline(pod["metadata"]["name"])
+                )
                 shutdown = sum(
-                    v for k, v in samples.items()
+                    v
+                    for k, v in samples.items()
                     if k.startswith("roomcast_disconnects_total") and 'code="3001"' in k
                 )
                 line.samples.append(
-                    (time.monotonic() - self._start, samples.get("roomcast_connections", 0.0), shutdown)
+                    (
+                        time.monotonic() - self._start,
+                        samples.get("roomcast_connections", 0.0),
+                        shutdown,
+                    )
                 )
             await asyncio.sleep(self.interval)
 
@@ -422,6 +444,12 @@ def write_report(name: str, figures: Obj) -> Path:
     directory = Path(os.environ.get("ROOMCAST_E2E_REPORTS") or REPO / ".e2e-reports")
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{name}.json"
-    path.write_text(json.dumps({"suite": name, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **figures}, indent=2) + "\n")
+    path.write_text(
+        json.dumps(
+            {"suite": name, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **figures},
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"{name}: {json.dumps(figures)}")
     return path

@@ -19,6 +19,7 @@ again. :class:`Report` is what the suites write as JSON.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import statistics
 import time
@@ -292,7 +293,9 @@ class Traffic:
             )
             assert offsets == sorted(offsets), f"out of order on {log.channel}"
             for offset, data in log.deliveries:
-                assert acked.get(offset, data) == data, f"{log.channel}@{offset} is not what was acked"
+                assert acked.get(offset, data) == data, (
+                    f"{log.channel}@{offset} is not what was acked"
+                )
             if offsets:
                 assert offsets == list(range(offsets[0], offsets[0] + len(offsets))), (
                     f"gap on {log.channel}: {_gaps(offsets)}"
@@ -317,7 +320,9 @@ class Traffic:
         for log in self.sub_logs:
             delivered = {offset for offset, _ in log.deliveries}
             first = self._first_offset(log)
-            lost += sum(1 for o in self.publisher.acked[log.channel] if o >= first and o not in delivered)
+            lost += sum(
+                1 for o in self.publisher.acked[log.channel] if o >= first and o not in delivered
+            )
         return Report(
             clients=len(self.clients),
             subscriptions=len(self.sub_logs),
@@ -327,7 +332,9 @@ class Traffic:
             lost=lost,
             reconnects_total=sum(reconnects),
             reconnects_per_client_max=max(reconnects, default=0),
-            reconnects_per_client_mean=round(statistics.fmean(reconnects), 3) if reconnects else 0.0,
+            reconnects_per_client_mean=round(statistics.fmean(reconnects), 3)
+            if reconnects
+            else 0.0,
             clients_reconnected=sum(1 for r in reconnects if r),
             longest_gap_seconds=round(max(gaps, default=0.0), 3),
             median_gap_seconds=round(statistics.median(gaps), 3) if gaps else 0.0,
@@ -352,7 +359,12 @@ def _duplicates(log: SubLog) -> str:
         if offset in seen:
             window = [o for o, _ in log.deliveries[max(0, seen[offset] - 3) : index + 3]]
             subscribes = [
-                (at, ctx.was_recovering, ctx.recovered, getattr(ctx.stream_position, "offset", None))
+                (
+                    at,
+                    ctx.was_recovering,
+                    ctx.recovered,
+                    getattr(ctx.stream_position, "offset", None),
+                )
                 for at, ctx in zip(log.subscribed_at, log.subscribed, strict=False)
             ]
             return (
@@ -364,4 +376,4 @@ def _duplicates(log: SubLog) -> str:
 
 
 def _gaps(offsets: list[int]) -> list[tuple[int, int]]:
-    return [(a, b) for a, b in zip(offsets, offsets[1:], strict=False) if b != a + 1][:5]
+    return [(a, b) for a, b in itertools.pairwise(offsets) if b != a + 1][:5]

@@ -1,0 +1,117 @@
+"""Involuntary failures: kill -9 of a server container's process, then of Redis.
+
+With clients subscribed and a publisher running on three server pods and one Redis pod
+(AOF, fsync always):
+
+* the busiest server container's process gets SIGKILL, as from the OOM killer: no drain,
+  its clients lose their connections at once, reconnect through the Service and recover
+  from history; the kubelet restarts the container;
+* then the Redis container's process gets SIGKILL: the servers fail fast, publishes fail
+  (never acknowledged), Redis restarts from its AOF, and the servers and clients catch up.
+
+Afterwards every acknowledged publication must be with every subscriber.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from e2e import node as real_node
+from e2e.bed import eventually
+from e2e.pods.harness import (
+    IMAGE,
+    Release,
+    chart_values,
+    kill_container,
+    pods,
+    restarts,
+    scrape,
+    start_redis,
+    write_report,
+)
+from e2e.pods.traffic import Traffic
+
+CLIENTS = 200
+
+
+async def test_kill_9_of_a_server_and_of_redis(
+    release: Release, node_layout: real_node.NodeLayout
+) -> None:
+    redis_url = start_redis(release.kube, release.namespace)
+    release.install(chart_values(redis_url))
+    release.wait_serving(IMAGE, timeout=180)
+    ws_url, api_url = release.urls()
+    traffic = Traffic(
+        ws_url,
+        api_url,
+        secret=release.secret("token-hmac-secret"),
+        api_key=release.secret("api-key"),
+        clients=CLIENTS,
+        channels=10,
+    )
+    figures: dict[str, object] = {}
+    try:
+        await traffic.start()
+        traffic.start_publishing(per_second=10)
+        await asyncio.sleep(2)
+
+        # 1. SIGKILL the busiest server container.
+        loads = [
+            (p, scrape(p["status"]["podIP"])["roomcast_connections"]) for p in release.server_pods()
+        ]
+        victim, load = max(loads, key=lambda item: item[1])
+        name = victim["metadata"]["name"]
+        started = time.monotonic()
+        kill_container(node_layout, victim)
+        await asyncio.to_thread(
+            eventually,
+            lambda: restarts(release.kube.get("pod", name, release.namespace)) >= 1,
+            60,
+            what="server container restarted",
+        )
+        await asyncio.to_thread(eventually, traffic.all_connected, 60, what="clients back")
+        figures["server_kill"] = {
+            "pod": name,
+            "connections": load,
+            "to_all_connected_seconds": round(time.monotonic() - started, 1),
+        }
+        await asyncio.to_thread(release.wait_serving, IMAGE, 120)
+        acked_before_redis = traffic.publisher.acknowledged
+        failures_before_redis = traffic.publisher.failures
+
+        # 2. SIGKILL Redis; it restarts from its append-only file.
+        redis_pod = pods(release.kube, release.namespace, "app=redis")[0]
+        started = time.monotonic()
+        kill_container(node_layout, redis_pod)
+        redis_name = redis_pod["metadata"]["name"]
+        await asyncio.to_thread(
+            eventually,
+            lambda: restarts(release.kube.get("pod", redis_name, release.namespace)) >= 1,
+            60,
+            what="redis container restarted",
+        )
+        await asyncio.to_thread(release.wait_serving, IMAGE, 120)
+        published_again = traffic.publisher.acknowledged
+
+        await asyncio.to_thread(
+            eventually,
+            lambda: traffic.publisher.acknowledged > published_again + 20,
+            60,
+            what="publishing acknowledged again",
+        )
+        figures["redis_kill"] = {
+            "to_publishing_again_seconds": round(time.monotonic() - started, 1),
+            "publish_failures_during_outage": traffic.publisher.failures - failures_before_redis,
+        }
+        await asyncio.sleep(2)
+        await traffic.stop_publishing()
+        await traffic.settle(timeout=90)
+    finally:
+        await traffic.close()
+
+    report = traffic.verify()
+    write_report("crash", {**report.to_dict(), **figures})
+    assert report.lost == 0
+    assert acked_before_redis > 0 and report.acknowledged > acked_before_redis
+    assert report.clients_reconnected >= load * 0.9, "the killed pod's clients did not move"
