@@ -313,7 +313,8 @@ def test_crd_with_structural_schema_is_served_and_validates(
 @pytest.mark.bed_only
 def test_teardown_leaves_no_process_behind(cluster: Cluster, tmp_path: Path) -> None:
     """A second, throwaway bed: up, then down, then nothing of it is left running."""
-    bed = Bed(tmp_path / "bed", nodes=1)
+    # Without the real node: the session bed has it, and a host runs one at a time.
+    bed = Bed(tmp_path / "bed", nodes=1, real=False)
     try:
         bed.up()
         state = bed.state()

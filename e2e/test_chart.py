@@ -22,7 +22,12 @@ from tests.helm.chart import CHART, PRODUCTION_VALUES, run_helm, template_args
 from e2e.bed import eventually, tools_bin_dir
 from e2e.cluster import Cluster
 from e2e.kube import Obj
-from e2e.operator.harness import RUNNING, OperatorProcess, serving
+from e2e.operator.harness import (
+    RUNNING,
+    OperatorProcess,
+    service_account_kubeconfig,
+    serving,
+)
 
 # Kinds whose APIs need third-party CRDs the bed does not serve (Prometheus Operator).
 THIRD_PARTY = {("monitoring.coreos.com/v1", "PodMonitor")}
@@ -98,23 +103,9 @@ def operator_for_release(
 
     def start(service_account: str) -> OperatorProcess:
         nonlocal process
-        token = cluster.kube.run(
-            "create", "token", service_account, "-n", namespace, "--duration=1h"
-        ).stdout.strip()
-        raw = json.loads(
-            cluster.kube.run("config", "view", "--raw", "--minify", "-o", "json").stdout
+        path = service_account_kubeconfig(
+            cluster.kube, namespace, service_account, tmp_path / "operator.kubeconfig", "1h"
         )
-        config = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [{"name": "e2e", "cluster": raw["clusters"][0]["cluster"]}],
-            "users": [{"name": service_account, "user": {"token": token}}],
-            "contexts": [{"name": "op", "context": {"cluster": "e2e", "user": service_account}}],
-            "current-context": "op",
-        }
-        path = tmp_path / "operator.kubeconfig"
-        path.write_text(json.dumps(config))
-        path.chmod(0o600)
         for other in list(RUNNING):  # the operator suite's cluster-wide one, if still up
             other.stop()
         process = OperatorProcess(path, tmp_path / "operator.log")

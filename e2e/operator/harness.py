@@ -35,6 +35,28 @@ def operator_binary() -> str:
     return str(candidate) if candidate.exists() else "roomcast-operator"
 
 
+def service_account_kubeconfig(
+    kube: Kube, namespace: str, service_account: str, path: Path, duration: str = "4h"
+) -> Path:
+    """A kubeconfig at ``path`` for the cluster ``kube`` talks to, authenticated with a
+    fresh token of the ServiceAccount, so every call is checked against its RBAC."""
+    token = kube.run(
+        "create", "token", service_account, "-n", namespace, f"--duration={duration}"
+    ).stdout.strip()
+    raw = json.loads(kube.run("config", "view", "--raw", "--minify", "-o", "json").stdout)
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "e2e", "cluster": raw["clusters"][0]["cluster"]}],
+        "users": [{"name": service_account, "user": {"token": token}}],
+        "contexts": [{"name": "sa", "context": {"cluster": "e2e", "user": service_account}}],
+        "current-context": "sa",
+    }
+    path.write_text(json.dumps(config))
+    path.chmod(0o600)
+    return path
+
+
 def install(kube: Kube, workdir: Path) -> Path:
     """Apply manifests/ and return a kubeconfig for the operator's ServiceAccount."""
     kube.run("apply", "-k", str(MANIFESTS))
@@ -46,23 +68,9 @@ def install(kube: Kube, workdir: Path) -> Path:
     kube.run(
         "wait", "--for=condition=Established", "crd/roomcastclusters.roomcast.io", "--timeout=30s"
     )
-    token = kube.run(
-        "create", "token", SERVICE_ACCOUNT, "-n", OPERATOR_NAMESPACE, "--duration=4h"
-    ).stdout.strip()
-    raw = json.loads(kube.run("config", "view", "--raw", "--minify", "-o", "json").stdout)
-    cluster = raw["clusters"][0]["cluster"]
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "e2e", "cluster": cluster}],
-        "users": [{"name": SERVICE_ACCOUNT, "user": {"token": token}}],
-        "contexts": [{"name": "operator", "context": {"cluster": "e2e", "user": SERVICE_ACCOUNT}}],
-        "current-context": "operator",
-    }
-    path = workdir / "operator.kubeconfig"
-    path.write_text(json.dumps(config))
-    path.chmod(0o600)
-    return path
+    return service_account_kubeconfig(
+        kube, OPERATOR_NAMESPACE, SERVICE_ACCOUNT, workdir / "operator.kubeconfig"
+    )
 
 
 #: Operators started by this test session and not stopped: a test that runs an operator of

@@ -8,12 +8,14 @@ kube-proxy programs on this host.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import re
 import signal
 import subprocess
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,13 @@ from e2e import node as real_node
 from e2e.bed import eventually
 from e2e.cluster import Cluster
 from e2e.kube import Kube, Obj
-from e2e.operator.harness import RUNNING, OperatorProcess, serving
+from e2e.operator.harness import (
+    RUNNING,
+    OperatorProcess,
+    service_account_kubeconfig,
+    serving,
+)
+from e2e.pods.traffic import Traffic, namespace_options
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "roomcast"
@@ -213,22 +221,9 @@ class Release:
         node could not)."""
         for other in list(RUNNING):
             other.stop()
-        service_account = f"{self.name}-operator"
-        token = self.kube.run(
-            "create", "token", service_account, "-n", self.namespace, "--duration=2h"
-        ).stdout.strip()
-        raw = json.loads(self.kube.run("config", "view", "--raw", "--minify", "-o", "json").stdout)
-        config = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [{"name": "e2e", "cluster": raw["clusters"][0]["cluster"]}],
-            "users": [{"name": service_account, "user": {"token": token}}],
-            "contexts": [{"name": "op", "context": {"cluster": "e2e", "user": service_account}}],
-            "current-context": "op",
-        }
-        path = self.workdir / "operator.kubeconfig"
-        path.write_text(json.dumps(config))
-        path.chmod(0o600)
+        path = service_account_kubeconfig(
+            self.kube, self.namespace, f"{self.name}-operator", self.workdir / "op.kubeconfig", "2h"
+        )
         os.environ["ROOMCAST_OPERATOR_NAMESPACE"] = self.namespace
         try:
             self.operator = OperatorProcess(path, self.workdir / "operator.log")
@@ -316,8 +311,6 @@ def service_endpoints(namespace: str, service: str) -> set[str]:
 
 def chart_values(redis_url: str, **cluster: Any) -> Obj:
     """Chart values for three server pods on the real node, on the given Redis."""
-    from e2e.pods.traffic import namespace_options
-
     repository, tag = IMAGE.split(":")
     return {
         "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
@@ -340,6 +333,38 @@ def chart_values(redis_url: str, **cluster: Any) -> Obj:
     }
 
 
+@contextlib.asynccontextmanager
+async def loaded(
+    release: Release,
+    *,
+    clients: int,
+    channels: int = 10,
+    per_second: float = 10.0,
+    **cluster: Any,
+) -> AsyncIterator[Traffic]:
+    """Redis and the chart's three server pods on the real node, ``clients`` SDK clients
+    subscribed through the Service and a publisher running; the clients are disconnected
+    on the way out, whatever happened."""
+    redis_url = start_redis(release.kube, release.namespace)
+    release.install(chart_values(redis_url, **cluster))
+    release.wait_serving(IMAGE, timeout=180)
+    ws_url, api_url = release.urls()
+    traffic = Traffic(
+        ws_url,
+        api_url,
+        secret=release.secret("token-hmac-secret"),
+        api_key=release.secret("api-key"),
+        clients=clients,
+        channels=channels,
+    )
+    try:
+        await traffic.start()
+        traffic.start_publishing(per_second)
+        yield traffic
+    finally:
+        await traffic.close()
+
+
 # --- sampling pods' /metrics --------------------------------------------------------------
 
 _SAMPLE = re.compile(r"^(roomcast_[a-z_]+)(\{[^}]*\})?\s+([0-9.eE+-]+)$")
@@ -357,6 +382,13 @@ def scrape(pod_ip: str, timeout: float = 0.5) -> dict[str, float]:
         if match:
             samples[match.group(1) + (match.group(2) or "")] = float(match.group(3))
     return samples
+
+
+def busiest(release: Release) -> tuple[Obj, float]:
+    """The serving pod with the most open connections, and that number."""
+    live = [p for p in release.server_pods() if not p["metadata"].get("deletionTimestamp")]
+    counts = [(p, scrape(p["status"]["podIP"])["roomcast_connections"]) for p in live]
+    return max(counts, key=lambda item: item[1])
 
 
 @dataclass

@@ -22,15 +22,13 @@ from e2e.bed import eventually
 from e2e.pods.harness import (
     IMAGE,
     Release,
-    chart_values,
+    busiest,
     kill_container,
+    loaded,
     pods,
     restarts,
-    scrape,
-    start_redis,
     write_report,
 )
-from e2e.pods.traffic import Traffic
 
 CLIENTS = 200
 
@@ -38,29 +36,12 @@ CLIENTS = 200
 async def test_kill_9_of_a_server_and_of_redis(
     release: Release, node_layout: real_node.NodeLayout
 ) -> None:
-    redis_url = start_redis(release.kube, release.namespace)
-    release.install(chart_values(redis_url))
-    release.wait_serving(IMAGE, timeout=180)
-    ws_url, api_url = release.urls()
-    traffic = Traffic(
-        ws_url,
-        api_url,
-        secret=release.secret("token-hmac-secret"),
-        api_key=release.secret("api-key"),
-        clients=CLIENTS,
-        channels=10,
-    )
     figures: dict[str, object] = {}
-    try:
-        await traffic.start()
-        traffic.start_publishing(per_second=10)
+    async with loaded(release, clients=CLIENTS) as traffic:
         await asyncio.sleep(2)
 
         # 1. SIGKILL the busiest server container.
-        loads = [
-            (p, scrape(p["status"]["podIP"])["roomcast_connections"]) for p in release.server_pods()
-        ]
-        victim, load = max(loads, key=lambda item: item[1])
+        victim, load = busiest(release)
         name = victim["metadata"]["name"]
         started = time.monotonic()
         kill_container(node_layout, victim)
@@ -107,8 +88,6 @@ async def test_kill_9_of_a_server_and_of_redis(
         await asyncio.sleep(2)
         await traffic.stop_publishing()
         await traffic.settle(timeout=90)
-    finally:
-        await traffic.close()
 
     report = traffic.verify()
     write_report("crash", {**report.to_dict(), **figures})

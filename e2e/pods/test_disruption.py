@@ -18,17 +18,8 @@ import json
 import time
 
 from e2e.bed import eventually
-from e2e.kube import KubectlError, Obj
-from e2e.pods.harness import (
-    IMAGE,
-    MetricsWatch,
-    Release,
-    chart_values,
-    scrape,
-    start_redis,
-    write_report,
-)
-from e2e.pods.traffic import Traffic
+from e2e.kube import KubectlError
+from e2e.pods.harness import IMAGE, MetricsWatch, Release, busiest, loaded, write_report
 
 CLIENTS = 200
 DRAIN_WINDOW_SECONDS = 5
@@ -49,87 +40,67 @@ def _evict(release: Release, pod: str) -> tuple[bool, str]:
     return True, ""
 
 
-def _busiest(release: Release) -> tuple[Obj, float]:
-    pods = [p for p in release.server_pods() if not p["metadata"].get("deletionTimestamp")]
-    counts = [(p, scrape(p["status"]["podIP"])["roomcast_connections"]) for p in pods]
-    return max(counts, key=lambda item: item[1])
-
-
 async def test_delete_and_evict_loaded_pods(release: Release) -> None:
-    redis_url = start_redis(release.kube, release.namespace)
-    release.install(chart_values(redis_url))
-    release.wait_serving(IMAGE, timeout=180)
-    ws_url, api_url = release.urls()
-    traffic = Traffic(
-        ws_url,
-        api_url,
-        secret=release.secret("token-hmac-secret"),
-        api_key=release.secret("api-key"),
-        clients=CLIENTS,
-        channels=10,
-    )
     watch = MetricsWatch(release)
     stop_watch = asyncio.Event()
-    watcher = asyncio.create_task(watch.run(stop_watch))
     figures: dict[str, object] = {}
-    try:
-        await traffic.start()
-        traffic.start_publishing(per_second=10)
-        await asyncio.sleep(2)
+    async with loaded(release, clients=CLIENTS) as traffic:
+        watcher = asyncio.create_task(watch.run(stop_watch))
+        try:
+            await asyncio.sleep(2)
 
-        # 1. kubectl delete pod on the busiest pod.
-        victim, load = _busiest(release)
-        deleted = victim["metadata"]["name"]
-        started = time.monotonic()
-        await asyncio.to_thread(
-            release.kube.run, "delete", "pod", deleted, "-n", release.namespace, "--wait=false"
-        )
-        await asyncio.to_thread(release.wait_serving, IMAGE, 120)
-        await asyncio.to_thread(
-            eventually,
-            lambda: deleted not in {p["metadata"]["name"] for p in release.server_pods()},
-            120,
-            what="deleted pod gone",
-        )
-        await asyncio.to_thread(eventually, traffic.all_connected, 60, what="clients back")
-        figures["delete"] = {
-            "pod": deleted,
-            "connections": load,
-            "to_all_connected_seconds": round(time.monotonic() - started, 1),
-        }
-        await asyncio.to_thread(release.wait_serving, IMAGE, 60)
+            # 1. kubectl delete pod on the busiest pod.
+            victim, load = busiest(release)
+            deleted = victim["metadata"]["name"]
+            started = time.monotonic()
+            await asyncio.to_thread(
+                release.kube.run, "delete", "pod", deleted, "-n", release.namespace, "--wait=false"
+            )
+            await asyncio.to_thread(release.wait_serving, IMAGE, 120)
+            await asyncio.to_thread(
+                eventually,
+                lambda: deleted not in {p["metadata"]["name"] for p in release.server_pods()},
+                120,
+                what="deleted pod gone",
+            )
+            await asyncio.to_thread(eventually, traffic.all_connected, 60, what="clients back")
+            figures["delete"] = {
+                "pod": deleted,
+                "connections": load,
+                "to_all_connected_seconds": round(time.monotonic() - started, 1),
+            }
+            await asyncio.to_thread(release.wait_serving, IMAGE, 60)
 
-        # 2. Two evictions back to back: the PDB (maxUnavailable 1) admits one at a time.
-        first, _ = _busiest(release)
-        others = [
-            p["metadata"]["name"]
-            for p in release.server_pods()
-            if p["metadata"]["name"] != first["metadata"]["name"]
-        ]
-        admitted, _ = await asyncio.to_thread(_evict, release, first["metadata"]["name"])
-        assert admitted, "the first eviction must pass the PDB"
-        refused, message = await asyncio.to_thread(_evict, release, others[0])
-        assert not refused and "disruption budget" in message, message
-        evict_started = time.monotonic()
+            # 2. Two evictions back to back: the PDB (maxUnavailable 1) admits one at a time.
+            first, _ = busiest(release)
+            others = [
+                p["metadata"]["name"]
+                for p in release.server_pods()
+                if p["metadata"]["name"] != first["metadata"]["name"]
+            ]
+            admitted, _ = await asyncio.to_thread(_evict, release, first["metadata"]["name"])
+            assert admitted, "the first eviction must pass the PDB"
+            refused, message = await asyncio.to_thread(_evict, release, others[0])
+            assert not refused and "disruption budget" in message, message
+            evict_started = time.monotonic()
 
-        def second_admitted() -> bool:
-            return _evict(release, others[0])[0]
+            def second_admitted() -> bool:
+                return _evict(release, others[0])[0]
 
-        await asyncio.to_thread(eventually, second_admitted, 120, what="second eviction")
-        figures["eviction"] = {
-            "evicted": [first["metadata"]["name"], others[0]],
-            "second_refused_with": message[:160],
-            "second_admitted_after_seconds": round(time.monotonic() - evict_started, 1),
-        }
-        await asyncio.to_thread(release.wait_serving, IMAGE, 120)
-        await asyncio.to_thread(eventually, traffic.all_connected, 60, what="clients back")
-        await asyncio.sleep(2)
-        await traffic.stop_publishing()
-        await traffic.settle(timeout=60)
-    finally:
-        stop_watch.set()
-        await watcher
-        await traffic.close()
+            await asyncio.to_thread(eventually, second_admitted, 120, what="second eviction")
+            figures["eviction"] = {
+                "evicted": [first["metadata"]["name"], others[0]],
+                "second_refused_with": message[:160],
+                "second_admitted_after_seconds": round(time.monotonic() - evict_started, 1),
+            }
+            await asyncio.to_thread(release.wait_serving, IMAGE, 120)
+            await asyncio.to_thread(eventually, traffic.all_connected, 60, what="clients back")
+            await asyncio.sleep(2)
+            await traffic.stop_publishing()
+            await traffic.settle(timeout=60)
+        finally:
+            stop_watch.set()
+            await watcher
 
     report = traffic.verify()
     drains = watch.drains()

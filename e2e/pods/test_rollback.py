@@ -22,16 +22,7 @@ from typing import Any
 
 import pytest
 
-from e2e.pods.harness import (
-    CRASH_IMAGE,
-    IMAGE,
-    REFUSE_IMAGE,
-    Release,
-    chart_values,
-    start_redis,
-    write_report,
-)
-from e2e.pods.traffic import Traffic
+from e2e.pods.harness import CRASH_IMAGE, IMAGE, REFUSE_IMAGE, Release, loaded, write_report
 
 CLIENTS = 100
 HEALTH = {
@@ -50,43 +41,31 @@ HEALTH = {
 async def test_bad_release_is_rolled_back(
     release: Release, bad_image: str, expected_reason: str
 ) -> None:
-    redis_url = start_redis(release.kube, release.namespace)
-    release.install(chart_values(redis_url, rollout={"maxSurge": 1, "healthThresholds": HEALTH}))
-    release.wait_serving(IMAGE, timeout=180)
-    ws_url, api_url = release.urls()
-    traffic = Traffic(
-        ws_url,
-        api_url,
-        secret=release.secret("token-hmac-secret"),
-        api_key=release.secret("api-key"),
-        clients=CLIENTS,
-        channels=10,
-    )
-    try:
-        await traffic.start()
-        traffic.start_publishing(per_second=10)
-        # The first release must have passed its observation to be a rollback target.
-        await asyncio.to_thread(
-            _eventually, lambda: release.status().get("lastGoodRevision"), 120, "a good release"
-        )
-        started = time.monotonic()
-        release.patch_spec({"image": bad_image})
+    rollout = {"maxSurge": 1, "healthThresholds": HEALTH}
+    async with loaded(release, clients=CLIENTS, rollout=rollout) as traffic:
+        try:
+            # The first release must have passed its observation to be a rollback target.
+            await asyncio.to_thread(
+                _eventually, lambda: release.status().get("lastGoodRevision"), 120, "a good release"
+            )
+            started = time.monotonic()
+            release.patch_spec({"image": bad_image})
 
-        def rolled_back() -> bool:
-            return release.serving(IMAGE) and _failed_release(release.status()) is not None
+            def rolled_back() -> bool:
+                return release.serving(IMAGE) and _failed_release(release.status()) is not None
 
-        await asyncio.to_thread(_eventually, rolled_back, 150, "rollback to the old image")
-        rolled_back_s = time.monotonic() - started
-        await asyncio.to_thread(_eventually, traffic.all_connected, 120, "every client connected")
-        serving_all_s = time.monotonic() - started
-        await asyncio.sleep(2)
-        await traffic.stop_publishing()
-        await traffic.settle(timeout=60)
-    except Exception:
-        print(release.operator_log())
-        raise
-    finally:
-        await traffic.close()
+            await asyncio.to_thread(_eventually, rolled_back, 150, "rollback to the old image")
+            rolled_back_s = time.monotonic() - started
+            await asyncio.to_thread(
+                _eventually, traffic.all_connected, 120, "every client connected"
+            )
+            serving_all_s = time.monotonic() - started
+            await asyncio.sleep(2)
+            await traffic.stop_publishing()
+            await traffic.settle(timeout=60)
+        except Exception:
+            print(release.operator_log())
+            raise
 
     failed = _failed_release(release.status())
     assert failed is not None

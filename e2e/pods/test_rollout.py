@@ -14,65 +14,42 @@ import asyncio
 import os
 import time
 
-from e2e.pods.harness import (
-    IMAGE,
-    NEXT_IMAGE,
-    MetricsWatch,
-    Release,
-    chart_values,
-    scrape,
-    start_redis,
-    write_report,
-)
-from e2e.pods.traffic import Traffic
+from e2e.bed import eventually
+from e2e.pods.harness import NEXT_IMAGE, MetricsWatch, Release, loaded, scrape, write_report
 
 CLIENTS = int(os.environ.get("ROOMCAST_E2E_CLIENTS", "500"))
 DRAIN_WINDOW_SECONDS = 5
 
 
 async def test_rolling_update_with_500_clients_loses_nothing(release: Release) -> None:
-    redis_url = start_redis(release.kube, release.namespace)
-    release.install(chart_values(redis_url))
-    release.wait_serving(IMAGE, timeout=180)
-    old_pods = {p["metadata"]["name"] for p in release.server_pods()}
-    ws_url, api_url = release.urls()
-    traffic = Traffic(
-        ws_url,
-        api_url,
-        secret=release.secret("token-hmac-secret"),
-        api_key=release.secret("api-key"),
-        clients=CLIENTS,
-    )
     watch = MetricsWatch(release)
     stop_watch = asyncio.Event()
-    watcher = asyncio.create_task(watch.run(stop_watch))
-    try:
-        await traffic.start()
-        traffic.start_publishing(per_second=20)
-        await asyncio.sleep(3)
+    async with loaded(release, clients=CLIENTS, channels=20, per_second=20) as traffic:
+        old_pods = {p["metadata"]["name"] for p in release.server_pods()}
+        watcher = asyncio.create_task(watch.run(stop_watch))
+        try:
+            await asyncio.sleep(3)
+            before = {
+                p["metadata"]["name"]: scrape(p["status"]["podIP"])["roomcast_connections"]
+                for p in release.server_pods()
+            }
+            rollout_started = time.monotonic()
+            release.patch_spec({"image": NEXT_IMAGE})
+            await asyncio.to_thread(release.wait_serving, NEXT_IMAGE, 240)
+            rollout_s = time.monotonic() - rollout_started
 
-        before = {
-            p["metadata"]["name"]: scrape(p["status"]["podIP"])["roomcast_connections"]
-            for p in release.server_pods()
-        }
-        rollout_started = time.monotonic()
-        release.patch_spec({"image": NEXT_IMAGE})
-        await asyncio.to_thread(release.wait_serving, NEXT_IMAGE, 240)
-        rollout_s = time.monotonic() - rollout_started
+            # Old pods are gone once drained; then let the clients settle.
+            def old_pods_gone() -> bool:
+                return not old_pods & {p["metadata"]["name"] for p in release.server_pods()}
 
-        # Old pods are gone once drained; then let the clients settle and stop publishing.
-        def old_pods_gone() -> bool:
-            return not old_pods & {p["metadata"]["name"] for p in release.server_pods()}
-
-        await asyncio.to_thread(_wait, old_pods_gone, 120)
-        await asyncio.sleep(3)
-        await traffic.stop_publishing()
-        await traffic.settle(timeout=60)
-        settled_s = time.monotonic() - rollout_started
-    finally:
-        stop_watch.set()
-        await watcher
-        await traffic.close()
+            await asyncio.to_thread(eventually, old_pods_gone, 120, what="old pods gone")
+            await asyncio.sleep(3)
+            await traffic.stop_publishing()
+            await traffic.settle(timeout=60)
+            settled_s = time.monotonic() - rollout_started
+        finally:
+            stop_watch.set()
+            await watcher
 
     report = traffic.verify()
     drains = {name: d for name, d in watch.drains().items() if name in old_pods}
@@ -92,9 +69,3 @@ async def test_rolling_update_with_500_clients_loses_nothing(release: Release) -
     assert set(drains) == old_pods, f"pods without a 3001 drain: {old_pods - set(drains)}"
     for name, drain in drains.items():
         assert drain["spread_s"] <= DRAIN_WINDOW_SECONDS + 1.0, (name, drain)
-
-
-def _wait(probe: object, timeout: float) -> None:
-    from e2e.bed import eventually
-
-    eventually(probe, timeout, interval_seconds=0.5, what="old pods gone")  # type: ignore[arg-type]

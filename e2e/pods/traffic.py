@@ -316,13 +316,7 @@ class Traffic:
             for _, code in log.lost_at:
                 codes[str(code)] += 1
         resubscribes = [ctx for log in self.sub_logs for ctx in log.subscribed[1:]]
-        lost = 0
-        for log in self.sub_logs:
-            delivered = {offset for offset, _ in log.deliveries}
-            first = self._first_offset(log)
-            lost += sum(
-                1 for o in self.publisher.acked[log.channel] if o >= first and o not in delivered
-            )
+        lost = self.missing()
         return Report(
             clients=len(self.clients),
             subscriptions=len(self.sub_logs),
