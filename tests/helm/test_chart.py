@@ -264,3 +264,25 @@ def test_notes_tell_how_to_connect_get_a_token_and_publish(helm: str, tmp_path: 
     assert "curl -s -X POST http://localhost:8000/api/publish" in notes
     assert "port-forward svc/roomcast 8000:80" in notes
     assert "ws://localhost:8000/connection/websocket" in notes
+
+
+def test_placement_values_become_the_clusters_placement(helm: str, tmp_path: Path) -> None:
+    values = tmp_path / "placement.yaml"
+    values.write_text(
+        yaml.safe_dump(
+            {
+                "cluster": {
+                    "placement": {
+                        "nodeSelector": {"pool": "realtime"},
+                        "tolerations": [{"key": "dedicated", "operator": "Exists"}],
+                    }
+                }
+            }
+        )
+    )
+    cluster = one(render_chart(helm, values=[values]), "RoomcastCluster")
+    assert cluster["spec"]["placement"] == {
+        "nodeSelector": {"pool": "realtime"},
+        "tolerations": [{"key": "dedicated", "operator": "Exists"}],
+    }
+    assert "placement" not in one(render_chart(helm), "RoomcastCluster")["spec"]

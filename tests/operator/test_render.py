@@ -199,3 +199,27 @@ def test_server_pods_spread_over_zones_and_nodes() -> None:
     ]
     assert all(c["whenUnsatisfiable"] == "ScheduleAnyway" for c in spread)
     assert spread[0]["labelSelector"] == {"matchLabels": render.selector_labels("chat")}
+
+
+def test_placement_reaches_the_pods_and_stays_out_of_the_release() -> None:
+    placement = {
+        "nodeSelector": {"pool": "realtime"},
+        "tolerations": [
+            {"key": "dedicated", "operator": "Equal", "value": "rt", "effect": "NoSchedule"}
+        ],
+        "priorityClassName": "realtime",
+    }
+    spec = make_spec(placement=placement)
+    template = render.pod_template(OWNER, spec, render.release_of(spec), 1)["spec"]
+    assert template["nodeSelector"] == {"pool": "realtime"}
+    assert template["tolerations"] == placement["tolerations"]
+    assert template["priorityClassName"] == "realtime"
+    assert "affinity" not in template
+    # Where pods run is not part of what a rollback restores.
+    assert render.release_of(spec) == render.release_of(make_spec())
+
+
+def test_no_placement_renders_no_scheduling_fields() -> None:
+    spec = make_spec()
+    template = render.pod_template(OWNER, spec, render.release_of(spec), 1)["spec"]
+    assert not {"nodeSelector", "tolerations", "affinity", "priorityClassName"} & set(template)
