@@ -284,9 +284,11 @@ def _authorized(request: web.Request, key: str) -> bool:
             supplied = value.strip()
     if supplied is None:
         supplied = request.query.get("api_key")
-    return (
-        bool(key) and supplied is not None and hmac.compare_digest(supplied.encode(), key.encode())
-    )
+    if not key or supplied is None:
+        return False
+    # Header bytes that are not UTF-8 arrive as surrogate escapes: compare them as the bytes
+    # they were, so a garbled key is a 401 like any other wrong key.
+    return hmac.compare_digest(supplied.encode("utf-8", "surrogateescape"), key.encode())
 
 
 def make_api_handler(node: Node) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:

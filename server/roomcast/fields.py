@@ -28,13 +28,30 @@ def required_str(req: dict[str, Any], key: str) -> str:
     return value
 
 
+INT_LIMIT = 2**64
+"""Offsets, limits and flags are 64-bit on the wire; anything larger is a bad request."""
+_MAX_DIGITS = len(str(INT_LIMIT))
+
+
 def optional_int(req: dict[str, Any], key: str, default: int = 0) -> int:
-    """The integer at ``key`` (numeric strings too, as the Python SDK may send them)."""
+    """The integer at ``key`` (numeric strings too, as the Python SDK may send them).
+
+    Only ASCII digits count: ``str.isdigit`` also accepts "²" and other digits that
+    ``int`` refuses, and a string thousands of digits long costs ``int`` real time.
+    """
     value = req.get(key, default)
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, str) and value.isdigit():
-            return int(value)
-        raise ProtocolError(ErrorCode.BAD_REQUEST, f"{key} must be an integer")
+        if (
+            isinstance(value, str)
+            and 0 < len(value) <= _MAX_DIGITS
+            and value.isascii()
+            and value.isdigit()
+        ):
+            value = int(value)
+        else:
+            raise ProtocolError(ErrorCode.BAD_REQUEST, f"{key} must be an integer")
+    if not -INT_LIMIT < value < INT_LIMIT:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"{key} is out of range")
     return value

@@ -65,6 +65,23 @@ def test_auth_and_methods(
         assert body == b""
 
 
+def test_api_key_that_is_not_utf8_is_a_plain_401(protocol_server: ServerProcess) -> None:
+    """Raw header bytes, as a broken or hostile client sends them: no 500, no traceback."""
+    import socket
+
+    request = (
+        b"POST /api/info HTTP/1.1\r\nHost: x\r\nX-API-Key: \xff\xfe" + API_KEY.encode()
+        + b"\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
+    )  # fmt: skip
+    with socket.create_connection(("127.0.0.1", protocol_server.port), timeout=5) as sock:
+        sock.sendall(request)
+        reply = b""
+        while chunk := sock.recv(4096):
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 401"), reply[:100]
+    assert "Traceback" not in protocol_server.log_path.read_text()
+
+
 def test_transport_error_mode_and_bad_json(protocol_server: ServerProcess) -> None:
     headers = {"X-API-Key": API_KEY, "X-Centrifugo-Error-Mode": "transport"}
     code, body = raw_post(protocol_server, "/api/publish", b"{}", headers)
