@@ -111,7 +111,11 @@ async def serve(settings: Settings, *, dev: bool = False) -> int:
     # is handed to aiohttp (see wsserver.py).
     gateway = Gateway(app[NODE], app[CONNECTIONS], app[FLUSHER][0], http)
     server = await loop.create_server(
-        gateway, settings.http_server.address, settings.http_server.port, reuse_address=True
+        gateway,
+        settings.http_server.address,
+        settings.http_server.port,
+        reuse_address=True,
+        backlog=settings.http_server.accept_backlog,
     )
     port = server.sockets[0].getsockname()[1]
     log.info(

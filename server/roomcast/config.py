@@ -239,6 +239,15 @@ class HttpApiSettings(_Section):
 class HttpServerSettings(_Section):
     address: str = Field("127.0.0.1", description="Listen address.")
     port: int = Field(8000, ge=0, le=65535)
+    accept_backlog: int = Field(
+        4096,
+        ge=1,
+        le=65535,
+        description=(
+            "Connections the kernel queues before they are accepted: sized for the burst of "
+            "reconnects a draining pod sends here (the kernel caps it at net.core.somaxconn)."
+        ),
+    )
 
 
 class RedisSettings(_Section):

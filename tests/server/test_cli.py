@@ -8,11 +8,12 @@ import re
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import jwt
 from centrifuge import Client
 
-from tests.processes import ROOMCAST, SECRET, free_port
+from tests.processes import ROOMCAST, SECRET, free_port, start_server
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -81,3 +82,23 @@ async def test_serve_dev_prints_a_working_token_and_api_key() -> None:
     finally:
         os.kill(process.pid, signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), 60) == 0
+
+
+def test_serve_listens_with_the_configured_accept_backlog() -> None:
+    """A drained pod's clients reconnect at once: the listen queue must hold them
+    (asyncio's default of 100 drops SYNs and stalls clients for seconds)."""
+    somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
+    for wanted in (None, 1000):
+        env = {"ROOMCAST_HTTP_SERVER__ACCEPT_BACKLOG": str(wanted)} if wanted else {}
+        server = start_server(env=env)
+        try:
+            listening = subprocess.run(
+                ["ss", "-Hltn", f"sport = :{server.port}"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.split()
+            # For a listening socket ss shows the backlog as Send-Q.
+            assert int(listening[2]) == min(wanted or 4096, somaxconn), listening
+        finally:
+            server.stop()
