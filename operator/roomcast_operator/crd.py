@@ -358,6 +358,15 @@ SPEC = _obj(
             "additionalProperties": {"type": "string"},
         },
         "placement": PLACEMENT,
+        "imagePullSecrets": {
+            "type": "array",
+            "description": "Secrets for pulling the server image (core LocalObjectReferences).",
+            "items": _obj(
+                {"name": _str("Name of a docker-registry Secret.", minLength=1)},
+                "A Secret in the cluster's namespace.",
+                required=["name"],
+            ),
+        },
         "revisionHistoryLimit": _int("Releases kept for rollback.", minimum=1, default=10),
         "rollbackTo": _int(
             "Roll back to this revision; the operator clears the field once done.", minimum=1

@@ -277,6 +277,8 @@ def pod_template(owner: Owner, spec: ClusterSpec, release: Release, revision: in
     for field in ("nodeSelector", "tolerations", "affinity", "priorityClassName"):
         if spec.placement.get(field):
             pod_spec[field] = copy.deepcopy(spec.placement[field])
+    if spec.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [{"name": name} for name in spec.image_pull_secrets]
     return {
         "metadata": {
             "labels": {**labels(owner.name, release.version), RELEASE_HASH_LABEL: release.hash},

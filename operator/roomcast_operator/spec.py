@@ -103,6 +103,7 @@ class ClusterSpec:
     service_port: int
     pod_annotations: dict[str, str]
     placement: Obj
+    image_pull_secrets: tuple[str, ...]
     revision_history_limit: int
     rollback_to: int | None
     raw: Obj = field(repr=False, compare=False)
@@ -178,6 +179,7 @@ def parse(raw_spec: Obj) -> ClusterSpec:
         service_port=spec["service"]["port"],
         pod_annotations=dict(spec.get("podAnnotations") or {}),
         placement=dict(spec.get("placement") or {}),
+        image_pull_secrets=tuple(ref["name"] for ref in spec.get("imagePullSecrets") or ()),
         revision_history_limit=spec["revisionHistoryLimit"],
         rollback_to=spec.get("rollbackTo"),
         raw=spec,

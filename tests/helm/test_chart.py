@@ -286,3 +286,8 @@ def test_placement_values_become_the_clusters_placement(helm: str, tmp_path: Pat
         "tolerations": [{"key": "dedicated", "operator": "Exists"}],
     }
     assert "placement" not in one(render_chart(helm), "RoomcastCluster")["spec"]
+
+
+def test_image_pull_secrets_reach_the_cluster(helm: str) -> None:
+    cluster = one(render_chart(helm, sets=["imagePullSecrets[0].name=registry"]), "RoomcastCluster")
+    assert cluster["spec"]["imagePullSecrets"] == [{"name": "registry"}]

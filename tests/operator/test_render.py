@@ -223,3 +223,13 @@ def test_no_placement_renders_no_scheduling_fields() -> None:
     spec = make_spec()
     template = render.pod_template(OWNER, spec, render.release_of(spec), 1)["spec"]
     assert not {"nodeSelector", "tolerations", "affinity", "priorityClassName"} & set(template)
+
+
+def test_image_pull_secrets_reach_the_pods() -> None:
+    spec = make_spec(imagePullSecrets=[{"name": "registry"}])
+    template = render.pod_template(OWNER, spec, render.release_of(spec), 1)["spec"]
+    assert template["imagePullSecrets"] == [{"name": "registry"}]
+    assert (
+        "imagePullSecrets"
+        not in render.pod_template(OWNER, make_spec(), render.release_of(make_spec()), 1)["spec"]
+    )
