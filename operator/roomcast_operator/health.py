@@ -3,14 +3,21 @@
 A release fails fast on signals from its own pods (crash loops, pods that never become
 Ready, bad realtime metrics) and at the latest at the progress deadline. It succeeds
 once the Deployment is complete and the pods stayed healthy for the observation period.
+
+A pod still Pending (waiting for a node, pulling its image, creating its container) is
+not judged as unready: a slow scheduler or registry says nothing about the release. It
+fails the release only once Pending longer than the progress deadline, the longest the
+Deployment itself lets a rollout go without progress.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import Enum
 from typing import Any
 
+from .render import REVISION_ANNOTATION
 from .spec import HealthThresholds
 
 Obj = dict[str, Any]
@@ -46,6 +53,14 @@ class PodMetrics:
 
 @dataclass(frozen=True)
 class PodState:
+    """One pod as the judge sees it.
+
+    ``unready_seconds`` counts from the moment the pod last stopped being Ready, or from
+    its container's start if it never was: a missed probe on an old pod is seconds old,
+    not as old as the pod. None stands for "since creation" (``age_seconds``).
+    ``pending_reason`` is set while the pod is Pending; ``age_seconds`` then is how long.
+    """
+
     name: str
     revision: int | None
     ready: bool
@@ -53,6 +68,69 @@ class PodState:
     age_seconds: float
     terminating: bool = False
     metrics: PodMetrics | None = None
+    unready_seconds: float | None = None
+    pending_reason: str | None = None
+
+    @classmethod
+    def from_object(cls, pod: Obj, now: datetime, metrics: PodMetrics | None = None) -> PodState:
+        meta, status = pod["metadata"], pod.get("status") or {}
+        conditions = {c.get("type"): c for c in status.get("conditions") or []}
+        ready_condition = conditions.get("Ready") or {}
+        ready = ready_condition.get("status") == "True"
+        containers = status.get("containerStatuses") or []
+        restarts = sum(c.get("restartCount", 0) for c in containers)
+        revision = (meta.get("annotations") or {}).get(REVISION_ANNOTATION)
+        created = _parse_time(meta.get("creationTimestamp"))
+        pending = status.get("phase", "Pending") == "Pending"
+        unready_since = None
+        if not ready and not pending:
+            unready_since = _parse_time(ready_condition.get("lastTransitionTime")) or created
+            if restarts == 0:
+                # A container that never restarted and never was Ready: count from its start,
+                # not from the scheduling (its image pull was Pending time).
+                starts = [
+                    _parse_time(((c.get("state") or {}).get("running") or {}).get("startedAt"))
+                    for c in containers
+                ]
+                unready_since = max(
+                    [t for t in [unready_since, *starts] if t is not None], default=None
+                )
+        return cls(
+            name=meta["name"],
+            revision=int(revision) if revision and revision.isdigit() else None,
+            ready=ready,
+            restarts=restarts,
+            age_seconds=_seconds_between(created, now),
+            terminating="deletionTimestamp" in meta,
+            metrics=metrics,
+            unready_seconds=None if unready_since is None else _seconds_between(unready_since, now),
+            pending_reason=_pending_reason(status, conditions) if pending else None,
+        )
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+
+
+def _seconds_between(then: datetime | None, now: datetime) -> float:
+    return 0.0 if then is None else max(0.0, (now - then).total_seconds())
+
+
+def _pending_reason(status: Obj, conditions: dict[str, Obj]) -> str:
+    """Why a pod is Pending, in the scheduler's or the kubelet's words."""
+    scheduled = conditions.get("PodScheduled") or {}
+    if scheduled.get("status") == "False":
+        parts = [scheduled.get("reason"), scheduled.get("message")]
+        return ": ".join(str(part) for part in parts if part) or "not scheduled"
+    for container in [
+        *(status.get("initContainerStatuses") or []),
+        *(status.get("containerStatuses") or []),
+    ]:
+        waiting = (container.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason"):
+            message = waiting.get("message")
+            return f"{waiting['reason']}: {message}" if message else str(waiting["reason"])
+    return "Pending"
 
 
 @dataclass(frozen=True)
@@ -128,18 +206,30 @@ def metric_problems(metrics: PodMetrics, age_seconds: float, limits: HealthThres
     return problems
 
 
-def pod_problems(pod: PodState, limits: HealthThresholds) -> tuple[str, str] | None:
-    """(reason, message) for the first threshold a pod breaks, or None."""
+def pod_problems(
+    pod: PodState, limits: HealthThresholds, pending_timeout_seconds: float | None = None
+) -> tuple[str, str] | None:
+    """(reason, message) for the first threshold a pod breaks, or None.
+
+    A Pending pod is judged only against ``pending_timeout_seconds`` (None: not at all).
+    """
     if pod.terminating:
         return None
     if pod.restarts > limits.max_container_restarts:
         return "ContainerRestarts", (
             f"pod {pod.name} restarted {pod.restarts} times (limit {limits.max_container_restarts})"
         )
-    if not pod.ready and pod.age_seconds > limits.ready_timeout_seconds:
+    if pod.pending_reason is not None:
+        if pending_timeout_seconds is not None and pod.age_seconds > pending_timeout_seconds:
+            return "PodPending", (
+                f"pod {pod.name} Pending for {pod.age_seconds:.0f}s (limit "
+                f"{pending_timeout_seconds:.0f}s): {pod.pending_reason}"
+            )
+        return None
+    unready = pod.age_seconds if pod.unready_seconds is None else pod.unready_seconds
+    if not pod.ready and unready > limits.ready_timeout_seconds:
         return "PodNotReady", (
-            f"pod {pod.name} not Ready after {pod.age_seconds:.0f}s (limit "
-            f"{limits.ready_timeout_seconds}s)"
+            f"pod {pod.name} not Ready for {unready:.0f}s (limit {limits.ready_timeout_seconds}s)"
         )
     if pod.metrics is not None:
         problems = metric_problems(pod.metrics, pod.age_seconds, limits)
@@ -162,10 +252,13 @@ def judge_rollout(
     ``elapsed_seconds`` counts from the start of the rollout, ``available_seconds`` from
     the moment it was first complete (None while it never was).
     """
+    # Once complete, the release has shown that its pods schedule and start: a pod Pending
+    # later (an autoscaler's scale-up waiting for a node) is capacity, not the release.
+    pending_timeout = progress_deadline_seconds if available_seconds is None else None
     for pod in pods:
         if pod.revision != revision:
             continue
-        problem = pod_problems(pod, limits)
+        problem = pod_problems(pod, limits, pending_timeout)
         if problem is not None:
             return Verdict(Phase.FAILED, *problem)
     if deployment.deadline_exceeded and not deployment.complete:

@@ -30,32 +30,6 @@ RCC_VERSION = f"{GROUP}/{VERSION}"
 SERVER_PORT = 8000
 
 
-def _age_seconds(timestamp: str | None, now: datetime) -> float:
-    if not timestamp:
-        return 0.0
-    then = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
-    return (now - then).total_seconds()
-
-
-def pod_state(pod: Obj, now: datetime, metrics: PodMetrics | None = None) -> PodState:
-    meta, status = pod["metadata"], pod.get("status") or {}
-    ready = any(
-        c.get("type") == "Ready" and c.get("status") == "True"
-        for c in status.get("conditions") or []
-    )
-    restarts = sum(c.get("restartCount", 0) for c in status.get("containerStatuses") or [])
-    revision = (meta.get("annotations") or {}).get(render.REVISION_ANNOTATION)
-    return PodState(
-        name=meta["name"],
-        revision=int(revision) if revision and revision.isdigit() else None,
-        ready=ready,
-        restarts=restarts,
-        age_seconds=_age_seconds(meta.get("creationTimestamp"), now),
-        terminating="deletionTimestamp" in meta,
-        metrics=metrics,
-    )
-
-
 def rollback_request(body: Obj) -> int | None:
     """``spec.rollbackTo`` or the ``roomcast.io/rollback-to`` annotation."""
     value = (body.get("spec") or {}).get("rollbackTo")
@@ -176,7 +150,7 @@ class Reconciler:
             revisions=revisions,
             deployment=DeploymentState.from_object(deployment) if deployment else None,
             deployment_revision=deployment_revision,
-            pods=[pod_state(p, now, metrics.get(p["metadata"]["name"])) for p in pods],
+            pods=[PodState.from_object(p, now, metrics.get(p["metadata"]["name"])) for p in pods],
             rollback_request=rollback_request(body),
             invalid_spec="; ".join(problems) if problems else None,
         )
