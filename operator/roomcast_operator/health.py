@@ -143,6 +143,8 @@ class DeploymentState:
     ready_replicas: int
     available_replicas: int
     deadline_exceeded: bool
+    last_progress: datetime | None = None
+    """When the Deployment last reported progress (its Progressing condition's update)."""
 
     @property
     def complete(self) -> bool:
@@ -159,10 +161,12 @@ class DeploymentState:
         status = deployment.get("status") or {}
         generation = deployment["metadata"].get("generation", 0)
         observed = status.get("observedGeneration", 0)
+        progressing: Obj = next(
+            (c for c in status.get("conditions") or [] if c.get("type") == "Progressing"), {}
+        )
         # A deadline reported for an older template says nothing about the current one.
-        deadline = observed >= generation and any(
-            c.get("type") == "Progressing" and c.get("reason") == "ProgressDeadlineExceeded"
-            for c in status.get("conditions") or []
+        deadline = (
+            observed >= generation and progressing.get("reason") == "ProgressDeadlineExceeded"
         )
         return cls(
             generation=generation,
@@ -173,6 +177,9 @@ class DeploymentState:
             ready_replicas=status.get("readyReplicas", 0),
             available_replicas=status.get("availableReplicas", 0),
             deadline_exceeded=deadline,
+            last_progress=_parse_time(
+                progressing.get("lastUpdateTime") or progressing.get("lastTransitionTime")
+            ),
         )
 
 
@@ -244,37 +251,42 @@ def judge_rollout(
     revision: int,
     limits: HealthThresholds,
     progress_deadline_seconds: int,
-    elapsed_seconds: float,
+    stalled_seconds: float,
     available_seconds: float | None,
 ) -> Verdict:
     """Decide on the release ``revision`` being rolled out.
 
-    ``elapsed_seconds`` counts from the start of the rollout, ``available_seconds`` from
-    the moment it was first complete (None while it never was).
+    ``stalled_seconds`` counts from the rollout's last progress (the later of its start
+    and the Deployment's last reported progress), ``available_seconds`` from the moment
+    it was first complete (None while it never was). Once complete, the release is in
+    observation: no deadline applies any more, since an autoscaler's scale-up or a
+    replaced pod makes the Deployment incomplete again without saying anything about the
+    release; its new pods are still judged one by one.
     """
+    observing = available_seconds is not None
     # Once complete, the release has shown that its pods schedule and start: a pod Pending
     # later (an autoscaler's scale-up waiting for a node) is capacity, not the release.
-    pending_timeout = progress_deadline_seconds if available_seconds is None else None
+    pending_timeout = None if observing else progress_deadline_seconds
     for pod in pods:
         if pod.revision != revision:
             continue
         problem = pod_problems(pod, limits, pending_timeout)
         if problem is not None:
             return Verdict(Phase.FAILED, *problem)
-    if deployment.deadline_exceeded and not deployment.complete:
-        return Verdict(
-            Phase.FAILED,
-            "ProgressDeadlineExceeded",
-            f"revision {revision} not available within {progress_deadline_seconds}s",
-        )
-    if not deployment.complete:
-        # The Deployment controller reports the deadline; this is the backstop when it
-        # cannot (for instance while the operator itself was down).
-        if elapsed_seconds > progress_deadline_seconds + 30:
+    if not deployment.complete and not observing:
+        if deployment.deadline_exceeded:
             return Verdict(
                 Phase.FAILED,
                 "ProgressDeadlineExceeded",
-                f"revision {revision} not available after {elapsed_seconds:.0f}s",
+                f"revision {revision} not available within {progress_deadline_seconds}s",
+            )
+        # The Deployment controller reports the deadline; this is the backstop when it
+        # cannot (for instance while the operator itself was down).
+        if stalled_seconds > progress_deadline_seconds + 30:
+            return Verdict(
+                Phase.FAILED,
+                "ProgressDeadlineExceeded",
+                f"revision {revision} made no progress for {stalled_seconds:.0f}s",
             )
         return Verdict(
             Phase.PROGRESSING,
@@ -286,6 +298,20 @@ def judge_rollout(
         return Verdict(
             Phase.OBSERVING,
             "ObservingRelease",
-            f"revision {revision} available; watching it for {limits.observation_seconds}s",
+            f"revision {revision} available; watching it for {limits.observation_seconds}s"
+            + _scaling(deployment),
+        )
+    if not deployment.complete:
+        return Verdict(
+            Phase.OBSERVING,
+            "ObservingRelease",
+            f"revision {revision} observed; waiting for the Deployment to settle"
+            + _scaling(deployment),
         )
     return Verdict(Phase.SUCCEEDED, "ReleaseHealthy", f"revision {revision} is healthy")
+
+
+def _scaling(deployment: DeploymentState) -> str:
+    if deployment.complete:
+        return ""
+    return f" ({deployment.available_replicas}/{deployment.desired_replicas} pods available)"

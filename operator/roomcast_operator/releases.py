@@ -205,13 +205,18 @@ def _judge(spec: ClusterSpec, observed: Observed, record: Obj, now: datetime) ->
     revision = record["revision"]
     if observed.deployment is None or observed.deployment_revision != revision:
         return Verdict(Phase.PROGRESSING, "Applying", f"applying revision {revision}")
+    # The deadline runs from the rollout's last progress, not its start: a long rollout
+    # that keeps moving is not stalled. A progress report older than the rollout is not its.
+    started = _parse_time(record.get("started"))
+    progress = observed.deployment.last_progress
+    since = max(started, progress) if started and progress else started or progress
     return judge_rollout(
         observed.deployment,
         observed.pods,
         revision,
         spec.rollout.health,
         spec.rollout.progress_deadline_seconds,
-        _seconds_since(record.get("started"), now) or 0.0,
+        0.0 if since is None else (now - since).total_seconds(),
         _seconds_since(record.get("available"), now),
     )
 
