@@ -59,6 +59,7 @@ class PodState:
     its container's start if it never was: a missed probe on an old pod is seconds old,
     not as old as the pod. None stands for "since creation" (``age_seconds``).
     ``pending_reason`` is set while the pod is Pending; ``age_seconds`` then is how long.
+    ``unscrapable``: the operator tried to read the pod's /metrics and could not.
     """
 
     name: str
@@ -70,9 +71,16 @@ class PodState:
     metrics: PodMetrics | None = None
     unready_seconds: float | None = None
     pending_reason: str | None = None
+    unscrapable: bool = False
 
     @classmethod
-    def from_object(cls, pod: Obj, now: datetime, metrics: PodMetrics | None = None) -> PodState:
+    def from_object(
+        cls,
+        pod: Obj,
+        now: datetime,
+        metrics: PodMetrics | None = None,
+        unscrapable: bool = False,
+    ) -> PodState:
         meta, status = pod["metadata"], pod.get("status") or {}
         conditions = {c.get("type"): c for c in status.get("conditions") or []}
         ready_condition = conditions.get("Ready") or {}
@@ -105,6 +113,7 @@ class PodState:
             metrics=metrics,
             unready_seconds=None if unready_since is None else _seconds_between(unready_since, now),
             pending_reason=_pending_reason(status, conditions) if pending else None,
+            unscrapable=unscrapable,
         )
 
 
@@ -262,8 +271,20 @@ def judge_rollout(
     observation: no deadline applies any more, since an autoscaler's scale-up or a
     replaced pod makes the Deployment incomplete again without saying anything about the
     release; its new pods are still judged one by one.
+
+    A pod whose /metrics the operator could not read has no metrics gates, so it is never
+    passed over in silence: every message names the release's unscrapable pods. And a
+    release is not called healthy on no data: after its observation period it succeeds
+    only on a pass that read /metrics from at least one of its pods; while none answers,
+    it stays in observation (inconclusive, reason MetricsUnavailable) and is neither
+    rolled back nor recorded as good. The judge keeps no history, so this is asked of the
+    pass that would end the observation, not of every pass in it. With scraping turned
+    off in the operator's settings no pod is unscrapable and the gates are simply off.
     """
     observing = available_seconds is not None
+    live = [p for p in pods if p.revision == revision and not p.terminating]
+    silent = [p.name for p in live if p.unscrapable]
+    unscraped = f"; no /metrics from {', '.join(silent)}" if silent else ""
     # Once complete, the release has shown that its pods schedule and start: a pod Pending
     # later (an autoscaler's scale-up waiting for a node) is capacity, not the release.
     pending_timeout = None if observing else progress_deadline_seconds
@@ -292,23 +313,33 @@ def judge_rollout(
             Phase.PROGRESSING,
             "RollingUpdate",
             f"revision {revision}: {deployment.updated_replicas}/{deployment.desired_replicas}"
-            f" updated, {deployment.available_replicas} available",
+            f" updated, {deployment.available_replicas} available{unscraped}",
         )
     if available_seconds is None or available_seconds < limits.observation_seconds:
         return Verdict(
             Phase.OBSERVING,
             "ObservingRelease",
             f"revision {revision} available; watching it for {limits.observation_seconds}s"
-            + _scaling(deployment),
+            + _scaling(deployment)
+            + unscraped,
         )
     if not deployment.complete:
         return Verdict(
             Phase.OBSERVING,
             "ObservingRelease",
             f"revision {revision} observed; waiting for the Deployment to settle"
-            + _scaling(deployment),
+            + _scaling(deployment)
+            + unscraped,
         )
-    return Verdict(Phase.SUCCEEDED, "ReleaseHealthy", f"revision {revision} is healthy")
+    if live and len(silent) == len(live):
+        return Verdict(
+            Phase.OBSERVING,
+            "MetricsUnavailable",
+            f"revision {revision} observed for {limits.observation_seconds}s but the /metrics "
+            f"of none of its pods could be read ({', '.join(silent)}); waiting for one to "
+            "answer before calling it healthy",
+        )
+    return Verdict(Phase.SUCCEEDED, "ReleaseHealthy", f"revision {revision} is healthy{unscraped}")
 
 
 def _scaling(deployment: DeploymentState) -> str:

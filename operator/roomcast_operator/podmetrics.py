@@ -1,7 +1,9 @@
 """Reading the realtime signals a Roomcast pod exports on /metrics.
 
-The operator scrapes new pods directly (it needs no Prometheus for release decisions);
-a pod it cannot reach simply has no metrics, which never fails a release by itself.
+The operator scrapes new pods directly (it needs no Prometheus for release decisions).
+A pod it cannot reach has no metrics: that never fails a release by itself, but the pod
+is named in the release's condition, and a release none of whose pods answers is not
+called healthy (see ``health.judge_rollout``).
 """
 
 from __future__ import annotations

@@ -150,7 +150,16 @@ class Reconciler:
             revisions=revisions,
             deployment=DeploymentState.from_object(deployment) if deployment else None,
             deployment_revision=deployment_revision,
-            pods=[PodState.from_object(p, now, metrics.get(p["metadata"]["name"])) for p in pods],
+            pods=[
+                PodState.from_object(
+                    p,
+                    now,
+                    metrics.get(p["metadata"]["name"]),
+                    unscrapable=p["metadata"]["name"] in metrics
+                    and metrics[p["metadata"]["name"]] is None,
+                )
+                for p in pods
+            ],
             rollback_request=rollback_request(body),
             invalid_spec="; ".join(problems) if problems else None,
         )
@@ -164,7 +173,9 @@ class Reconciler:
                     raise
         # The status is the operator's memory and records the decision before it is carried
         # out: a pass that fails halfway is finished by the next one, never re-decided.
-        plan.status["connections"] = int(sum(m.connections for m in metrics.values()))
+        plan.status["connections"] = int(
+            sum(m.connections for m in metrics.values() if m is not None)
+        )
         if plan.status != status:
             await kube.merge_patch(path + "/status", {"status": _with_nulls(status, plan.status)})
         if plan.run is not None:
@@ -193,7 +204,8 @@ class Reconciler:
                 )
         await self._prune_revisions(owner, spec, plan.status, revisions)
 
-    async def _scrape(self, pods: list[Obj]) -> dict[str, PodMetrics]:
+    async def _scrape(self, pods: list[Obj]) -> dict[str, PodMetrics | None]:
+        """Metrics of every pod with an address; None for those that did not answer."""
         if not self.settings.scrape_metrics:
             return {}
         targets = [
@@ -205,7 +217,7 @@ class Reconciler:
         results = await asyncio.gather(
             *(podmetrics.scrape(ip, SERVER_PORT, timeout) for _, ip in targets)
         )
-        return {name: m for (name, _), m in zip(targets, results, strict=True) if m is not None}
+        return {name: m for (name, _), m in zip(targets, results, strict=True)}
 
     async def _prune_revisions(
         self, owner: Owner, spec: ClusterSpec, status: Obj, revisions: list[Revision]
