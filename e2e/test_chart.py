@@ -108,7 +108,7 @@ def operator_for_release(
         )
         for other in list(RUNNING):  # the operator suite's cluster-wide one, if still up
             other.stop()
-        process = OperatorProcess(path, tmp_path / "operator.log")
+        process = OperatorProcess(path, tmp_path / "operator.log", scrape_metrics=False)
         process.start()
         return process
 

@@ -18,7 +18,7 @@ def roomcast_operator(
 ) -> Iterator[OperatorProcess]:
     workdir = tmp_path_factory.mktemp("operator")
     kubeconfig = install(cluster.kube, workdir)
-    process = OperatorProcess(kubeconfig, workdir / "operator.log")
+    process = OperatorProcess(kubeconfig, workdir / "operator.log", scrape_metrics=False)
     request.config.stash[OPERATOR_KEY] = process
     process.start()
     try:
