@@ -16,7 +16,8 @@ import pytest
 from e2e import node as real_node
 from e2e.bed import tools_bin_dir
 from e2e.cluster import Cluster
-from e2e.pods.harness import Release, build_and_import_images
+from e2e.pods.images import build_and_import_images
+from e2e.pods.release import Release
 
 
 @pytest.fixture(scope="session")

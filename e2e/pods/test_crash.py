@@ -19,16 +19,11 @@ import time
 
 from e2e import node as real_node
 from e2e.bed import eventually
-from e2e.pods.harness import (
-    IMAGE,
-    Release,
-    busiest,
-    kill_container,
-    loaded,
-    pods,
-    restarts,
-    write_report,
-)
+from e2e.pods.images import IMAGE
+from e2e.pods.release import Release, loaded
+from e2e.pods.report import write_report
+from e2e.pods.watch import busiest
+from e2e.pods.workloads import kill_container, pods, restarts
 
 CLIENTS = 200
 

@@ -19,7 +19,10 @@ import time
 
 from e2e.bed import eventually
 from e2e.kube import KubectlError
-from e2e.pods.harness import IMAGE, MetricsWatch, Release, busiest, loaded, write_report
+from e2e.pods.images import IMAGE
+from e2e.pods.release import Release, loaded
+from e2e.pods.report import write_report
+from e2e.pods.watch import MetricsWatch, busiest
 
 CLIENTS = 200
 DRAIN_WINDOW_SECONDS = 5

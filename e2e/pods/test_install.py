@@ -18,8 +18,12 @@ from tests.jsclient import JsClient, js_sdk_available
 
 from e2e import node as real_node
 from e2e.bed import eventually
-from e2e.pods.harness import IMAGE, Release, chart_values, scrape, start_redis, write_report
+from e2e.pods.images import IMAGE
+from e2e.pods.release import Release, chart_values
+from e2e.pods.report import write_report
 from e2e.pods.traffic import NAMESPACE, connection_token
+from e2e.pods.watch import scrape
+from e2e.pods.workloads import start_redis
 
 pytestmark = pytest.mark.skipif(
     not js_sdk_available(), reason="node or tests/js/node_modules missing: run `make install`"

@@ -13,7 +13,9 @@ import socket
 from e2e import node as real_node
 from e2e.bed import eventually
 from e2e.cluster import Cluster
-from e2e.pods.harness import REDIS_IMAGE, service_endpoints, start_redis
+from e2e.pods.images import REDIS_IMAGE
+from e2e.pods.release import service_endpoints
+from e2e.pods.workloads import start_redis
 
 
 def test_node_registered_tainted_and_labelled(cluster: Cluster) -> None:

@@ -22,7 +22,9 @@ from typing import Any
 
 import pytest
 
-from e2e.pods.harness import CRASH_IMAGE, IMAGE, REFUSE_IMAGE, Release, loaded, write_report
+from e2e.pods.images import CRASH_IMAGE, IMAGE, REFUSE_IMAGE
+from e2e.pods.release import Release, loaded
+from e2e.pods.report import write_report
 
 CLIENTS = 100
 HEALTH = {

@@ -15,7 +15,10 @@ import os
 import time
 
 from e2e.bed import eventually
-from e2e.pods.harness import NEXT_IMAGE, MetricsWatch, Release, loaded, scrape, write_report
+from e2e.pods.images import NEXT_IMAGE
+from e2e.pods.release import Release, loaded
+from e2e.pods.report import write_report
+from e2e.pods.watch import MetricsWatch, scrape
 
 CLIENTS = int(os.environ.get("ROOMCAST_E2E_CLIENTS", "500"))
 DRAIN_WINDOW_SECONDS = 5
