@@ -203,6 +203,29 @@ class Reconciler:
                     "event %s for %s/%s not posted: %s", event.reason, namespace, name, error
                 )
         await self._prune_revisions(owner, spec, plan.status, revisions)
+        await self._mark_deletion_costs(namespace, pods, metrics)
+
+    async def _mark_deletion_costs(
+        self, namespace: str, pods: list[Obj], metrics: dict[str, PodMetrics | None]
+    ) -> None:
+        """Annotate each serving pod with its bucketed connection count, which the
+        ReplicaSet controller reads to pick the pod to remove on scale-in."""
+        for pod in pods:
+            meta = pod["metadata"]
+            scraped = metrics.get(meta["name"])
+            if scraped is None or meta.get("deletionTimestamp"):
+                continue
+            cost = str(render.deletion_cost(scraped.connections))
+            if (meta.get("annotations") or {}).get(render.DELETION_COST_ANNOTATION) == cost:
+                continue
+            try:
+                await self.kube.merge_patch(
+                    object_path("v1", "Pod", namespace, meta["name"]),
+                    {"metadata": {"annotations": {render.DELETION_COST_ANNOTATION: cost}}},
+                )
+            except ApiError as error:
+                if error.status != 404:  # gone meanwhile: nothing to mark
+                    raise
 
     async def _scrape(self, pods: list[Obj]) -> dict[str, PodMetrics | None]:
         """Metrics of every pod with an address; None for those that did not answer."""

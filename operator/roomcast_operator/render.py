@@ -288,6 +288,21 @@ def pod_template(owner: Owner, spec: ClusterSpec, release: Release, revision: in
     }
 
 
+DELETION_COST_ANNOTATION = "controller.kubernetes.io/pod-deletion-cost"
+
+
+def deletion_cost(connections: float) -> int:
+    """A pod's deletion cost from its open connections, so scale-in removes the emptiest
+    pod first and moves the fewest clients.
+
+    Bucketed by powers of two (0, 1, 2, 4, 8, ...): the annotation changes only when a
+    pod's load halves or doubles, not on every connect, so it costs few API writes while
+    still telling a busy pod from an idle one.
+    """
+    count = int(connections)
+    return 0 if count <= 0 else 1 << (count.bit_length() - 1)
+
+
 def desired_replicas(spec: ClusterSpec, current: int | None) -> int:
     """minReplicas, or when autoscaled the live count clamped to [min, max].
 

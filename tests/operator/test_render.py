@@ -233,3 +233,13 @@ def test_image_pull_secrets_reach_the_pods() -> None:
         "imagePullSecrets"
         not in render.pod_template(OWNER, make_spec(), render.release_of(make_spec()), 1)["spec"]
     )
+
+
+def test_deletion_cost_buckets_connections_by_powers_of_two() -> None:
+    costs = {n: render.deletion_cost(n) for n in (0, 1, 2, 3, 4, 7, 8, 150, 255, 256, 5000)}
+    assert costs == {
+        0: 0, 1: 1, 2: 2, 3: 2, 4: 4, 7: 4, 8: 8, 150: 128, 255: 128, 256: 256, 5000: 4096,
+    }  # fmt: skip
+    # Order is kept between buckets: a busier pod never costs less to delete.
+    values = [render.deletion_cost(n) for n in range(2000)]
+    assert values == sorted(values)
