@@ -106,6 +106,7 @@ class Client:
         "_expiry_timer",
         "_loop",
         "_rejections",
+        "_rejections_since",
         "conn_info",
         "expire_at",
         "heartbeat_slot",
@@ -137,6 +138,7 @@ class Client:
         rate = client_settings.command_rate_limit
         self._bucket = TokenBucket(rate.rate_per_second, rate.burst, time.monotonic())
         self._rejections = 0
+        self._rejections_since = 0.0
         loop = asyncio.get_running_loop()
         self._loop = loop
         node.heartbeat.watch_stale(self, time.monotonic() + client_settings.stale_close_delay)
@@ -184,15 +186,18 @@ class Client:
         if (self.state is ClientState.CONNECTING) != (method == "connect"):
             self.disconnect(DisconnectCode.BAD_REQUEST)  # connect must come first, and once
             return
-        if not self._bucket.take(time.monotonic()):
+        now = time.monotonic()
+        if not self._bucket.take(now):
+            limit = self.node.settings.client.command_rate_limit
+            if now - self._rejections_since > limit.rejection_window:
+                self._rejections, self._rejections_since = 0, now
             self._rejections += 1
             self.node.metrics.commands[(method or "unknown", "rate_limited")] += 1
-            if self._rejections >= self.node.settings.client.command_rate_limit.max_rejections:
+            if self._rejections >= limit.max_rejections:
                 self.disconnect(DisconnectCode.TOO_MANY_REQUESTS)
             else:
                 self._error(cmd_id, ProtocolError(ErrorCode.TOO_MANY_REQUESTS))
             return
-        self._rejections = 0
         if method is None:
             self.node.metrics.commands[("unknown", "error")] += 1
             self._error(cmd_id, ProtocolError(ErrorCode.BAD_REQUEST, "unknown method"))

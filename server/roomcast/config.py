@@ -178,7 +178,15 @@ class RateLimit(_Section):
     rate_per_second: float = Field(100.0, gt=0, description="Commands per second, sustained.")
     burst: int = Field(200, gt=0, description="Commands allowed in a burst.")
     max_rejections: int = Field(
-        50, gt=0, description="Rejected commands in a row before the 3013 disconnect."
+        50,
+        gt=0,
+        description=(
+            "Rejected commands within rejection_window before the 3013 disconnect; allowed "
+            "commands in between do not reset the count, so a steady flooder is cut too."
+        ),
+    )
+    rejection_window: Seconds = Field(
+        10.0, gt=0, description="The window max_rejections is counted over."
     )
 
 

@@ -123,6 +123,25 @@ async def test_rate_limit_replies_111_then_disconnects_3013(server_factory) -> N
         assert await c.closed() == 3013
 
 
+async def test_steady_flooder_is_cut_although_some_commands_pass(server_factory) -> None:  # type: ignore[no-untyped-def]
+    """At 1.5 times the rate, every third command is refused and the others pass: the
+    refusals still add up within the window and end in 3013."""
+    limits = {"rate_per_second": 20, "burst": 20, "max_rejections": 30}
+    server = server_factory({**PROTOCOL_CONFIG, "client": {"command_rate_limit": limits}})
+    async with await RawClient.open(server.ws_url) as c:
+        await c.connect(token())
+        # Read everything (replies, then the close) while sending, as a real client does.
+        reader = asyncio.create_task(c.closed(timeout=15))
+        for i in range(20):  # spend the burst
+            await c.send({"id": 100 + i, "presence_stats": {"channel": "a"}})
+        for i in range(300):  # 30 per second for up to 10 s
+            if reader.done():
+                break
+            await c.send({"id": 1000 + i, "presence_stats": {"channel": "a"}})
+            await asyncio.sleep(1 / 30)
+        assert await reader == 3013
+
+
 async def test_flood_does_not_hurt_other_clients(server_factory) -> None:  # type: ignore[no-untyped-def]
     limits = {"rate_per_second": 50, "burst": 50, "max_rejections": 1000}
     server = server_factory({**PROTOCOL_CONFIG, "client": {"command_rate_limit": limits}})
