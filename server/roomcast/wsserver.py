@@ -182,9 +182,11 @@ class ConnectionProtocol(asyncio.Protocol):
         head = self._head
         head += data
         end = head.find(b"\r\n\r\n")
+        # The limit holds however the head arrives: in pieces, or whole in one read.
+        if (end if end >= 0 else len(head)) > MAX_HEAD_BYTES:
+            self._reject(431, "request head too large")
+            return
         if end < 0:
-            if len(head) > MAX_HEAD_BYTES:
-                self._reject(431, "request head too large")
             return
         line_end = head.find(b"\r\n")
         parts = bytes(head[:line_end]).split(b" ")

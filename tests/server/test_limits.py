@@ -225,6 +225,27 @@ async def test_upgrade_headers_dribble_is_cut(server_factory) -> None:  # type: 
         assert "connect" in await c.connect(token())
 
 
+@pytest.mark.parametrize("pieces", [1, 8], ids=["whole", "in-pieces"])
+async def test_request_head_over_16_kib_is_refused_431(  # type: ignore[no-untyped-def]
+    protocol_server, pieces: int
+) -> None:
+    head = (
+        b"GET /connection/websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nX-Big: " + b"a" * 20_000 + b"\r\n\r\n"
+    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", protocol_server.port)
+    try:
+        step = len(head) // pieces + 1
+        for first in range(0, len(head), step):
+            writer.write(head[first : first + step])
+            await writer.drain()
+            await asyncio.sleep(0.05)
+        data = await asyncio.wait_for(reader.read(), 5)
+    finally:
+        writer.close()
+    assert data.startswith(b"HTTP/1.1 431 "), data[:80]
+
+
 def _raw_ws_socket(port: int, recv_buffer: int) -> socket.socket:
     """A WebSocket opened by hand with a small receive buffer, for slow-reader tests."""
     sock = socket.socket()
