@@ -45,7 +45,8 @@ class ConnectionLost(EngineUnavailable):
 
 @dataclass(frozen=True, slots=True)
 class RedisAddress:
-    """Where one Redis listens and how to log in: parsed from a redis:// or rediss:// URL."""
+    """Where one Redis listens and how to log in: parsed from a redis://, rediss:// or
+    unix:// URL."""
 
     host: str = "127.0.0.1"
     port: int = 6379
@@ -57,6 +58,8 @@ class RedisAddress:
     tls_ca_file: str | None = None
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
+    unix_path: str | None = None
+    """A Unix socket (unix:///run/redis.sock?db=1) instead of host and port."""
 
     @classmethod
     def parse(
@@ -68,7 +71,8 @@ class RedisAddress:
         tls_cert_file: str | None = None,
         tls_key_file: str | None = None,
     ) -> RedisAddress:
-        """``redis://[user:pass@]host:port/db``; rediss:// for TLS.
+        """``redis://[user:pass@]host:port/db``; rediss:// for TLS; ``unix:///path?db=N``
+        for a Unix socket (the database only as a query option, the path being the file).
 
         Query options override the keyword defaults (redis-py's names):
         ``ssl_cert_reqs=none`` skips certificate checks, ``ssl_ca_certs=/path`` names a
@@ -77,10 +81,16 @@ class RedisAddress:
         if "://" not in url:
             url = "redis://" + url
         parts = urlsplit(url)
-        if parts.scheme not in ("redis", "rediss"):
+        if parts.scheme not in ("redis", "rediss", "unix"):
             raise ValueError(f"unsupported Redis URL scheme {parts.scheme!r}")
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        path = parts.path.strip("/")
+        unix_path = None
+        if parts.scheme == "unix":
+            if not parts.path or parts.path == "/":
+                raise ValueError("a unix:// Redis URL needs the socket's path")
+            unix_path, path = parts.path, ""
+        else:
+            path = parts.path.strip("/")
         db = int(path) if path else int(query.get("db", 0))
         return cls(
             host=parts.hostname or "127.0.0.1",
@@ -97,6 +107,7 @@ class RedisAddress:
             tls_ca_file=query.get("ssl_ca_certs", tls_ca_file),
             tls_cert_file=query.get("ssl_certfile", tls_cert_file),
             tls_key_file=query.get("ssl_keyfile", tls_key_file),
+            unix_path=unix_path,
         )
 
     def with_endpoint(self, host: str, port: int) -> RedisAddress:
@@ -115,6 +126,8 @@ class RedisAddress:
         return context
 
     def __str__(self) -> str:
+        if self.unix_path is not None:
+            return f"unix://{self.unix_path}?db={self.db}"
         return f"{'rediss' if self.tls else 'redis'}://{self.host}:{self.port}/{self.db}"
 
 
@@ -282,9 +295,15 @@ async def open_connection(
     """Connect, log in and select the database; raises ConnectionLost or RedisReplyError."""
     loop = asyncio.get_running_loop()
     context = address.ssl_context()
+
+    def protocol() -> RedisConnection:
+        return RedisConnection(on_message, on_confirm, on_redirect)
+
     connecting = asyncio.ensure_future(
-        loop.create_connection(
-            lambda: RedisConnection(on_message, on_confirm, on_redirect),
+        loop.create_unix_connection(protocol, address.unix_path)
+        if address.unix_path is not None
+        else loop.create_connection(
+            protocol,
             address.host,
             address.port,
             ssl=context,

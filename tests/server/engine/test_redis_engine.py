@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
+import redis
 
 from roomcast.engine import ClientInfo, EngineUnavailable, HistoryOptions, Publication
 from roomcast.engine.redis import RedisEngine, jump_hash
@@ -79,6 +81,23 @@ async def test_two_nodes_share_publications_and_history(
     await a.publish("news", Publication(b"2"), history=HISTORY)
     await asyncio.sleep(0.2)
     assert b_events.offsets("news") == [1]
+
+
+async def test_unix_socket_url(tmp_path: Path, engines: list[RedisEngine]) -> None:
+    """A Redis reached by a Unix socket (a sidecar, or Redis on the same host)."""
+    socket_path = tmp_path / "redis.sock"
+    with RedisServer("--unixsocket", str(socket_path), "--unixsocketperm", "700") as server:
+        url = f"unix://{socket_path}?db=3"
+        a, _ = await start(engines, url, prefix="unix")
+        b, b_events = await start(engines, url, prefix="unix")
+        await b.subscribe("news")
+        position = await a.publish("news", Publication(b"1"), history=HISTORY)
+        await eventually(lambda: b_events.offsets("news") == [1])
+        assert (await b.history("news", history=HISTORY, since=None, limit=-1)).position == position
+        with redis.Redis(unix_socket_path=str(socket_path), db=3) as conn:
+            assert conn.dbsize() > 0  # the URL's database, not 0
+        with server.client() as conn:
+            assert conn.dbsize() == 0
 
 
 async def test_a_hole_is_filled_from_the_stream_in_order(
