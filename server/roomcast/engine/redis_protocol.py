@@ -112,7 +112,7 @@ class RedisAddress:
 
     def with_endpoint(self, host: str, port: int) -> RedisAddress:
         """The same credentials on another server (a Sentinel master, a cluster node)."""
-        return dataclasses.replace(self, host=host, port=port)
+        return dataclasses.replace(self, host=host, port=port, unix_path=None)
 
     def ssl_context(self) -> ssl.SSLContext | None:
         if not self.tls:
