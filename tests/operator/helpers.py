@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from roomcast_operator.health import DeploymentState
 from roomcast_operator.render import Owner
 from roomcast_operator.spec import ClusterSpec, parse
 
@@ -12,3 +13,17 @@ OWNER = Owner(name="chat", namespace="prod", uid="1234-abcd")
 
 def make_spec(**fields: Any) -> ClusterSpec:
     return parse({"image": "ghcr.io/roomcast/roomcast:1.0.0", **fields})
+
+
+def complete_deployment(replicas: int = 3) -> DeploymentState:
+    """A Deployment whose newest template serves every desired pod."""
+    return DeploymentState(
+        generation=2,
+        observed_generation=2,
+        replicas=replicas,
+        desired_replicas=replicas,
+        updated_replicas=replicas,
+        ready_replicas=replicas,
+        available_replicas=replicas,
+        deadline_exceeded=False,
+    )

@@ -9,23 +9,14 @@ from roomcast_operator import render
 from roomcast_operator.health import DeploymentState, Phase, PodState, judge_rollout
 from roomcast_operator.releases import Observed, Plan, Revision, decide
 
-from .helpers import make_spec
+from .helpers import complete_deployment, make_spec
 
 SPEC = make_spec()  # progressDeadlineSeconds 180, observationSeconds 30
 LIMITS = SPEC.rollout.health
 DEADLINE = SPEC.rollout.progress_deadline_seconds
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 
-COMPLETE = DeploymentState(
-    generation=2,
-    observed_generation=2,
-    replicas=3,
-    desired_replicas=3,
-    updated_replicas=3,
-    ready_replicas=3,
-    available_replicas=3,
-    deadline_exceeded=False,
-)
+COMPLETE = complete_deployment(3)
 ROLLING = dataclasses.replace(COMPLETE, replicas=4, updated_replicas=1)
 # An autoscaler asked for a fourth pod, which is not available yet.
 SCALING = dataclasses.replace(COMPLETE, replicas=4, desired_replicas=4, updated_replicas=4)

@@ -13,20 +13,11 @@ from roomcast_operator.health import (
     metric_problems,
 )
 
-from .helpers import make_spec
+from .helpers import complete_deployment, make_spec
 
 LIMITS = make_spec().rollout.health
 
-COMPLETE = DeploymentState(
-    generation=2,
-    observed_generation=2,
-    replicas=3,
-    desired_replicas=3,
-    updated_replicas=3,
-    ready_replicas=3,
-    available_replicas=3,
-    deadline_exceeded=False,
-)
+COMPLETE = complete_deployment(3)
 ROLLING = dataclasses.replace(COMPLETE, replicas=4, updated_replicas=1, available_replicas=3)
 
 

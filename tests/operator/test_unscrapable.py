@@ -7,26 +7,17 @@ from datetime import UTC, datetime, timedelta
 
 from roomcast_operator import render
 from roomcast_operator.conditions import find
-from roomcast_operator.health import DeploymentState, Phase, PodMetrics, PodState, judge_rollout
+from roomcast_operator.health import Phase, PodMetrics, PodState, judge_rollout
 from roomcast_operator.releases import Observed, Revision, decide
 
-from .helpers import make_spec
+from .helpers import complete_deployment, make_spec
 
 SPEC = make_spec()
 LIMITS = SPEC.rollout.health
 OBSERVED = LIMITS.observation_seconds
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 
-COMPLETE = DeploymentState(
-    generation=2,
-    observed_generation=2,
-    replicas=2,
-    desired_replicas=2,
-    updated_replicas=2,
-    ready_replicas=2,
-    available_replicas=2,
-    deadline_exceeded=False,
-)
+COMPLETE = complete_deployment(2)
 ROLLING = dataclasses.replace(COMPLETE, replicas=3, updated_replicas=1)
 
 
