@@ -181,7 +181,7 @@ def chart_values(redis_url: str, **cluster: Any) -> Obj:
                 "client": {"ping_interval": "5s", "pong_timeout": "3s"},
                 "engine": {"redis": {"position_check_interval": "1s"}},
             },
-            "drain": {"preStopSeconds": 2, "drainWindowSeconds": 5},
+            "drain": {"preStopSeconds": 5, "drainWindowSeconds": 5},
             "rollout": {"maxSurge": 1, "progressDeadlineSeconds": 120},
             **cluster,
         },

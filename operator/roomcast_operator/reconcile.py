@@ -179,6 +179,9 @@ class Reconciler:
         if plan.status != status:
             await kube.merge_patch(path + "/status", {"status": _with_nulls(status, plan.status)})
         if plan.run is not None:
+            # Before the Service: pods made by an operator that had no serving label must
+            # carry it before a selector that asks for it is applied.
+            await self._mark_serving(namespace, pods, plan.run.number)
             capabilities = await self.capabilities()
             replicas = (deployment or {}).get("spec", {}).get("replicas")
             for child in render.children(
@@ -204,6 +207,23 @@ class Reconciler:
                 )
         await self._prune_revisions(owner, spec, plan.status, revisions)
         await self._mark_deletion_costs(namespace, pods, metrics)
+
+    async def _mark_serving(self, namespace: str, pods: list[Obj], revision: int) -> None:
+        """Take the old release's pods out of the Service once the new one can serve."""
+        wanted = render.serving_labels(pods, revision)
+        for pod in pods:
+            meta = pod["metadata"]
+            value = wanted.get(meta["name"])
+            if value is None or (meta.get("labels") or {}).get(render.SERVING_LABEL) == value:
+                continue
+            try:
+                await self.kube.merge_patch(
+                    object_path("v1", "Pod", namespace, meta["name"]),
+                    {"metadata": {"labels": {render.SERVING_LABEL: value}}},
+                )
+            except ApiError as error:
+                if error.status != 404:
+                    raise
 
     async def _mark_deletion_costs(
         self, namespace: str, pods: list[Obj], metrics: dict[str, PodMetrics | None]

@@ -26,6 +26,10 @@ CONFIG_DIR = "/etc/roomcast"
 CONFIG_HASH_ANNOTATION = "roomcast.io/config-hash"
 REVISION_ANNOTATION = "roomcast.io/revision"
 RELEASE_HASH_LABEL = "roomcast.io/release-hash"
+SERVING_LABEL = "roomcast.io/serving"
+"""In the Service's selector but not the Deployment's: during a rollout the operator sets it
+to "false" on the old release's pods once a new pod is Ready, so clients they drain
+reconnect to the new release only and move once (see :func:`serving_labels`)."""
 COMPONENT = "server"
 SHUTDOWN_MARGIN_SECONDS = 10
 """Slack between the server's hard shutdown timeout and the kubelet's SIGKILL."""
@@ -281,10 +285,41 @@ def pod_template(owner: Owner, spec: ClusterSpec, release: Release, revision: in
         pod_spec["imagePullSecrets"] = [{"name": name} for name in spec.image_pull_secrets]
     return {
         "metadata": {
-            "labels": {**labels(owner.name, release.version), RELEASE_HASH_LABEL: release.hash},
+            "labels": {
+                **labels(owner.name, release.version),
+                RELEASE_HASH_LABEL: release.hash,
+                SERVING_LABEL: "true",
+            },
             "annotations": annotations,
         },
         "spec": pod_spec,
+    }
+
+
+def serving_labels(pods: list[Obj], revision: int) -> dict[str, str]:
+    """The serving label each live pod should carry while ``revision`` is rolled to.
+
+    Once one pod of that revision is Ready, only its pods take new connections: a client
+    drained from an old pod lands on the new release and is not moved again. Until then
+    (a release that never gets Ready, or the first moments of any rollout) every pod keeps
+    serving, so capacity never drops. Terminating pods are left alone: they are out of
+    the Service's endpoints anyway.
+    """
+    live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+
+    def of_revision(pod: Obj) -> bool:
+        annotation = (pod["metadata"].get("annotations") or {}).get(REVISION_ANNOTATION, "")
+        return bool(annotation == str(revision))
+
+    def ready(pod: Obj) -> bool:
+        return any(
+            c.get("type") == "Ready" and c.get("status") == "True"
+            for c in (pod.get("status") or {}).get("conditions") or []
+        )
+
+    switch = any(of_revision(p) and ready(p) for p in live)
+    return {
+        p["metadata"]["name"]: "true" if not switch or of_revision(p) else "false" for p in live
     }
 
 
@@ -340,7 +375,7 @@ def service(owner: Owner, spec: ClusterSpec) -> Obj:
         "metadata": _meta(owner, owner.name),
         "spec": {
             "type": spec.service_type,
-            "selector": selector_labels(owner.name),
+            "selector": {**selector_labels(owner.name), SERVING_LABEL: "true"},
             "ports": [
                 {"name": "http", "port": spec.service_port, "targetPort": "http", "protocol": "TCP"}
             ],

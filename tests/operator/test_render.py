@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import yaml
 
 from roomcast_operator import render
@@ -243,3 +245,45 @@ def test_deletion_cost_buckets_connections_by_powers_of_two() -> None:
     # Order is kept between buckets: a busier pod never costs less to delete.
     values = [render.deletion_cost(n) for n in range(2000)]
     assert values == sorted(values)
+
+
+def _pod(name: str, revision: int, ready: bool, terminating: bool = False) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "name": name,
+        "annotations": {render.REVISION_ANNOTATION: str(revision)},
+    }
+    if terminating:
+        meta["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    status = {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}
+    return {"metadata": meta, "status": status}
+
+
+def test_service_selects_only_serving_pods_which_new_pods_are() -> None:
+    spec = make_spec()
+    selector = render.service(OWNER, spec)["spec"]["selector"]
+    assert selector == {**render.selector_labels("chat"), render.SERVING_LABEL: "true"}
+    labels = render.pod_template(OWNER, spec, render.release_of(spec), 1)["metadata"]["labels"]
+    assert labels[render.SERVING_LABEL] == "true"
+    # The Deployment's selector does not include it: relabelling never orphans a pod.
+    assert render.SERVING_LABEL not in render.selector_labels("chat")
+
+
+def test_old_release_stops_serving_once_a_new_pod_is_ready() -> None:
+    old = [_pod("o1", 1, True), _pod("o2", 1, True), _pod("gone", 1, True, terminating=True)]
+    assert render.serving_labels([*old, _pod("n1", 2, False)], 2) == {
+        "o1": "true",
+        "o2": "true",
+        "n1": "true",
+    }  # nothing new can serve yet: everyone keeps serving
+    assert render.serving_labels([*old, _pod("n1", 2, True), _pod("n2", 2, False)], 2) == {
+        "o1": "false",
+        "o2": "false",
+        "n1": "true",
+        "n2": "true",
+    }
+
+
+def test_a_rollback_hands_the_service_back_to_the_good_release() -> None:
+    pods = [_pod("good", 1, True), _pod("bad", 2, True)]
+    assert render.serving_labels(pods, 2) == {"good": "false", "bad": "true"}
+    assert render.serving_labels(pods, 1) == {"good": "true", "bad": "false"}
