@@ -9,7 +9,7 @@ import hmac
 import json
 import subprocess
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import jwt
@@ -100,16 +100,19 @@ async def test_rs256_and_es256() -> None:
 @pytest.mark.parametrize(
     ("payload", "error"),
     [
-        (claims(exp=int(time.time()) - 10), TokenExpired),
-        (claims(nbf=int(time.time()) + 120), TokenExpired),
-        ({"sub": "42"}, InvalidToken),
-        (claims(channel="chat"), InvalidToken),
+        # Built when the test runs, not at collection: a session can outlast the margins.
+        (lambda: claims(exp=int(time.time()) - 10), TokenExpired),
+        (lambda: claims(nbf=int(time.time()) + 120), TokenExpired),
+        (lambda: {"sub": "42"}, InvalidToken),
+        (lambda: claims(channel="chat"), InvalidToken),
     ],
     ids=["expired", "nbf-future", "missing-exp", "subscription-token-as-connection"],
 )
-async def test_rejected_connection_tokens(payload: dict[str, Any], error: type[Exception]) -> None:
+async def test_rejected_connection_tokens(
+    payload: Callable[[], dict[str, Any]], error: type[Exception]
+) -> None:
     with pytest.raises(error):
-        await verifier().verify_connection(jwt.encode(payload, SECRET, algorithm="HS256"))
+        await verifier().verify_connection(jwt.encode(payload(), SECRET, algorithm="HS256"))
 
 
 async def test_leeway_accepts_small_skew() -> None:
