@@ -14,7 +14,7 @@ _started: list[ServerProcess] = []
 
 @pytest.fixture(scope="session")
 def protocol_server() -> Iterator[ServerProcess]:
-    """One server with protocol.md's transcript config, shared by protocol tests."""
+    """One server with the protocol transcripts' config, shared by protocol tests."""
     server = start_server()
     _started.append(server)
     yield server

@@ -28,7 +28,7 @@ SECRET = "roomcast-test-secret-0123456789abcdef"
 API_KEY = "test-api-key"
 ROOMCAST = str(Path(sys.executable).with_name("roomcast"))
 
-#: The channel options of protocol.md's transcripts (namespace "secret": token-only).
+#: The channel options of the protocol transcripts the tests follow ("secret": token-only).
 PROTOCOL_CONFIG: dict[str, Any] = {
     "client": {"ping_interval": "25s", "pong_timeout": "8s"},
     "channel": {

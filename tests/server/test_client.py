@@ -1,4 +1,4 @@
-"""The client protocol against a real server, following protocol.md's transcripts."""
+"""The client protocol against a real server, following the Centrifugo protocol's transcripts."""
 
 from __future__ import annotations
 

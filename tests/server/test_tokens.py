@@ -1,4 +1,4 @@
-"""JWT verification: RFC 8725 practice and the attack suite of RELIABILITY.md (J)."""
+"""JWT verification: RFC 8725 practice and the usual attacks (alg confusion, none, jku)."""
 
 from __future__ import annotations
 

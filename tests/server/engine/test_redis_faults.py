@@ -1,4 +1,4 @@
-"""Faults F5 and F6 (RELIABILITY.md): Redis unreachable from one node, TCP still up.
+"""Faults F5 and F6 (a partition, a half-open link): Redis unreachable from one node, TCP still up.
 
 A FaultProxy sits between one node's engine and Redis; the other node talks to Redis
 directly and keeps publishing. The cut-off node must notice within a health check
