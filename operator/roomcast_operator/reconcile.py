@@ -178,10 +178,10 @@ class Reconciler:
         )
         if plan.status != status:
             await kube.merge_patch(path + "/status", {"status": _with_nulls(status, plan.status)})
+        # Before the Service: pods made by an operator that had no serving label must
+        # carry it before a selector that asks for it is applied.
+        await self._mark_pods(namespace, pods, metrics, plan.run.number if plan.run else None)
         if plan.run is not None:
-            # Before the Service: pods made by an operator that had no serving label must
-            # carry it before a selector that asks for it is applied.
-            await self._mark_serving(namespace, pods, plan.run.number)
             capabilities = await self.capabilities()
             replicas = (deployment or {}).get("spec", {}).get("replicas")
             for child in render.children(
@@ -206,42 +206,41 @@ class Reconciler:
                     "event %s for %s/%s not posted: %s", event.reason, namespace, name, error
                 )
         await self._prune_revisions(owner, spec, plan.status, revisions)
-        await self._mark_deletion_costs(namespace, pods, metrics)
 
-    async def _mark_serving(self, namespace: str, pods: list[Obj], revision: int) -> None:
-        """Take the old release's pods out of the Service once the new one can serve."""
-        wanted = render.serving_labels(pods, revision)
-        for pod in pods:
-            meta = pod["metadata"]
-            value = wanted.get(meta["name"])
-            if value is None or (meta.get("labels") or {}).get(render.SERVING_LABEL) == value:
-                continue
-            try:
-                await self.kube.merge_patch(
-                    object_path("v1", "Pod", namespace, meta["name"]),
-                    {"metadata": {"labels": {render.SERVING_LABEL: value}}},
-                )
-            except ApiError as error:
-                if error.status != 404:
-                    raise
-
-    async def _mark_deletion_costs(
-        self, namespace: str, pods: list[Obj], metrics: dict[str, PodMetrics | None]
+    async def _mark_pods(
+        self,
+        namespace: str,
+        pods: list[Obj],
+        metrics: dict[str, PodMetrics | None],
+        revision: int | None,
     ) -> None:
-        """Annotate each serving pod with its bucketed connection count, which the
-        ReplicaSet controller reads to pick the pod to remove on scale-in."""
+        """One merge patch per pod that needs it, carrying both marks the operator keeps:
+
+        * the serving label, which takes the old release's pods out of the Service once
+          the release being rolled to (``revision``) can serve;
+        * the deletion cost from the pod's scraped connections, which the ReplicaSet
+          controller reads to remove the emptiest pod on scale-in.
+        """
+        serving = render.serving_labels(pods, revision) if revision is not None else {}
         for pod in pods:
             meta = pod["metadata"]
-            scraped = metrics.get(meta["name"])
-            if scraped is None or meta.get("deletionTimestamp"):
+            if meta.get("deletionTimestamp"):
                 continue
-            cost = str(render.deletion_cost(scraped.connections))
-            if (meta.get("annotations") or {}).get(render.DELETION_COST_ANNOTATION) == cost:
+            patch: Obj = {}
+            label = serving.get(meta["name"])
+            if label is not None and (meta.get("labels") or {}).get(render.SERVING_LABEL) != label:
+                patch["labels"] = {render.SERVING_LABEL: label}
+            scraped = metrics.get(meta["name"])
+            if scraped is not None:
+                cost = str(render.deletion_cost(scraped.connections))
+                annotations = meta.get("annotations") or {}
+                if annotations.get(render.DELETION_COST_ANNOTATION) != cost:
+                    patch["annotations"] = {render.DELETION_COST_ANNOTATION: cost}
+            if not patch:
                 continue
             try:
                 await self.kube.merge_patch(
-                    object_path("v1", "Pod", namespace, meta["name"]),
-                    {"metadata": {"annotations": {render.DELETION_COST_ANNOTATION: cost}}},
+                    object_path("v1", "Pod", namespace, meta["name"]), {"metadata": patch}
                 )
             except ApiError as error:
                 if error.status != 404:  # gone meanwhile: nothing to mark
