@@ -62,7 +62,6 @@ NODE_LABEL = "roomcast.io/bed-node"
 SERVICE_CIDR = "10.96.0.0/16"
 POD_CIDR = "10.244.0.0/16"
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
-REAL_NODE_LABEL_VALUE = "real"
 STOP_GRACE_SECONDS = 10.0
 
 

@@ -51,6 +51,8 @@ BRIDGE = "rcbr0"
 POD_SUBNET = "10.245.0.0/24"
 PAUSE_REPOSITORY = "roomcast.local/pause"
 TAINT_KEY = "roomcast.io/real-node"
+NODE_LABELS = {"roomcast.io/bed-node": "real", "type": "real"}
+"""What pods select to run here (the kwok nodes carry ``roomcast.io/bed-node=kwok``)."""
 COMPONENTS = ("containerd", "kubelet", "kube-proxy")
 HOST_LOCK = Path("/run/roomcast-node.lock")
 NETNS_DIR = Path("/run/netns")
@@ -392,7 +394,7 @@ def write_configs(
             f"--root-dir={layout.kubelet_dir}",
             f"--hostname-override={NODE_NAME}",
             f"--node-ip={NODE_IP}",
-            "--node-labels=roomcast.io/bed-node=real,type=real",
+            "--node-labels=" + ",".join(f"{k}={v}" for k, v in NODE_LABELS.items()),
             "--v=1",
         ],
         "kube-proxy": [
@@ -525,27 +527,34 @@ def _mounts_under(prefixes: list[str]) -> list[str]:
     return sorted(set(points), key=len, reverse=True)
 
 
-def _delete_new_chains(snapshot: HostSnapshot) -> list[str]:
-    removed = []
+def _new_chains(snapshot: HostSnapshot) -> dict[tuple[str, str], list[str]]:
+    """(family, table) -> chains there now that were not there before the node."""
+    found = {}
     for family in ("iptables", "ip6tables"):
         for table in IPTABLES_TABLES:
             before = set(snapshot.chains.get(f"{family}/{table}", []))
             new = [c for c in _chains(family, table) if c not in before]
-            if not new:
+            if new:
+                found[(family, table)] = new
+    return found
+
+
+def _delete_new_chains(snapshot: HostSnapshot) -> list[str]:
+    removed = []
+    for (family, table), new in _new_chains(snapshot).items():
+        rules = _run(family, "-w", "-t", table, "-S", check=False).splitlines()
+        # Rules of pre-existing (or built-in) chains that refer to a new chain.
+        for rule in rules:
+            parts = shlex.split(rule)  # comments are quoted and hold spaces
+            if len(parts) < 2 or parts[0] != "-A" or parts[1] in new:
                 continue
-            rules = _run(family, "-w", "-t", table, "-S", check=False).splitlines()
-            # Rules of pre-existing (or built-in) chains that refer to a new chain.
-            for rule in rules:
-                parts = shlex.split(rule)  # comments are quoted and hold spaces
-                if len(parts) < 2 or parts[0] != "-A" or parts[1] in new:
-                    continue
-                if any(part in new for part in parts[2:]):
-                    _run(family, "-w", "-t", table, "-D", *parts[1:], check=False)
-            for chain in new:
-                _run(family, "-w", "-t", table, "-F", chain, check=False)
-            for chain in new:
-                _run(family, "-w", "-t", table, "-X", chain, check=False)
-            removed += [f"{family}/{table}/{c}" for c in new]
+            if any(part in new for part in parts[2:]):
+                _run(family, "-w", "-t", table, "-D", *parts[1:], check=False)
+        for chain in new:
+            _run(family, "-w", "-t", table, "-F", chain, check=False)
+        for chain in new:
+            _run(family, "-w", "-t", table, "-X", chain, check=False)
+        removed += [f"{family}/{table}/{c}" for c in new]
     return removed
 
 
@@ -635,10 +644,6 @@ def leftovers(layout: NodeLayout, snapshot: HostSnapshot) -> list[str]:
     for device in (BRIDGE, NODE_DEVICE):
         if _run("ip", "-o", "link", "show", device, check=False).strip():
             found.append(f"device {device}")
-    for family in ("iptables", "ip6tables"):
-        for table in IPTABLES_TABLES:
-            before = set(snapshot.chains.get(f"{family}/{table}", []))
-            found += [
-                f"chain {family}/{table}/{c}" for c in _chains(family, table) if c not in before
-            ]
+    for (family, table), new in _new_chains(snapshot).items():
+        found += [f"chain {family}/{table}/{c}" for c in new]
     return found

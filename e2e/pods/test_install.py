@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
 
 import pytest
-from centrifuge import Client, PublicationContext, SubscriptionEventHandler
+from centrifuge import Client
 from tests.jsclient import JsClient, js_sdk_available
 
 from e2e import node as real_node
@@ -21,21 +20,13 @@ from e2e.bed import eventually
 from e2e.pods.images import IMAGE
 from e2e.pods.release import Release, chart_values
 from e2e.pods.report import write_report
-from e2e.pods.traffic import NAMESPACE, connection_token
+from e2e.pods.traffic import NAMESPACE, SubLog, connection_token
 from e2e.pods.watch import scrape
 from e2e.pods.workloads import start_redis
 
 pytestmark = pytest.mark.skipif(
     not js_sdk_available(), reason="node or tests/js/node_modules missing: run `make install`"
 )
-
-
-class Inbox(SubscriptionEventHandler):
-    def __init__(self) -> None:
-        self.data: list[Any] = []
-
-    async def on_publication(self, ctx: PublicationContext) -> None:
-        self.data.append(ctx.pub.data)
 
 
 async def test_python_and_js_clients_across_three_pods(release: Release) -> None:
@@ -56,7 +47,7 @@ async def test_python_and_js_clients_across_three_pods(release: Release) -> None
     ws_url, _ = release.urls()
     secret = release.secret("token-hmac-secret")
     # 30 connections: the chance that random Service routing leaves a pod out is 1.5e-5.
-    inboxes = [Inbox() for _ in range(30)]
+    inboxes = [SubLog(channel) for _ in range(30)]
     clients = [
         Client(ws_url, token=connection_token(secret, f"py{i}"), max_reconnect_delay=1.0)
         for i in range(len(inboxes))
@@ -99,7 +90,7 @@ async def test_python_and_js_clients_across_three_pods(release: Release) -> None
                 if e.get("event") == "publication" and e.get("channel") == channel
             }
             return js_got == expected and all(
-                {d["from"] for d in inbox.data} == expected for inbox in inboxes
+                {d["from"] for _, d in inbox.deliveries} == expected for inbox in inboxes
             )
 
         await asyncio.to_thread(

@@ -24,7 +24,7 @@ def test_node_registered_tainted_and_labelled(cluster: Cluster) -> None:
     assert info["kubeletVersion"].startswith("v1.36.")
     assert info["containerRuntimeVersion"].startswith("containerd://")
     assert {"type": "InternalIP", "address": real_node.NODE_IP} in node["status"]["addresses"]
-    assert node["metadata"]["labels"]["roomcast.io/bed-node"] == "real"
+    assert real_node.NODE_LABELS.items() <= node["metadata"]["labels"].items()
     taints = node["spec"].get("taints") or []
     assert {"key": real_node.TAINT_KEY, "value": "true", "effect": "NoSchedule"} in taints
 

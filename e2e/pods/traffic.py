@@ -131,7 +131,6 @@ class Report:
     recovered_resubscribes: int = 0
     unrecovered_resubscribes: int = 0
     disconnect_codes: dict[str, int] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -14,7 +14,7 @@ from e2e.kube import Kube, Obj
 from e2e.pods.images import REDIS_IMAGE
 
 ON_REAL_NODE: Obj = {
-    "nodeSelector": {"roomcast.io/bed-node": "real"},
+    "nodeSelector": {"roomcast.io/bed-node": real_node.NODE_LABELS["roomcast.io/bed-node"]},
     "tolerations": [{"key": real_node.TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}],
 }
 
