@@ -43,6 +43,13 @@ def _evict(release: Release, pod: str) -> tuple[bool, str]:
     return True, ""
 
 
+def _wait_gone(release: Release, names: set[str]) -> None:
+    def gone() -> bool:
+        return not names & {p["metadata"]["name"] for p in release.server_pods()}
+
+    eventually(gone, 120, what=f"{sorted(names)} gone")
+
+
 async def test_delete_and_evict_loaded_pods(release: Release) -> None:
     watch = MetricsWatch(release)
     stop_watch = asyncio.Event()
@@ -60,12 +67,7 @@ async def test_delete_and_evict_loaded_pods(release: Release) -> None:
                 release.kube.run, "delete", "pod", deleted, "-n", release.namespace, "--wait=false"
             )
             await asyncio.to_thread(release.wait_serving, IMAGE, 120)
-            await asyncio.to_thread(
-                eventually,
-                lambda: deleted not in {p["metadata"]["name"] for p in release.server_pods()},
-                120,
-                what="deleted pod gone",
-            )
+            await asyncio.to_thread(_wait_gone, release, {deleted})
             await asyncio.to_thread(eventually, traffic.all_connected, 60, what="clients back")
             figures["delete"] = {
                 "pod": deleted,
@@ -97,12 +99,16 @@ async def test_delete_and_evict_loaded_pods(release: Release) -> None:
                 return _evict(release, others[0])[0]
 
             await asyncio.to_thread(eventually, second_admitted, 120, what="second eviction")
+            evicted = [first["metadata"]["name"], others[0]]
             figures["eviction"] = {
-                "evicted": [first["metadata"]["name"], others[0]],
+                "evicted": evicted,
                 "second_refused_with": message[:160],
                 "second_admitted_after_seconds": round(time.monotonic() - evict_started, 1),
             }
             await asyncio.to_thread(release.wait_serving, IMAGE, 120)
+            # Gone means drained: their clients were closed and moved, not still waiting
+            # out the preStop pause when the traffic is checked.
+            await asyncio.to_thread(_wait_gone, release, set(evicted))
             await asyncio.to_thread(eventually, traffic.all_connected, 60, what="clients back")
             await asyncio.sleep(2)
             await traffic.stop_publishing()
@@ -115,7 +121,7 @@ async def test_delete_and_evict_loaded_pods(release: Release) -> None:
     drains = watch.drains()
     write_report("disruption", {**report.to_dict(), **figures, "drains": drains})
     assert report.lost == 0
-    drained = {deleted, *figures["eviction"]["evicted"]}  # type: ignore[index]
+    drained = {deleted, *evicted}
     assert drained <= set(drains), f"pods without a paced 3001 drain: {drained - set(drains)}"
     for name in drained:
         assert drains[name]["spread_s"] <= DRAIN_WINDOW_SECONDS + 1.0, (name, drains[name])
