@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 JS_STAMP := tests/js/node_modules/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install run test unit lint format bench test-deps clean wheelhouse base-image image chart-lint
+.PHONY: help install run test unit lint format bench conformance test-deps clean wheelhouse base-image image chart-lint
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -48,6 +48,10 @@ unit: install ## Unit and integration tests (no Kubernetes)
 	$(PYTHON) -m pytest tests $(PYTEST_ARGS)
 
 test: test-deps lint unit e2e ## Install what the tests need, then run them all
+
+CONFORMANCE_ARGS ?=
+conformance: install ## The SDKs' own test suites (centrifuge-go, centrifuge-python) against Roomcast
+	$(PYTHON) conformance/run.py $(CONFORMANCE_ARGS)
 
 bench: install ## Benchmarks: results as JSON in bench/results/ plus a table
 	$(PYTHON) bench/run.py $(BENCH_ARGS)

@@ -46,6 +46,15 @@ PROTOCOL_CONFIG: dict[str, Any] = {
         },
         "namespaces": [
             {"name": "secret"},
+            {
+                "name": "delta",
+                "allow_subscribe_for_client": True,
+                "history_size": 10,
+                "history_ttl": "300s",
+                "force_recovery": True,
+                "allowed_delta_types": ["fossil"],
+                "delta_publish": True,
+            },
             {"name": "plain", "allow_subscribe_for_client": True},
             {
                 "name": "dialog",

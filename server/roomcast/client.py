@@ -32,7 +32,7 @@ from .codes import (
 )
 from .engine import ClientInfo, EngineUnavailable, Publication, StreamPosition
 from .fields import optional_int, optional_str
-from .hub import Subscriber, encode_push
+from .hub import Subscriber, encode_push, string_wire
 from .ratelimit import TokenBucket
 from .recovery import is_recovered
 from .tokens import (
@@ -88,13 +88,16 @@ class _SubscribeRequest:
     recoverable: bool = False
     join_leave: bool = False
     reject_unrecovered: bool = False
+    #: the client asked for fossil deltas
+    delta: bool = False
     data: bytes | None = None
     override: SubscriptionOverride | None = None
     chan_info: bytes | None = None
 
 
-def _pub_wire(pubs: list[Publication]) -> list[dict[str, Any]]:
-    return [p.wire() for p in pubs]
+def _pub_wire(pubs: list[Publication], delta: bool) -> list[dict[str, Any]]:
+    """Publications for a reply; full text as JSON strings once a delta is negotiated."""
+    return [string_wire(p) if delta else p.wire() for p in pubs]
 
 
 class Client:
@@ -477,6 +480,9 @@ class Client:
         if req.get("tf") is not None:
             raise ProtocolError(ErrorCode.BAD_REQUEST, "tags filter not allowed")
         flag = optional_int(req, "flag")
+        delta = optional_str(req, "delta")
+        if delta not in ("", "fossil"):
+            raise Disconnect(DisconnectCode.BAD_REQUEST)
         sub_req = _SubscribeRequest(
             channel=channel,
             token=optional_str(req, "token"),
@@ -487,6 +493,7 @@ class Client:
             recoverable=req.get("recoverable") is True,
             join_leave=req.get("join_leave") is True,
             reject_unrecovered=bool(flag & 2),
+            delta=delta == "fossil",
         )
         if sub_req.token:
             claims = await self._verify_subscription_token(sub_req.token, channel)
@@ -574,7 +581,14 @@ class Client:
         )
         client_info = ClientInfo(self.user, self.id, self.conn_info, req.chan_info)
         channel = req.channel
-        subscriber = Subscriber(self.id, self.transport.send, push_join_leave)
+        delta = req.delta and "fossil" in opts.allowed_delta_types
+        subscriber = Subscriber(
+            self.id,
+            self.transport.send,
+            push_join_leave,
+            delta=delta,
+            delta_publish=delta and opts.delta_publish,
+        )
         first = node.hub.add_pending(channel, subscriber)
         try:
             if first:
@@ -632,7 +646,7 @@ class Client:
             if subscriber.buffer:
                 subscriber.buffer = [p for p in subscriber.buffer if p.offset > start]
         if publications:
-            result["publications"] = _pub_wire(publications)
+            result["publications"] = _pub_wire(publications, delta)
         if recovered:
             result["recovered"] = True
         if top is not None:
@@ -643,6 +657,8 @@ class Client:
             result["data"] = orjson.Fragment(req.data)
         if req.recover:
             result["was_recovering"] = True
+        if delta:
+            result["delta"] = True
 
         sub = Subscription(
             channel=channel,
@@ -672,7 +688,8 @@ class Client:
                         self.disconnect(DisconnectCode.INSUFFICIENT_STATE)
                         return
                     last = pub.offset
-                self.transport.send(encode_push(channel, "pub", pub.wire()))
+                wire = string_wire(pub) if delta else pub.wire()
+                self.transport.send(encode_push(channel, "pub", wire))
             if top is not None:
                 node.hub.deliver_after(channel, self.id, last)
             if join_leave:

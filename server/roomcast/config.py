@@ -96,6 +96,12 @@ class ChannelOptions(_Section):
     allow_history_for_anonymous: bool = False
     allow_user_limited_channels: bool = False
     channel_regex: str | None = Field(None, description="Pattern for the name after the namespace.")
+    allowed_delta_types: list[Literal["fossil"]] = Field(
+        default_factory=list, description="Delta compressions subscribers may negotiate."
+    )
+    delta_publish: bool = Field(
+        False, description="Send publications as fossil deltas to subscribers that negotiated it."
+    )
     publication_data_format: Literal["", "json", "json_object", "binary"] = ""
 
     @field_validator("channel_regex")

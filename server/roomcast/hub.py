@@ -14,16 +14,22 @@ be in the stream (and so in a recovery reply) before it arrives here over pub/su
 A subscriber activated at such a position is "ahead" until the node's stream
 reaches it, and is skipped for the offsets it already has. Only channels with
 such a subscriber pay for the check, and only until it catches up.
+
+A subscriber that negotiated fossil deltas receives each publication's data as a JSON
+string: the full text, or a delta against the data it received before. The delta is
+computed once per publication for all of them, and only channels with such a
+subscriber pay for it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from . import fossil
 from .engine import ClientInfo, Publication
 
 if TYPE_CHECKING:
@@ -41,10 +47,28 @@ class Subscriber:
     push_join_leave: bool
     #: set while pending: publications that arrived before the subscribe reply
     buffer: list[Publication] | None = field(default_factory=list)
+    #: fossil delta negotiated: data goes as a JSON string (full text or delta)
+    delta: bool = False
+    #: the namespace publishes deltas (``delta_publish``), not only full strings
+    delta_publish: bool = False
+    #: the client holds the channel's previous data, so a delta applies
+    delta_base: bool = False
 
 
 def encode_push(channel: str, kind: str, body: object) -> bytes:
     return orjson.dumps({"push": {"channel": channel, kind: body}})
+
+
+def string_wire(pub: Publication, data: bytes | None = None) -> dict[str, Any]:
+    """The Publication object for a delta subscriber: ``data`` as a JSON string, holding
+    the full text, or (with ``data`` given) a fossil delta flagged ``delta``."""
+    out = pub.wire()
+    if data is None:
+        out["data"] = pub.data.decode()
+    else:
+        out["data"] = data.decode()
+        out["delta"] = True
+    return out
 
 
 class Hub:
@@ -57,6 +81,9 @@ class Hub:
         self._ahead: dict[str, dict[str, int]] = {}
         #: channel -> offset of the last publication fanned out here
         self._offsets: dict[str, int] = {}
+        #: channel -> live delta subscribers here, and the data they last received
+        self._delta_subs: dict[str, int] = {}
+        self._delta_prev: dict[str, bytes] = {}
         self._metrics = metrics
         self._num_subs = 0
 
@@ -78,6 +105,11 @@ class Hub:
         buffered, sub.buffer = sub.buffer or [], None
         self._channels.setdefault(channel, {})[client_id] = sub
         self._num_subs += 1
+        if sub.delta:
+            # What the client holds is the subscribe reply's last publication, not
+            # necessarily this node's: its first live publication goes in full.
+            sub.delta_base = False
+            self._delta_subs[channel] = self._delta_subs.get(channel, 0) + 1
         return buffered
 
     def deliver_after(self, channel: str, client_id: str, offset: int) -> None:
@@ -94,8 +126,14 @@ class Hub:
             if not ahead:
                 del self._ahead[channel]
         subs = self._channels.get(channel)
-        if subs is not None and subs.pop(client_id, None) is not None:
+        removed = subs.pop(client_id, None) if subs is not None else None
+        if subs is not None and removed is not None:
             self._num_subs -= 1
+            if removed.delta:
+                self._delta_subs[channel] -= 1
+                if not self._delta_subs[channel]:
+                    del self._delta_subs[channel]
+                    self._delta_prev.pop(channel, None)
             if not subs:
                 del self._channels[channel]
                 self._offsets.pop(channel, None)
@@ -139,7 +177,9 @@ class Hub:
         if pub.offset:
             self._offsets[channel] = pub.offset
         ahead = self._ahead.get(channel)
-        if ahead is not None and pub.offset:
+        if channel in self._delta_subs:
+            delivered = self._send_with_deltas(channel, subs, ahead, pub, message)
+        elif ahead is not None and pub.offset:
             delivered = self._send_skipping(channel, subs, ahead, pub.offset, message)
         else:
             for sub in subs.values():
@@ -158,16 +198,61 @@ class Hub:
         offset: int,
         message: bytes,
     ) -> int:
-        """Fan out to everyone but the subscribers who already have ``offset``; those
-        the stream has now caught up with go back to the plain path."""
+        """Fan out to everyone but the subscribers who already have ``offset``."""
+        skip = self._take_skips(channel, ahead, offset)
+        for client_id, sub in subs.items():
+            if client_id not in skip:
+                sub.send(message)
+        return len(subs) - len(skip)
+
+    def _take_skips(self, channel: str, ahead: dict[str, int], offset: int) -> set[str]:
+        """The subscribers who already have ``offset``; those the stream has now caught
+        up with go back to the plain path."""
         skip = {client_id for client_id, last in ahead.items() if offset <= last}
         for client_id in [c for c, last in ahead.items() if offset >= last]:
             del ahead[client_id]
         if not ahead:
             del self._ahead[channel]
+        return skip
+
+    def _send_with_deltas(
+        self,
+        channel: str,
+        subs: dict[str, Subscriber],
+        ahead: dict[str, int] | None,
+        pub: Publication,
+        message: bytes,
+    ) -> int:
+        """Fan out on a channel with delta subscribers: each gets the shared delta when
+        it holds the previous data, else the full text (and holds it from then on)."""
+        skip = self._take_skips(channel, ahead, pub.offset) if ahead and pub.offset else set()
+        prev = self._delta_prev.get(channel)
+        full: bytes | None = None
+        delta: bytes | None = None
         for client_id, sub in subs.items():
-            if client_id not in skip:
+            if client_id in skip:
+                sub.delta_base = False  # it holds the recovered data, not ``prev``
+                continue
+            if not sub.delta:
                 sub.send(message)
+                continue
+            if prev is not None and sub.delta_base and sub.delta_publish:
+                if delta is None:
+                    patch = fossil.create(prev, pub.data)
+                    # A delta no smaller than the data is not worth applying.
+                    delta = (
+                        encode_push(channel, "pub", string_wire(pub, patch))
+                        if len(patch) < len(pub.data)
+                        else b""
+                    )
+                if delta:
+                    sub.send(delta)
+                    continue
+            if full is None:
+                full = encode_push(channel, "pub", string_wire(pub))
+            sub.send(full)
+            sub.delta_base = True
+        self._delta_prev[channel] = pub.data
         return len(subs) - len(skip)
 
     def broadcast_join_leave(self, channel: str, kind: str, info: ClientInfo) -> None:

@@ -426,3 +426,16 @@ async def test_token_in_query_string_not_logged(protocol_server: ServerProcess) 
         await c.connect(secret_token)
     protocol_server.api("info", {})  # the access log line of the upgrade is written by now
     assert secret_token not in protocol_server.log()
+
+
+async def test_delta_negotiation(protocol_server: ServerProcess) -> None:
+    """``delta: "fossil"`` is confirmed only where the namespace allows it; an unknown
+    delta type is a bad request (3501), as in Centrifugo."""
+    async with await RawClient.open(protocol_server.ws_url) as c:
+        await c.connect(token())
+        allowed = await c.call(2, "subscribe", {"channel": channel("delta:"), "delta": "fossil"})
+        assert allowed["subscribe"]["delta"] is True
+        plain = await c.call(3, "subscribe", {"channel": channel(), "delta": "fossil"})
+        assert "delta" not in plain["subscribe"]
+        await c.send({"id": 99, "subscribe": {"channel": channel("delta:"), "delta": "zstd"}})
+        assert await c.closed() == 3501

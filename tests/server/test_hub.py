@@ -91,3 +91,69 @@ def test_subscriber_in_step_with_the_node_costs_nothing_extra() -> None:
     assert hub._ahead == {}
     hub.broadcast_publication("c", Publication(b"2", offset=8))
     assert len(inbox) == 2
+
+
+def delta_subscriber(client_id: str, inbox: list[bytes], publish: bool = True) -> Subscriber:
+    return Subscriber(client_id, inbox.append, False, delta=True, delta_publish=publish)
+
+
+def test_delta_subscribers_get_full_text_first_then_shared_deltas() -> None:
+    from centrifuge.fossil import apply_delta
+
+    hub = Hub(Metrics())
+    plain: list[bytes] = []
+    first: list[bytes] = []
+    second: list[bytes] = []
+    hub.add_pending("c", subscriber("plain", plain))
+    hub.add_pending("c", delta_subscriber("first", first))
+    hub.activate("c", "plain")
+    hub.activate("c", "first")
+    payloads = [orjson_doc(n) for n in range(4)]
+    hub.broadcast_publication("c", Publication(payloads[0], offset=1))
+    hub.add_pending("c", delta_subscriber("second", second))
+    hub.activate("c", "second")
+    for offset, data in enumerate(payloads[1:], start=2):
+        hub.broadcast_publication("c", Publication(data, offset=offset))
+
+    assert [json.loads(m)["push"]["pub"]["data"] for m in plain] == [
+        json.loads(p) for p in payloads
+    ]
+    for inbox, expected in ((first, payloads), (second, payloads[1:])):
+        held = b""
+        flags = []
+        for message in inbox:
+            pub = json.loads(message)["push"]["pub"]
+            flags.append(pub.get("delta", False))
+            raw = pub["data"].encode()
+            held = bytes(apply_delta(held, raw)) if pub.get("delta") else raw
+            assert held == expected[len(flags) - 1]
+        assert flags == [False] + [True] * (len(expected) - 1)
+    # one delta, encoded once, shared by both delta subscribers
+    assert first[-1] is second[-1]
+
+
+def test_delta_negotiated_without_delta_publish_gets_full_strings() -> None:
+    hub = Hub(Metrics())
+    inbox: list[bytes] = []
+    hub.add_pending("c", delta_subscriber("a", inbox, publish=False))
+    hub.activate("c", "a")
+    for n in range(3):
+        hub.broadcast_publication("c", Publication(orjson_doc(n), offset=n + 1))
+    pubs = [json.loads(m)["push"]["pub"] for m in inbox]
+    assert all("delta" not in p and isinstance(p["data"], str) for p in pubs)
+
+
+def test_last_delta_subscriber_leaving_drops_the_channel_state() -> None:
+    hub = Hub(Metrics())
+    hub.add_pending("c", delta_subscriber("a", []))
+    hub.activate("c", "a")
+    hub.broadcast_publication("c", Publication(b'{"n":1}', offset=1))
+    assert hub._delta_prev
+    hub.remove("c", "a")
+    assert hub._delta_prev == {} and hub._delta_subs == {}
+
+
+def orjson_doc(n: int) -> bytes:
+    return json.dumps(
+        {"round": n, "scores": [i * 7 for i in range(60)]}, separators=(",", ":")
+    ).encode()

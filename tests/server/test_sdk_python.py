@@ -12,6 +12,7 @@ from centrifuge import (
     Client,
     ClientEventHandler,
     ConnectedContext,
+    DeltaType,
     DisconnectedContext,
     PublicationContext,
     ReplyError,
@@ -179,3 +180,32 @@ async def test_force_disconnect_is_terminal(
     protocol_server.api("disconnect", {"user": user})
     ctx = await next_item(events.disconnected)
     assert ctx.code == 3503
+
+
+async def test_fossil_deltas_live_and_after_recovery(
+    clients: list[Client], protocol_server: ServerProcess
+) -> None:
+    """The SDK negotiates fossil deltas and decodes what it receives: live publications
+    (deltas after the first) and the ones recovered after a reconnect (full strings)."""
+    ch = f"delta:py{uuid.uuid4().hex[:8]}"
+    board = {"round": 0, "scores": [i * 7 for i in range(100)]}
+    client = Client(protocol_server.ws_url, token=token("py-delta"))
+    clients.append(client)
+    await client.connect()
+    events = Recorder()
+    sub = client.new_subscription(ch, events=events, delta=DeltaType.FOSSIL)
+    await sub.subscribe()
+    await next_item(events.subscribed)
+    for n in range(1, 4):
+        protocol_server.api("publish", {"channel": ch, "data": {**board, "round": n}})
+    live = [(await next_item(events.publications)).pub for _ in range(3)]
+    assert [p.data["round"] for p in live] == [1, 2, 3]
+    assert all(p.data["scores"] == board["scores"] for p in live)
+    await client.disconnect()
+    for n in (4, 5):
+        protocol_server.api("publish", {"channel": ch, "data": {**board, "round": n}})
+    await client.connect()
+    assert (await next_item(events.subscribed)).recovered
+    protocol_server.api("publish", {"channel": ch, "data": {**board, "round": 6}})
+    after = [(await next_item(events.publications)).pub for _ in range(3)]
+    assert [(p.offset, p.data["round"]) for p in after] == [(4, 4), (5, 5), (6, 6)]
