@@ -101,8 +101,10 @@ def roomcast(sdk: str, engine: str, log_path: Path) -> Iterator[None]:
     config["http_server"] = {"address": "127.0.0.1", "port": SUITE_PORT}
     with contextlib.ExitStack() as stack:
         if engine == "redis":
-            config["engine"] = {"type": "redis"}
-            config["redis"] = {"address": [stack.enter_context(_redis())]}
+            config["engine"] = {
+                "type": "redis",
+                "redis": {"address": [stack.enter_context(_redis())]},
+            }
         config_path = log_path.with_suffix(".config.json")
         config_path.write_text(json.dumps(config))
         roomcast_bin = Path(sys.executable).with_name("roomcast")
