@@ -264,8 +264,7 @@ class Client:
         if reason is None:
             reason = Disconnect(code).reason
         self.state = ClientState.CLOSED
-        self.node.metrics.count_disconnect(code)
-        self.transport.close(code, reason)
+        self.transport.close(code, reason)  # counted and logged there, with every other close
 
     async def cleanup(self) -> None:
         """Forget the connection everywhere: hub, presence, join/leave, node registry."""

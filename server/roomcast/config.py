@@ -231,10 +231,19 @@ class ClientSettings(_Section):
 class WebSocketSettings(_Section):
     handler_prefix: str = "/connection/websocket"
     message_size_limit: int = Field(65_536, gt=0, description="Largest incoming frame, bytes.")
-    compression: bool = Field(False, description="permessage-deflate (costs CPU, bomb risk).")
     write_timeout: Seconds = Field(1.0, gt=0)
     handshake_timeout: Seconds = Field(10.0, gt=0, description="Deadline for HTTP headers.")
     close_timeout: Seconds = Field(5.0, gt=0, description="Wait for the client's close reply.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _compression_removed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "compression" in data:
+            raise ValueError(
+                "compression is not supported (permessage-deflate is never negotiated); "
+                "remove websocket.compression from the configuration"
+            )
+        return data
 
 
 class HttpApiSettings(_Section):

@@ -14,13 +14,13 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
-from aiohttp.test_utils import TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from roomcast.app import build_app
 from roomcast.config import load_settings
 from tests.processes import PROTOCOL_CONFIG, SECRET, token
+from tests.support.served import serving
 
 METHODS = [
     "connect",
@@ -88,10 +88,8 @@ async def live() -> AsyncIterator[tuple[str, ErrorCollector]]:
     settings_ = load_settings(
         environ={"ROOMCAST_TOKEN_HMAC_SECRET": SECRET}, overrides=dict(PROTOCOL_CONFIG)
     )
-    server = TestServer(build_app(settings_), host="127.0.0.1")
-    await server.start_server()
-    yield str(server.make_url("/connection/websocket")), collector
-    await server.close()
+    async with serving(build_app(settings_)) as server:
+        yield server.ws_url, collector
     logging.getLogger().removeHandler(collector)
 
 

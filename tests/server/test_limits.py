@@ -444,14 +444,3 @@ async def test_http_api_and_websocket_share_the_port_with_keep_alive(
             f"{protocol_server.http_url}/api/info", json={}, headers={"X-API-Key": "test-api-key"}
         ) as response:
             assert (await response.json())["result"]["nodes"]
-
-
-async def test_compression_when_configured(server_factory) -> None:  # type: ignore[no-untyped-def]
-    server = server_factory({**PROTOCOL_CONFIG, "websocket": {"compression": True}})
-    async with (
-        aiohttp.ClientSession() as session,
-        session.ws_connect(server.ws_url, compress=15) as ws,
-    ):
-        assert ws.compress == 15
-        await ws.send_str(json.dumps({"id": 1, "connect": {"token": token()}}))
-        assert "connect" in (await ws.receive(timeout=5)).data

@@ -1,0 +1,125 @@
+"""One WebSocket path: every form of the request reaches the same protocol code.
+
+The listening socket answers a canonical upgrade itself and hands everything else
+to aiohttp, whose route gives upgraded sockets back to ``ConnectionProtocol``. The
+proof that a form ran the lean protocol is behaviour only it has: an unmasked
+client frame closes with 1002, and a message of exactly ``message_size_limit``
+bytes is accepted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp.test_utils import TestServer
+
+from roomcast.app import build_app
+from roomcast.config import load_settings
+from tests.processes import PROTOCOL_CONFIG, SECRET
+from tests.support.rawws import PATH, RawSocket, upgrade_head
+from tests.support.served import Served, serving
+
+LIMIT = 65_536
+
+
+def _settings():  # type: ignore[no-untyped-def]
+    return load_settings(
+        environ={"ROOMCAST_TOKEN_HMAC_SECRET": SECRET},
+        overrides={**PROTOCOL_CONFIG, "websocket": {"message_size_limit": LIMIT}},
+    )
+
+
+@pytest.fixture
+async def served() -> AsyncIterator[Served]:
+    async with serving(build_app(_settings())) as server:
+        yield server
+
+
+async def _open(port: int, form: str) -> RawSocket:
+    """A socket upgraded with the request in ``form``."""
+    sock = await RawSocket.open(port)
+    if form == "keep-alive":
+        status, _ = await sock.request(
+            b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\n\r\n"
+        )
+        assert status == 200
+        target = PATH
+    else:
+        target = {
+            "canonical": PATH,
+            "percent-encoded": "/connection/%77ebsocket",
+            "fragment": PATH + "#frag",
+            "absolute-form": f"http://127.0.0.1:{port}{PATH}",
+            "query": PATH + "?format=json",
+        }[form]
+    assert await sock.upgrade(target) == 101
+    return sock
+
+
+FORMS = ["canonical", "percent-encoded", "fragment", "absolute-form", "query", "keep-alive"]
+
+
+@pytest.mark.parametrize("form", FORMS)
+async def test_every_form_runs_the_same_protocol(served: Served, form: str) -> None:
+    async with await _open(served.port, form) as sock:
+        assert b'"connect"' in await sock.connect()
+        padded = json.dumps({"id": 2, "presence_stats": {"channel": "x"}})
+        sock.send_text(padded + " " * (LIMIT - len(padded)))  # exactly the limit: accepted
+        opcode, reply = await sock.read_frame()
+        assert opcode == 0x1 and json.loads(reply)["id"] == 2
+        sock.send(0x1, b'{"id": 3, "presence": {"channel": "x"}}', masked=False)
+        assert await sock.close_code() == 1002
+
+
+@pytest.mark.parametrize("form", ["canonical", "percent-encoded", "absolute-form"])
+async def test_a_reserved_close_code_from_the_client_is_a_protocol_error(
+    served: Served, form: str
+) -> None:
+    async with await _open(served.port, form) as sock:
+        await sock.connect()
+        sock.send(0x8, (1006).to_bytes(2, "big"))
+        assert await sock.close_code() == 1002
+
+
+async def test_absolute_form_authority_is_not_the_host_for_origin_checks(served: Served) -> None:
+    """The same-host Origin default compares with the Host header, whatever the target says."""
+    async with await RawSocket.open(served.port) as sock:
+        head = upgrade_head(
+            "http://evil.example/connection/websocket",
+            host=f"127.0.0.1:{served.port}",
+            extra="Origin: http://evil.example\r\n",
+        )
+        status, _ = await sock.request(head)
+        assert status == 403
+    async with await RawSocket.open(served.port) as sock:
+        head = upgrade_head(
+            "http://evil.example/connection/websocket",
+            host=f"127.0.0.1:{served.port}",
+            extra=f"Origin: http://127.0.0.1:{served.port}\r\n",
+        )
+        status, _ = await sock.request(head)
+        assert status == 101
+
+
+async def test_an_app_served_by_aiohttp_alone_runs_the_same_protocol() -> None:
+    """``TestServer(build_app())`` has no ``Gateway`` in front; its route hands sockets over."""
+    server = TestServer(build_app(_settings()), host="127.0.0.1")
+    await server.start_server()
+    try:
+        assert server.port is not None
+        async with await _open(server.port, "canonical") as sock:
+            assert b'"connect"' in await sock.connect()
+            sock.send(0x1, b"{}", masked=False)
+            assert await sock.close_code() == 1002
+    finally:
+        await server.close()
+
+
+async def test_refusals_are_the_same_on_every_form(served: Served) -> None:
+    for target in (PATH, "/connection/%77ebsocket"):
+        async with await RawSocket.open(served.port) as sock:
+            head = upgrade_head(target, extra="Origin: null\r\n")
+            status, _ = await sock.request(head)
+            assert status == 403, target
