@@ -50,7 +50,8 @@ class Metrics:
         self.gauges: dict[str, Callable[[], float]] = {}
         self.publish_latency = Histogram(
             "roomcast_publish_to_write_seconds",
-            "Time from accepting a publication to writing it to subscribers' sockets.",
+            "Time from accepting a publication (with Redis: from its arrival from Redis) "
+            "to writing it to subscribers' sockets.",
             buckets=LATENCY_BUCKETS_SECONDS,
             registry=self.registry,
         )

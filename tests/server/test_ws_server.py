@@ -9,14 +9,18 @@ bytes is accepted.
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import AsyncIterator
+import logging
+import socket
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from aiohttp.test_utils import TestServer
 
-from roomcast.app import build_app
+from roomcast.app import NODE, build_app
 from roomcast.config import load_settings
+from roomcast.engine import Publication
 from tests.processes import PROTOCOL_CONFIG, SECRET
 from tests.support.rawws import PATH, RawSocket, upgrade_head
 from tests.support.served import Served, serving
@@ -123,3 +127,65 @@ async def test_refusals_are_the_same_on_every_form(served: Served) -> None:
             head = upgrade_head(target, extra="Origin: null\r\n")
             status, _ = await sock.request(head)
             assert status == 403, target
+
+
+def _disconnects(served: Served, code: int) -> float:
+    value = served.app[NODE].metrics.registry.get_sample_value(
+        "roomcast_disconnects_total", {"code": str(code), "terminal": "false"}
+    )
+    return value or 0.0
+
+
+@pytest.mark.parametrize(
+    ("code", "send"),
+    [
+        (1002, lambda s: s.send(0x1, b"{}", masked=False)),
+        (1007, lambda s: s.send(0x1, b"\xff\xfe")),
+        # Only the header: the server answers before reading a payload it refuses.
+        (1009, lambda s: s.writer.write(b"\x81\xff" + (LIMIT + 1).to_bytes(8, "big") + b"mask")),
+    ],
+    ids=["protocol-error", "invalid-utf8", "too-big"],
+)
+async def test_frame_error_closes_are_counted_and_logged(
+    served: Served, code: int, send: Callable[[RawSocket], None], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="roomcast.ws.server")
+    async with await _open(served.port, "canonical") as sock:
+        await sock.connect()
+        send(sock)
+        assert await sock.close_code() == code
+    assert _disconnects(served, code) == 1
+    (record,) = [r for r in caplog.records if r.getMessage() == "disconnect"]
+    assert record.__dict__["code"] == code and record.__dict__["client"]
+
+
+async def test_slow_consumer_close_is_counted_and_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """A subscriber that never reads is cut with 3008, and the cut shows in metrics and logs."""
+    caplog.set_level(logging.INFO, logger="roomcast.ws.server")
+    settings = load_settings(
+        environ={"ROOMCAST_TOKEN_HMAC_SECRET": SECRET},
+        overrides={**PROTOCOL_CONFIG, "client": {"queue_max_size": 65_536}},
+    )
+    async with serving(build_app(settings)) as server:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", server.port))
+        reader, writer = await asyncio.open_connection(sock=sock)
+        async with RawSocket(reader, writer) as raw:
+            assert await raw.upgrade() == 101
+            await raw.connect()
+            raw.send_text(json.dumps({"id": 2, "subscribe": {"channel": "flood"}}))
+            await raw.read_frame()
+            node = server.app[NODE]
+            info = node.rules.resolve("flood")
+            data = json.dumps({"pad": "x" * 4000}).encode()
+            for _ in range(2000):  # the client reads nothing from here on
+                await node.publish("flood", info, Publication(data), source="api")
+                await asyncio.sleep(0)  # the outboxes are flushed at the end of a loop turn
+                if _disconnects(server, 3008):
+                    break
+            assert _disconnects(server, 3008) == 1
+    assert any(
+        r.getMessage() == "disconnect" and r.__dict__["code"] == 3008 for r in caplog.records
+    )

@@ -590,7 +590,7 @@ class Shard:
         kind = frame[:1]
         try:
             if kind == b"p":
-                offset, epoch, pub = decode_message(frame)
+                offset, epoch, pub = decode_message(frame, time.monotonic())
                 if offset == 0:
                     handler.on_publication(state.channel, pub, "")
                 elif state.busy:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -10,11 +11,16 @@ from pathlib import Path
 import pytest
 import redis
 
+from roomcast.app import NODE, build_app
+from roomcast.config import load_settings
 from roomcast.engine import ClientInfo, EngineUnavailable, HistoryOptions, Publication
 from roomcast.engine.redis import RedisEngine, jump_hash
 from roomcast.engine.redis_codec import encode_body
 from roomcast.engine.redis_scripts import PUBLISH
 from roomcast.engine.redis_shard import RedisKeys
+from tests.processes import PROTOCOL_CONFIG, SECRET
+from tests.support.rawws import RawSocket
+from tests.support.served import serving
 
 from .helpers import Recorder, eventually
 from .redis_servers import RedisServer, Sentinel, redis_servers
@@ -310,3 +316,25 @@ async def test_metrics_are_exported(redis_server: RedisServer, engines: list[Red
         "roomcast_engine_holes_filled_total",
     ):
         assert name in text
+
+
+async def test_publish_to_write_latency_is_observed_with_redis(shared_redis: RedisServer) -> None:
+    """Publications arriving from Redis carry their arrival time into the latency histogram."""
+    settings = load_settings(
+        environ={"ROOMCAST_TOKEN_HMAC_SECRET": SECRET}, overrides=dict(PROTOCOL_CONFIG)
+    )
+    app = build_app(settings, RedisEngine(redis_settings(shared_redis.url)))
+    async with serving(app) as server, await RawSocket.open(server.port) as sock:
+        assert await sock.upgrade() == 101
+        await sock.connect()
+        sock.send_text(json.dumps({"id": 2, "subscribe": {"channel": "timed"}}))
+        await sock.read_frame()
+        node = app[NODE]
+        info = node.rules.resolve("timed")
+        await node.publish("timed", info, Publication(b'{"n": 1}'), source="api")
+        push = b""
+        while b'"pub"' not in push:  # the join push comes first
+            _, push = await sock.read_frame()
+        assert b'"data":{"n": 1}' in push
+        count = node.metrics.registry.get_sample_value("roomcast_publish_to_write_seconds_count")
+        assert count == 1
