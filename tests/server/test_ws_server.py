@@ -10,6 +10,7 @@ bytes is accepted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import socket
@@ -18,11 +19,12 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 from aiohttp.test_utils import TestServer
 
-from roomcast.app import NODE, build_app
+from roomcast.app import CONNECTIONS, NODE, build_app
 from roomcast.config import load_settings
 from roomcast.engine import Publication
+from roomcast.ws.server import ConnectionProtocol
 from tests.processes import PROTOCOL_CONFIG, SECRET
-from tests.support.rawws import PATH, RawSocket, upgrade_head
+from tests.support.rawws import PATH, RawSocket, frame, upgrade_head
 from tests.support.served import Served, serving
 
 LIMIT = 65_536
@@ -189,3 +191,40 @@ async def test_slow_consumer_close_is_counted_and_logged(caplog: pytest.LogCaptu
     assert any(
         r.getMessage() == "disconnect" and r.__dict__["code"] == 3008 for r in caplog.records
     )
+
+
+async def test_pongs_to_a_ping_flood_stay_under_the_queue_limit() -> None:
+    """A client that pings and never reads is paused, not answered into unbounded memory."""
+    queue_max = 256 * 1024
+    settings = load_settings(
+        environ={"ROOMCAST_TOKEN_HMAC_SECRET": SECRET},
+        overrides={**PROTOCOL_CONFIG, "client": {"queue_max_size": queue_max}},
+    )
+    async with serving(build_app(settings)) as server:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", server.port))
+        reader, writer = await asyncio.open_connection(sock=sock)
+        async with RawSocket(reader, writer) as raw:
+            assert await raw.upgrade() == 101
+            await raw.connect()
+            (client,) = server.app[CONNECTIONS]
+            protocol = client.transport
+            assert isinstance(protocol, ConnectionProtocol)
+            raw_transport = protocol._raw
+            assert raw_transport is not None
+            # Small kernel buffers on the server's side, so its own buffer fills quickly.
+            raw_transport.get_extra_info("socket").setsockopt(
+                socket.SOL_SOCKET, socket.SO_SNDBUF, 4096
+            )
+            ping = frame(0x9, b"p" * 125)
+            for _ in range(200):  # up to 200 x 1,000 pings: 25 MB of pongs if all were answered
+                writer.write(ping * 1000)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(writer.drain(), 0.05)
+                assert raw_transport.get_write_buffer_size() <= queue_max
+                if protocol._pauses or protocol.closed:
+                    break
+            assert protocol._pauses or protocol.closed  # reading stopped, or the client was cut
+            assert raw_transport.get_write_buffer_size() <= queue_max
