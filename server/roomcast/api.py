@@ -7,6 +7,7 @@ with status 200, or an HTTP status in the transport error mode.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import fnmatch
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 
 ApiMethod = Callable[["ServerApi", dict[str, Any]], Awaitable[dict[str, Any]]]
 
-_TRANSPORT_STATUS = {100: 500, 102: 404, 104: 404, 107: 400, 108: 400, 112: 416, 113: 409}
+_TRANSPORT_STATUS = {100: 500, 102: 404, 104: 404, 106: 413, 107: 400, 108: 400, 112: 416, 113: 409}
 
 
 def _api_error(exc: ProtocolError) -> dict[str, Any]:
@@ -64,14 +65,27 @@ class ServerApi:
             return self.node.validate_data(channel_info, data)
         return self.node.validate_data(channel_info, req.get("data"))
 
-    async def _publish_one(self, channel: str, req: dict[str, Any]) -> dict[str, Any]:
+    async def _publish_one(
+        self, channel: str, req: dict[str, Any], payloads: dict[str, bytes] | None = None
+    ) -> dict[str, Any]:
+        """Publish ``req``'s data to ``channel``; ``payloads`` shares encoded data between calls.
+
+        The encoded data depends only on the channel's data format, so a broadcast
+        encodes it once per format and every channel's publication holds the same bytes.
+        """
         info = self.node.rules.resolve(channel)
         tags = req.get("tags")
         if tags is not None and not (
             isinstance(tags, dict) and all(isinstance(v, str) for v in tags.values())
         ):
             raise ProtocolError(ErrorCode.BAD_REQUEST, "tags must map strings to strings")
-        pub = Publication(self._payload(req, info), tags=tags or None)
+        data_format = info.options.publication_data_format
+        data = payloads.get(data_format) if payloads is not None else None
+        if data is None:
+            data = self._payload(req, info)
+            if payloads is not None:
+                payloads[data_format] = data
+        pub = Publication(data, tags=tags or None)
         if req.get("skip_history") and info.options.history_enabled:
             await self.node.engine.publish(channel, pub, history=None)
             self.node.metrics.publications["api"] += 1
@@ -89,15 +103,25 @@ class ServerApi:
         channels = req.get("channels")
         if not isinstance(channels, list) or not channels:
             raise ProtocolError(ErrorCode.BAD_REQUEST, "channels required")
+        self._check_batch_size(len(channels), "channels")
         responses: list[dict[str, Any]] = []
+        payloads: dict[str, bytes] = {}
         for channel in channels:
             try:
                 if not isinstance(channel, str) or not channel:
                     raise ProtocolError(ErrorCode.BAD_REQUEST, "channel required")
-                responses.append({"result": await self._publish_one(channel, req)})
+                responses.append({"result": await self._publish_one(channel, req, payloads)})
             except ProtocolError as exc:
                 responses.append({"error": _api_error(exc)})
+            await asyncio.sleep(0)  # one request must not hold every client's loop
         return {"responses": responses}
+
+    def _check_batch_size(self, size: int, what: str) -> None:
+        limit = self.node.settings.http_api.batch_max_size
+        if size > limit:
+            raise ProtocolError(
+                ErrorCode.LIMIT_EXCEEDED, f"{size} {what}, more than the limit of {limit}"
+            )
 
     # connections ------------------------------------------------------------------
     async def subscribe(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -234,24 +258,42 @@ class ServerApi:
         raise ProtocolError(ErrorCode.METHOD_NOT_FOUND, "not found")
 
     async def batch(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Run commands in order; past ``response_max_size`` the rest are not run (error 106).
+
+        Each reply is encoded as soon as it is made, so the response's size is known
+        as it grows, and the loop gets a turn between commands.
+        """
         commands = req.get("commands")
         if not isinstance(commands, list):
             raise ProtocolError(ErrorCode.BAD_REQUEST, "commands required")
-        replies: list[dict[str, Any]] = []
+        self._check_batch_size(len(commands), "commands")
+        room = self.node.settings.http_api.response_max_size
+        too_large = orjson.Fragment(
+            orjson.dumps(
+                {"error": _api_error(ProtocolError(ErrorCode.LIMIT_EXCEEDED, "response too large"))}
+            )
+        )
+        replies: list[orjson.Fragment] = []
         for command in commands:
-            if command is None or not isinstance(command, dict):
-                replies.append({"error": _api_error(ProtocolError(ErrorCode.BAD_REQUEST))})
+            if room <= 0:
+                replies.append(too_large)
                 continue
-            method = next((m for m in command if m in _METHODS and m != "batch"), None)
-            if method is None:
-                error = ProtocolError(ErrorCode.METHOD_NOT_FOUND, "not found")
-                replies.append({"error": _api_error(error)})
-                continue
-            try:
-                replies.append({method: await self.call(method, command[method])})
-            except ProtocolError as exc:
-                replies.append({"error": _api_error(exc)})
+            reply = orjson.dumps(await self._batch_reply(command))
+            room -= len(reply) + 1
+            replies.append(too_large if room < 0 else orjson.Fragment(reply))
+            await asyncio.sleep(0)  # one request must not hold every client's loop
         return {"replies": replies}
+
+    async def _batch_reply(self, command: Any) -> dict[str, Any]:
+        if command is None or not isinstance(command, dict):
+            return {"error": _api_error(ProtocolError(ErrorCode.BAD_REQUEST))}
+        method = next((m for m in command if m in _METHODS and m != "batch"), None)
+        if method is None:
+            return {"error": _api_error(ProtocolError(ErrorCode.METHOD_NOT_FOUND, "not found"))}
+        try:
+            return {method: await self.call(method, command[method])}
+        except ProtocolError as exc:
+            return {"error": _api_error(exc)}
 
 
 _METHODS: dict[str, ApiMethod] = {
@@ -332,7 +374,16 @@ def make_api_handler(node: Node) -> Callable[[web.Request], Awaitable[web.Stream
             return web.Response(
                 body=orjson.dumps({"error": error}), content_type="application/json"
             )
-        body_out = result if method == "batch" else {"result": result}
-        return web.Response(body=orjson.dumps(body_out), content_type="application/json")
+        body_out = orjson.dumps(result if method == "batch" else {"result": result})
+        if len(body_out) > settings.response_max_size and method != "batch":  # batch: its own
+            error = _api_error(ProtocolError(ErrorCode.LIMIT_EXCEEDED, "response too large"))
+            if transport_mode:
+                return web.Response(
+                    status=_TRANSPORT_STATUS[ErrorCode.LIMIT_EXCEEDED],
+                    body=orjson.dumps(error),
+                    content_type="application/json",
+                )
+            body_out = orjson.dumps({"error": error})
+        return web.Response(body=body_out, content_type="application/json")
 
     return handle

@@ -251,6 +251,14 @@ class HttpApiSettings(_Section):
     insecure: bool = False
     handler_prefix: str = "/api"
     error_mode: Literal["", "transport"] = ""
+    batch_max_size: int = Field(
+        1000, gt=0, description="Commands of one batch, channels of one broadcast."
+    )
+    response_max_size: int = Field(
+        16 * 1024 * 1024,
+        gt=0,
+        description="Bytes of one response; commands of a batch past it answer 106.",
+    )
 
 
 class HttpServerSettings(_Section):
