@@ -32,7 +32,7 @@ def make_engine(settings: Settings) -> Engine:
         from .engine.redis import RedisEngine
 
         return RedisEngine(settings.engine.redis)
-    return MemoryEngine()
+    return MemoryEngine(settings.engine.memory.history_max_size)
 
 
 def build_app(settings: Settings, engine: Engine | None = None) -> web.Application:

@@ -330,8 +330,17 @@ class RedisSettings(_Section):
         return value
 
 
+class MemoryEngineSettings(_Section):
+    history_max_size: int = Field(
+        256 * 1024 * 1024,
+        gt=0,
+        description="Bytes of history of all channels together; the oldest go first past it.",
+    )
+
+
 class EngineSettings(_Section):
     type: Literal["memory", "redis"] = "memory"
+    memory: MemoryEngineSettings = Field(default_factory=MemoryEngineSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
 
 
