@@ -55,6 +55,10 @@ _PONG = b"{}"
 _MAX_ID = 2**32 - 1
 
 
+class ConnectionGone(Exception):
+    """The connection closed while a command awaited; what it added has been undone."""
+
+
 class ClientState(enum.Enum):
     CONNECTING = 1
     CONNECTED = 2
@@ -149,7 +153,7 @@ class Client:
     async def handle_frame(self, text: str) -> None:
         """Process one text frame: newline-separated commands, in order."""
         for line in text.split("\n"):
-            if self.state is ClientState.CLOSED:
+            if self.state is ClientState.CLOSED or self.transport.closed:
                 return
             line = line.strip()
             if not line:
@@ -211,6 +215,8 @@ class Client:
         handler = _HANDLERS[method]
         try:
             result = await handler(self, request)
+        except ConnectionGone:
+            return  # nobody to answer
         except Disconnect as exc:
             self.node.metrics.commands[(method, "disconnect")] += 1
             self.disconnect(exc.code, exc.reason)
@@ -575,9 +581,11 @@ class Client:
         channel = req.channel
         subscriber = Subscriber(self.id, self.transport.send, push_join_leave)
         first = node.hub.add_pending(channel, subscriber)
+        presence_added = False
         try:
             if first:
                 await node.engine.subscribe(channel)
+                self._check_open()
             result: dict[str, Any] = {}
             if expire_at:
                 result["expires"] = True
@@ -594,6 +602,7 @@ class Client:
                         since=since,
                         limit=node.settings.client.recovery_max_publication_limit,
                     )
+                    self._check_open()
                     top = hist.position
                     recovered = is_recovered(since, top, hist.publications)
                     if recovered:
@@ -605,11 +614,17 @@ class Client:
                     top = (
                         await node.engine.history(channel, history=history, since=None, limit=0)
                     ).position
+                    self._check_open()
             if presence:
                 await node.engine.add_presence(
                     channel, client_info, node.settings.client.presence_update_interval * 3
                 )
+                presence_added = True
+                self._check_open()
         except BaseException:
+            # Undo what this subscribe added, in reverse.
+            if presence_added:
+                await self._engine_remove_presence(channel)
             if node.hub.remove(channel, self.id):
                 await self._engine_unsubscribe(channel)
             raise
@@ -741,10 +756,24 @@ class Client:
             offset=since.offset if since else 0,
             epoch=since.epoch if since else "",
         )
-        result, commit = await self._subscribe(req, ch_info, server_side=True)
+        try:
+            result, commit = await self._subscribe(req, ch_info, server_side=True)
+        except ConnectionGone:
+            return
         result.pop("was_recovering", None)
         self.transport.send(encode_push(channel, "subscribe", result))
         commit()
+
+    def _check_open(self) -> None:
+        """After an await: stop if the connection closed meanwhile (the caller undoes)."""
+        if self._cleaned or self.transport.closed:
+            raise ConnectionGone
+
+    async def _engine_remove_presence(self, channel: str) -> None:
+        try:
+            await self.node.engine.remove_presence(channel, self.id, self.user)
+        except EngineUnavailable:
+            self.node.metrics.engine_errors += 1
 
     async def _engine_unsubscribe(self, channel: str) -> None:
         try:
