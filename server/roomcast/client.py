@@ -31,7 +31,13 @@ from .codes import (
     UnsubscribeCode,
 )
 from .engine import ClientInfo, EngineUnavailable, Publication, StreamPosition
-from .fields import optional_int, optional_str
+from .fields import (
+    optional_bool,
+    optional_dict,
+    optional_int,
+    optional_position,
+    optional_str,
+)
 from .hub import Subscriber, encode_push
 from .ratelimit import TokenBucket
 from .recovery import is_recovered
@@ -329,19 +335,17 @@ class Client:
             )
         if len(server_subs) > settings.channel_limit:
             raise Disconnect(DisconnectCode.CHANNEL_LIMIT)
-        positions = req.get("subs") if isinstance(req.get("subs"), dict) else {}
-        assert isinstance(positions, dict)
+        positions = optional_dict(req, "subs")
         node.register(self)
         self.state = ClientState.CONNECTED
         subs_result: dict[str, Any] = {}
         commits: list[Callable[[], None]] = []
         try:
             for server_sub in server_subs:
-                pos = positions.get(server_sub.channel)
-                pos = pos if isinstance(pos, dict) else {}
+                pos = optional_dict(positions, server_sub.channel)
                 sub_req = _SubscribeRequest(
                     channel=server_sub.channel,
-                    recover=bool(pos.get("recover")),
+                    recover=optional_bool(pos, "recover"),
                     offset=optional_int(pos, "offset"),
                     epoch=optional_str(pos, "epoch"),
                     data=server_sub.data,
@@ -477,7 +481,7 @@ class Client:
             raise ProtocolError(ErrorCode.ALREADY_SUBSCRIBED)
         if len(self.subs) >= node.settings.client.channel_limit:
             raise ProtocolError(ErrorCode.LIMIT_EXCEEDED)
-        if isinstance(req.get("type"), int) and req["type"] != 0:
+        if optional_int(req, "type") != 0:
             raise ProtocolError(ErrorCode.PERMISSION_DENIED)  # map subscriptions: not a stream
         if req.get("tf") is not None:
             raise ProtocolError(ErrorCode.BAD_REQUEST, "tags filter not allowed")
@@ -485,12 +489,12 @@ class Client:
         sub_req = _SubscribeRequest(
             channel=channel,
             token=optional_str(req, "token"),
-            recover=req.get("recover") is True,
+            recover=optional_bool(req, "recover"),
             offset=optional_int(req, "offset"),
             epoch=optional_str(req, "epoch"),
-            positioned=req.get("positioned") is True,
-            recoverable=req.get("recoverable") is True,
-            join_leave=req.get("join_leave") is True,
+            positioned=optional_bool(req, "positioned"),
+            recoverable=optional_bool(req, "recoverable"),
+            join_leave=optional_bool(req, "join_leave"),
             reject_unrecovered=bool(flag & 2),
         )
         if sub_req.token:
@@ -890,9 +894,8 @@ class Client:
         max_limit = node.settings.client.history_max_publication_limit
         if limit < 0 or limit > max_limit:
             limit = max_limit
-        return await node.read_history(
-            info, req.get("since"), limit, req.get("reverse") is True
-        ), None
+        since = optional_position(req, "since")
+        return await node.read_history(info, since, limit, optional_bool(req, "reverse")), None
 
     async def _rpc(self, req: dict[str, Any]) -> tuple[dict[str, Any], None]:
         """No RPC handler exists: Centrifugo's 108 (104 would mean a handler without the method)."""
