@@ -72,7 +72,7 @@ class RedisEngine:
     def __init__(self, settings: RedisSettings) -> None:
         self._settings = settings
         self._keys = RedisKeys(settings.prefix)
-        self.metrics_collector = RedisEngineMetrics()
+        self.metrics_collector = RedisEngineMetrics(self._shard_states)
         self._shards: list[Shard] = []
         #: Cluster: shard index per slot, -1 while no master is known for it
         self._slots: list[int] = []
@@ -87,7 +87,17 @@ class RedisEngine:
 
     @property
     def available(self) -> bool:
-        return bool(self._shards) and all(shard.available for shard in self._shards)
+        """A majority of the shards is reachable.
+
+        This is what readiness follows: with one shard of several down, channels on
+        the others still work, and taking every pod out of its Service would cut
+        those too. Commands on the down shard's channels fail fast meanwhile.
+        """
+        shards = self._shards
+        return sum(shard.available for shard in shards) * 2 > len(shards)
+
+    def _shard_states(self) -> list[tuple[str, bool]]:
+        return [(shard.label, shard.available) for shard in self._shards]
 
     async def start(self, handler: EngineEventHandler) -> None:
         self._handler = handler

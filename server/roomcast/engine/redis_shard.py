@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import Histogram
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from roomcast.config import RedisSettings
@@ -79,7 +79,8 @@ class RedisKeys:
 class RedisEngineMetrics(Collector):
     """Engine counters, plain numbers on the hot path; exported at scrape time."""
 
-    def __init__(self) -> None:
+    def __init__(self, shard_states: Callable[[], list[tuple[str, bool]]] | None = None) -> None:
+        self._shard_states = shard_states
         self.messages_in = 0
         self.reconnects = 0
         self.holes_detected = 0
@@ -123,6 +124,15 @@ class RedisEngineMetrics(Collector):
             "Channels whose subscribers were told publications were lost.",
             self.insufficient_state,
         )
+        if self._shard_states is not None:
+            up = GaugeMetricFamily(
+                "roomcast_engine_redis_shard_up",
+                "1 while this node reaches the Redis shard (a cluster master).",
+                labels=["shard"],
+            )
+            for label, available in self._shard_states():
+                up.add_metric([label], float(available))
+            yield up
         yield from self.round_trip.collect()
         yield from self.resubscribe.collect()
 

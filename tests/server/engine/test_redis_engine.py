@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 import redis
 
@@ -338,3 +339,40 @@ async def test_publish_to_write_latency_is_observed_with_redis(shared_redis: Red
         assert b'"data":{"n": 1}' in push
         count = node.metrics.registry.get_sample_value("roomcast_publish_to_write_seconds_count")
         assert count == 1
+
+
+async def test_ready_while_a_minority_of_shards_is_down() -> None:
+    """One shard of three down: the node stays ready (its Service keeps it), the shard's
+    metric says which one is down, and its channels fail fast; two down: not ready."""
+    with redis_servers(3) as servers:
+        settings = load_settings(environ={}, overrides={"engine": {"type": "redis"}})
+        engine = RedisEngine(redis_settings(servers[0].url, address=[s.url for s in servers]))
+        app = build_app(settings, engine)
+        async with serving(app) as server, aiohttp.ClientSession() as session:
+
+            async def ready() -> int:
+                async with session.get(f"{server.http_url}/ready") as response:
+                    return response.status
+
+            labels = [s.url for s in servers]
+
+            def shard_up() -> list[float]:
+                registry = app[NODE].metrics.registry
+                return [
+                    registry.get_sample_value("roomcast_engine_redis_shard_up", {"shard": label})
+                    or 0.0
+                    for label in labels
+                ]
+
+            assert await ready() == 200
+            assert shard_up() == [1.0, 1.0, 1.0]
+            servers[0].kill()
+            await eventually(lambda: shard_up() == [0.0, 1.0, 1.0])
+            assert engine.available and await ready() == 200
+            channels = (f"c{i}" for i in range(1000))
+            down = next(c for c in channels if engine._shard(c).label == labels[0])
+            with pytest.raises(EngineUnavailable):
+                await engine.publish(down, Publication(b"1"), history=HISTORY)
+            servers[1].kill()
+            await eventually(lambda: not engine.available)
+            assert await ready() == 503
