@@ -42,6 +42,7 @@ from .base import (
 from .memory import IDEMPOTENCY_WINDOW_SECONDS, new_epoch
 from .redis_codec import decode_body, encode_body, parse_entry_offset
 from .redis_protocol import ConnectionLost, RedisAddress, RedisReplyError, open_connection
+from .redis_redirects import Redirect
 from .redis_scripts import ADD_MEMBER, HISTORY, LIVE_MEMBERS, PUBLISH
 from .redis_shard import RedisEngineMetrics, RedisKeys, Shard, backoff_seconds
 
@@ -119,7 +120,11 @@ class RedisEngine:
     def _make_shard(self, label: str, resolve: Any, *, master: bool = False) -> Shard:
         s = self._settings
         cluster_hooks: dict[str, Any] = (
-            {"on_slots_stale": self._slots_stale, "before_resubscribe": self._refresh_slots}
+            {
+                "on_slots_stale": self._slots_stale,
+                "before_resubscribe": self._refresh_slots,
+                "redirect_target": self._redirect_target,
+            }
             if s.cluster
             else {}
         )
@@ -264,6 +269,11 @@ class RedisEngine:
                     if state is not None:
                         self._shards[owner].adopt(state)
             shard.resubscribe_orphans()
+
+    def _redirect_target(self, redirect: Redirect) -> Shard | None:
+        """The known master a MOVED or ASK reply names (a new one waits for the map)."""
+        host = redirect.host or self._address(self._settings.address[0]).host
+        return self._by_endpoint.get((host, redirect.port))
 
     def _slots_stale(self) -> None:
         """A MOVED reply or a dropped subscription: re-read the slot map soon, once."""

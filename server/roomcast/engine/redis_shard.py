@@ -17,7 +17,7 @@ import contextlib
 import logging
 import random
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +38,7 @@ from .redis_protocol import (
     RedisReplyError,
     open_connection,
 )
+from .redis_redirects import TRYAGAIN_DELAYS, Redirect, parse_redirect
 from .redis_scripts import HISTORY, SCRIPTS, Script
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ class RedisEngineMetrics(Collector):
     def __init__(self, shard_states: Callable[[], list[tuple[str, bool]]] | None = None) -> None:
         self._shard_states = shard_states
         self.messages_in = 0
+        self.redirects: Counter[str] = Counter()  # moved, ask, tryagain
         self.reconnects = 0
         self.holes_detected = 0
         self.holes_filled = 0
@@ -124,6 +126,14 @@ class RedisEngineMetrics(Collector):
             "Channels whose subscribers were told publications were lost.",
             self.insufficient_state,
         )
+        redirects = CounterMetricFamily(
+            "roomcast_engine_redis_redirects",
+            "Cluster answers followed while slots move: moved, ask, tryagain.",
+            labels=["kind"],
+        )
+        for kind, n in sorted(self.redirects.items()):
+            redirects.add_metric([kind], n)
+        yield redirects
         if self._shard_states is not None:
             up = GaugeMetricFamily(
                 "roomcast_engine_redis_shard_up",
@@ -184,6 +194,7 @@ class Shard:
         require_master: bool = False,
         on_slots_stale: Callable[[], None] | None = None,
         before_resubscribe: Callable[[], Awaitable[None]] | None = None,
+        redirect_target: Callable[[Redirect], Shard | None] | None = None,
     ) -> None:
         self.label = label
         self._resolve = resolve
@@ -212,6 +223,8 @@ class Shard:
         self.address: RedisAddress | None = None
         #: Cluster: a reply or push said a slot moved; the engine re-reads the slot map
         self._on_slots_stale = on_slots_stale
+        #: Cluster: the shard a MOVED or ASK reply points to, if this node knows it
+        self._redirect_target = redirect_target
         #: Cluster: runs after a reconnect, before resubscribing, so channels whose slot
         #: moved meanwhile go to their new owner instead of drawing MOVED here
         self._before_resubscribe = before_resubscribe
@@ -376,11 +389,7 @@ class Shard:
         return EngineUnavailable(f"redis: {exc}")
 
     async def execute(self, *args: Arg) -> Any:
-        conn = self.connection()
-        try:
-            return await conn.execute(*args, wait_seconds=self._settings.io_timeout)
-        except RedisReplyError as exc:
-            raise self._reply_error(conn, exc) from None
+        return await self._command(args, None)
 
     async def execute_many(self, commands: Sequence[Sequence[Arg]]) -> list[Any]:
         conn = self.connection()
@@ -391,21 +400,64 @@ class Shard:
         return replies
 
     async def run_script(self, script: Script, keys: Sequence[Arg], args: Sequence[Arg]) -> Any:
+        return await self._command(
+            ("EVALSHA", script.sha, len(keys), *keys, *args),
+            ("EVAL", script.source, len(keys), *keys, *args),
+        )
+
+    async def _command(
+        self,
+        args: Sequence[Arg],
+        source: Sequence[Arg] | None,
+        *,
+        asking: bool = False,
+        redirected: bool = False,
+    ) -> Any:
+        """Run one command (``source``: the script's EVAL if EVALSHA finds no script),
+        following a cluster redirect once and trying again on TRYAGAIN."""
         conn = self.connection()
-        timeout = self._settings.io_timeout
-        try:
+        for delay in (*TRYAGAIN_DELAYS, None):
             try:
-                return await conn.execute(
-                    "EVALSHA", script.sha, len(keys), *keys, *args, wait_seconds=timeout
-                )
+                return await self._send(conn, args, source, asking)
             except RedisReplyError as exc:
-                if not str(exc).startswith("NOSCRIPT"):
-                    raise
-                return await conn.execute(
-                    "EVAL", script.source, len(keys), *keys, *args, wait_seconds=timeout
+                message = str(exc)
+                if message.startswith("TRYAGAIN") and delay is not None:
+                    self._metrics.redirects["tryagain"] += 1
+                    await asyncio.sleep(delay)
+                    continue
+                redirect = parse_redirect(message)
+                target = (
+                    self._redirect_target(redirect)
+                    if redirect is not None and self._redirect_target is not None
+                    else None
                 )
+                if redirect is None or target is None or redirected:
+                    raise self._reply_error(conn, exc) from None
+                self._metrics.redirects[redirect.kind.lower()] += 1
+                if redirect.kind == "MOVED" and self._on_slots_stale is not None:
+                    self._on_slots_stale()
+                return await target._command(
+                    args, source, asking=redirect.kind == "ASK", redirected=True
+                )
+        raise AssertionError("unreachable: the last try raises or returns")
+
+    async def _send(
+        self, conn: RedisConnection, args: Sequence[Arg], source: Sequence[Arg] | None, asking: bool
+    ) -> Any:
+        timeout = self._settings.io_timeout
+        if asking:
+            # One command on the importing node; a script by its source, which it may lack.
+            replies = await conn.execute_many([("ASKING",), source or args], timeout)
+            for reply in replies:
+                if isinstance(reply, RedisReplyError):
+                    raise reply
+            return replies[1]
+        try:
+            return await conn.execute(*args, wait_seconds=timeout)
         except RedisReplyError as exc:
-            raise self._reply_error(conn, exc) from None
+            if source is None or not str(exc).startswith("NOSCRIPT"):
+                raise
+            return await conn.execute(*source, wait_seconds=timeout)
 
     # Subscriptions -------------------------------------------------------------
     def _request(self, subscribe: bool, key: bytes) -> asyncio.Future[None]:
