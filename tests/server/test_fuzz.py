@@ -10,9 +10,10 @@ to input that is the client's fault. Examples are bounded to keep ``make test`` 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import aiohttp
@@ -157,6 +158,27 @@ class ErrorCollector(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         self.records.append(record)
 
+    @contextlib.contextmanager
+    def nothing_logged(self) -> Iterator[None]:
+        """Fail if the block logs an ERROR line (each example answers for its own)."""
+        self.records.clear()
+        yield
+        assert not self.records, [r.getMessage() for r in self.records]
+
+
+def per_field(targets: list[tuple[str, str]], examples: int) -> Callable[[Any], Any]:
+    """Run the test for each (method, field) with ``examples`` drawn requests."""
+
+    def wrap(test: Any) -> Any:
+        test = given(data=st.data())(test)
+        test = settings(
+            max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck)
+        )(test)
+        test = pytest.mark.parametrize(("method", "field"), targets)(test)
+        return pytest.mark.asyncio(loop_scope="module")(test)
+
+    return wrap
+
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def live() -> AsyncIterator[tuple[Served, ErrorCollector]]:
@@ -218,24 +240,18 @@ async def test_garbage_commands_never_crash(
     live: tuple[Served, ErrorCollector], batch: list[dict[str, Any]]
 ) -> None:
     server, collector = live
-    collector.records.clear()  # each example answers for its own log lines
-    await _send_commands(server, batch)
-    assert not collector.records, [r.getMessage() for r in collector.records]
+    with collector.nothing_logged():
+        await _send_commands(server, batch)
 
 
-@pytest.mark.asyncio(loop_scope="module")
-@pytest.mark.parametrize(("method", "field"), CLIENT_TARGETS)
-@settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
-@given(data=st.data())
+@per_field(CLIENT_TARGETS, examples=8)
 async def test_garbage_in_each_command_field_never_crashes(
     live: tuple[Served, ErrorCollector], method: str, field: str, data: st.DataObject
 ) -> None:
     server, collector = live
-    collector.records.clear()  # each example answers for its own log lines
-    await _send_commands(
-        server, [{"id": 2, method: data.draw(aimed(CLIENT_FIELDS[method], field))}]
-    )
-    assert not collector.records, [r.getMessage() for r in collector.records]
+    request = data.draw(aimed(CLIENT_FIELDS[method], field))
+    with collector.nothing_logged():
+        await _send_commands(server, [{"id": 2, method: request}])
 
 
 async def _call_api(server: Served, method: str, body: Any) -> None:
@@ -254,15 +270,11 @@ async def _call_api(server: Served, method: str, body: Any) -> None:
         assert not server_faults(json.loads(text)), text
 
 
-@pytest.mark.asyncio(loop_scope="module")
-@pytest.mark.parametrize(("method", "field"), API_TARGETS)
-@settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
-@given(data=st.data())
+@per_field(API_TARGETS, examples=12)
 async def test_garbage_in_each_api_field_never_crashes(
     live: tuple[Served, ErrorCollector], method: str, field: str, data: st.DataObject
 ) -> None:
     server, collector = live
-    collector.records.clear()  # each example answers for its own log lines
     fields = API_FIELDS[method]
     body = data.draw(aimed(fields, field) if field else requests(fields))
     if method == "batch":  # garbage inside a command of the batch, too
@@ -270,5 +282,5 @@ async def test_garbage_in_each_api_field_never_crashes(
         target = data.draw(st.sampled_from(API_FIELDS[inner] or [""]))
         command = data.draw(aimed(API_FIELDS[inner], target) if target else requests([]))
         body = {"commands": [{inner: command}, body.get("commands")]}
-    await _call_api(server, method, body)
-    assert not collector.records, [r.getMessage() for r in collector.records]
+    with collector.nothing_logged():
+        await _call_api(server, method, body)

@@ -15,14 +15,14 @@ import json
 import socket
 import struct
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
 from roomcast.app import CONNECTIONS, NODE, build_app
 from roomcast.config import load_settings
-from roomcast.engine import ClientInfo, HistoryOptions, HistoryResult, StreamPosition
 from roomcast.engine.memory import MemoryEngine
 from roomcast.node import Node
 from tests.processes import PROTOCOL_CONFIG, SECRET
@@ -55,43 +55,28 @@ class GatedEngine(MemoryEngine):
             self.held.set()
             await self.release.wait()
 
-    async def subscribe(self, channel: str) -> None:
-        await self._gate("subscribe")
-        self.interest[channel] += 1
 
-    async def unsubscribe(self, channel: str) -> None:
-        await self._gate("unsubscribe")
-        self.interest[channel] -= 1
+def _gated(name: str) -> Callable[..., Awaitable[Any]]:
+    async def call(self: GatedEngine, *args: Any, **kwargs: Any) -> Any:
+        await self._gate(name)
+        result = await getattr(MemoryEngine, name)(self, *args, **kwargs)
+        if name in ("subscribe", "unsubscribe"):
+            self.interest[args[0]] += 1 if name == "subscribe" else -1
+        return result
 
-    async def history(
-        self,
-        channel: str,
-        *,
-        history: HistoryOptions,
-        since: StreamPosition | None,
-        limit: int,
-        reverse: bool = False,
-    ) -> HistoryResult:
-        await self._gate("history")
-        return await super().history(
-            channel, history=history, since=since, limit=limit, reverse=reverse
-        )
+    return call
 
-    async def add_presence(self, channel: str, info: ClientInfo, ttl_seconds: float) -> None:
-        await self._gate("add_presence")
-        await super().add_presence(channel, info, ttl_seconds)
 
-    async def remove_presence(self, channel: str, client_id: str, user: str) -> None:
-        await self._gate("remove_presence")
-        await super().remove_presence(channel, client_id, user)
-
-    async def publish_join(self, channel: str, info: ClientInfo) -> None:
-        await self._gate("publish_join")
-        await super().publish_join(channel, info)
-
-    async def publish_leave(self, channel: str, info: ClientInfo) -> None:
-        await self._gate("publish_leave")
-        await super().publish_leave(channel, info)
+for _name in (
+    "subscribe",
+    "unsubscribe",
+    "history",
+    "add_presence",
+    "remove_presence",
+    "publish_join",
+    "publish_leave",
+):
+    setattr(GatedEngine, _name, _gated(_name))
 
 
 #: Presence, join/leave and recovery everywhere, so connect and subscribe await each.

@@ -21,24 +21,7 @@ from roomcast.ws.frames import (
     parse_close,
     unmask,
 )
-
-
-def frame(
-    opcode: int, payload: bytes, fin: bool = True, masked: bool = True, rsv: int = 0
-) -> bytes:
-    first = (0x80 if fin else 0) | rsv << 4 | opcode
-    n = len(payload)
-    mask_bit = 0x80 if masked else 0
-    if n < 126:
-        head = bytes((first, mask_bit | n))
-    elif n < 65536:
-        head = bytes((first, mask_bit | 126)) + struct.pack("!H", n)
-    else:
-        head = bytes((first, mask_bit | 127)) + struct.pack("!Q", n)
-    if not masked:
-        return head + payload
-    mask = os.urandom(4)
-    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+from tests.support.rawws import frame
 
 
 def test_unmask_roundtrip() -> None:

@@ -168,26 +168,23 @@ async def test_slow_consumer_close_is_counted_and_logged(caplog: pytest.LogCaptu
         environ={"ROOMCAST_TOKEN_HMAC_SECRET": SECRET},
         overrides={**PROTOCOL_CONFIG, "client": {"queue_max_size": 65_536}},
     )
-    async with serving(build_app(settings)) as server:
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.setblocking(False)
-        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", server.port))
-        reader, writer = await asyncio.open_connection(sock=sock)
-        async with RawSocket(reader, writer) as raw:
-            assert await raw.upgrade() == 101
-            await raw.connect()
-            raw.send_text(json.dumps({"id": 2, "subscribe": {"channel": "flood"}}))
-            await raw.read_frame()
-            node = server.app[NODE]
-            info = node.rules.resolve("flood")
-            data = json.dumps({"pad": "x" * 4000}).encode()
-            for _ in range(2000):  # the client reads nothing from here on
-                await node.publish("flood", info, Publication(data), source="api")
-                await asyncio.sleep(0)  # the outboxes are flushed at the end of a loop turn
-                if _disconnects(server, 3008):
-                    break
-            assert _disconnects(server, 3008) == 1
+    async with (
+        serving(build_app(settings)) as server,
+        await RawSocket.open(server.port, receive_buffer=4096) as raw,
+    ):
+        assert await raw.upgrade() == 101
+        await raw.connect()
+        raw.send_text(json.dumps({"id": 2, "subscribe": {"channel": "flood"}}))
+        await raw.read_frame()
+        node = server.app[NODE]
+        info = node.rules.resolve("flood")
+        data = json.dumps({"pad": "x" * 4000}).encode()
+        for _ in range(2000):  # the client reads nothing from here on
+            await node.publish("flood", info, Publication(data), source="api")
+            await asyncio.sleep(0)  # the outboxes are flushed at the end of a loop turn
+            if _disconnects(server, 3008):
+                break
+        assert _disconnects(server, 3008) == 1
     assert any(
         r.getMessage() == "disconnect" and r.__dict__["code"] == 3008 for r in caplog.records
     )
@@ -200,31 +197,26 @@ async def test_pongs_to_a_ping_flood_stay_under_the_queue_limit() -> None:
         environ={"ROOMCAST_TOKEN_HMAC_SECRET": SECRET},
         overrides={**PROTOCOL_CONFIG, "client": {"queue_max_size": queue_max}},
     )
-    async with serving(build_app(settings)) as server:
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.setblocking(False)
-        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", server.port))
-        reader, writer = await asyncio.open_connection(sock=sock)
-        async with RawSocket(reader, writer) as raw:
-            assert await raw.upgrade() == 101
-            await raw.connect()
-            (client,) = server.app[CONNECTIONS]
-            protocol = client.transport
-            assert isinstance(protocol, ConnectionProtocol)
-            raw_transport = protocol._raw
-            assert raw_transport is not None
-            # Small kernel buffers on the server's side, so its own buffer fills quickly.
-            raw_transport.get_extra_info("socket").setsockopt(
-                socket.SOL_SOCKET, socket.SO_SNDBUF, 4096
-            )
-            ping = frame(0x9, b"p" * 125)
-            for _ in range(200):  # up to 200 x 1,000 pings: 25 MB of pongs if all were answered
-                writer.write(ping * 1000)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(writer.drain(), 0.05)
-                assert raw_transport.get_write_buffer_size() <= queue_max
-                if protocol._pauses or protocol.closed:
-                    break
-            assert protocol._pauses or protocol.closed  # reading stopped, or the client was cut
+    async with (
+        serving(build_app(settings)) as server,
+        await RawSocket.open(server.port, receive_buffer=4096) as raw,
+    ):
+        assert await raw.upgrade() == 101
+        await raw.connect()
+        (client,) = server.app[CONNECTIONS]
+        protocol = client.transport
+        assert isinstance(protocol, ConnectionProtocol)
+        raw_transport = protocol._raw
+        assert raw_transport is not None
+        # Small kernel buffers on the server's side, so its own buffer fills quickly.
+        raw_transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        ping = frame(0x9, b"p" * 125)
+        for _ in range(200):  # up to 200 x 1,000 pings: 25 MB of pongs if all were answered
+            raw.writer.write(ping * 1000)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(raw.writer.drain(), 0.05)
             assert raw_transport.get_write_buffer_size() <= queue_max
+            if protocol._pauses or protocol.closed:
+                break
+        assert protocol._pauses or protocol.closed  # reading stopped, or the client was cut
+        assert raw_transport.get_write_buffer_size() <= queue_max

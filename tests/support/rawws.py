@@ -10,6 +10,7 @@ import asyncio
 import base64
 import json
 import os
+import socket
 import struct
 
 from tests.support.tokens import token
@@ -25,8 +26,11 @@ def upgrade_head(target: str = PATH, host: str = "127.0.0.1", extra: str = "") -
     ).encode()
 
 
-def frame(opcode: int, payload: bytes, *, masked: bool = True, fin: bool = True) -> bytes:
-    first = (0x80 if fin else 0) | opcode
+def frame(
+    opcode: int, payload: bytes, *, masked: bool = True, fin: bool = True, rsv: int = 0
+) -> bytes:
+    """A client frame: masked (unless told not to), final (unless told not to)."""
+    first = (0x80 if fin else 0) | rsv << 4 | opcode
     n = len(payload)
     bit = 0x80 if masked else 0
     if n < 126:
@@ -50,8 +54,19 @@ class RawSocket:
         self.writer = writer
 
     @classmethod
-    async def open(cls, port: int) -> RawSocket:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    async def open(cls, port: int, receive_buffer: int = 0) -> RawSocket:
+        """Connect; ``receive_buffer`` makes the kernel's receive buffer that small
+        (a client that stops reading then fills the server's queue quickly)."""
+        sock = socket.socket()
+        if receive_buffer:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        sock.setblocking(False)
+        try:
+            await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+            reader, writer = await asyncio.open_connection(sock=sock)
+        except BaseException:
+            sock.close()
+            raise
         return cls(reader, writer)
 
     async def __aenter__(self) -> RawSocket:

@@ -117,24 +117,8 @@ async def test_a_subscriber_that_was_away_while_the_slot_moved_catches_up(
     assert subscriber._shard("wanderer") is not shard
 
 
-def _begin_migration(cluster: RedisCluster, slot: int) -> tuple[RedisServer, RedisServer, str]:
-    """Mark ``slot`` as leaving its owner for another master; returns source, target and
-    the target's node id (moving keys and finishing are the test's business)."""
-    source = cluster.owner(slot)
-    target = next(node for node in cluster.nodes if node is not source)
-    ids = {}
-    for node in (source, target):
-        with node.client() as conn:
-            ids[node.port] = conn.execute_command("CLUSTER", "MYID").decode()
-    with target.client() as dst, source.client() as src:
-        dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", ids[source.port])
-        src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", ids[target.port])
-    return source, target, ids[target.port]
-
-
-def _migrate(source: RedisServer, target: RedisServer, keys: list[bytes]) -> None:
-    with source.client() as src:
-        src.execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys)
+def _other_master(cluster: RedisCluster, slot: int) -> RedisServer:
+    return next(node for node in cluster.nodes if node is not cluster.owner(slot))
 
 
 async def test_ask_is_followed_while_a_slot_migrates(
@@ -145,8 +129,9 @@ async def test_ask_is_followed_while_a_slot_migrates(
     engine, _ = await start(engines, cluster.urls[0], prefix="ask", cluster=True)
     await engine.publish("asked", Publication(b"1"), history=HISTORY)
     slot = key_slot(b"ask.stream.{asked}")
-    source, target, _ = _begin_migration(cluster, slot)
-    _migrate(source, target, [b"ask.stream.{asked}", b"ask.meta.{asked}"])
+    target = _other_master(cluster, slot)
+    source, _ = cluster.begin_migration(slot, target)
+    cluster.migrate(source, target, [b"ask.stream.{asked}", b"ask.meta.{asked}"])
     position = await engine.publish("asked", Publication(b"2"), history=HISTORY)
     assert position is not None and position.offset == 2
     assert engine.metrics_collector.redirects["ask"] >= 1
@@ -163,14 +148,13 @@ async def test_tryagain_then_moved_is_followed(
     engine, _ = await start(engines, cluster.urls[0], prefix="try", cluster=True)
     await engine.publish("split", Publication(b"1"), history=HISTORY)
     slot = key_slot(b"try.stream.{split}")
-    source, target, target_id = _begin_migration(cluster, slot)
-    _migrate(source, target, [b"try.meta.{split}"])  # the stream stays behind for now
+    target = _other_master(cluster, slot)
+    source, target_id = cluster.begin_migration(slot, target)
+    cluster.migrate(source, target, [b"try.meta.{split}"])  # the stream stays behind for now
     publishing = asyncio.ensure_future(engine.publish("split", Publication(b"2"), history=HISTORY))
     await eventually(lambda: engine.metrics_collector.redirects["tryagain"] >= 1)
     assert not publishing.done()
-    _migrate(source, target, [b"try.stream.{split}"])
-    for node in cluster.nodes:
-        with node.client() as conn:
-            conn.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+    cluster.migrate(source, target, [b"try.stream.{split}"])
+    cluster.finish_migration(slot, target_id)
     position = await publishing
     assert position is not None and position.offset == 2
