@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
@@ -31,6 +31,7 @@ from .codes import (
     UnsubscribeCode,
 )
 from .engine import ClientInfo, EngineUnavailable, Publication, StreamPosition
+from .expiry import schedule_expiry
 from .fields import (
     optional_bool,
     optional_dict,
@@ -39,8 +40,11 @@ from .fields import (
     optional_str,
 )
 from .hub import Subscriber, encode_push
+from .permissions import may_publish, may_read_history, may_see_presence, may_subscribe
 from .ratelimit import TokenBucket
-from .recovery import is_recovered
+from .recovery import is_recovered, merge_live
+from .subscription_options import Asked
+from .subscription_options import resolve as resolve_options
 from .tokens import (
     ConnectionClaims,
     InvalidToken,
@@ -56,6 +60,24 @@ if TYPE_CHECKING:
     from .transport import Transport
 
 log = logging.getLogger(__name__)
+_Claims = TypeVar("_Claims")
+
+#: What a client is told when a token fails, per command: (expired, invalid).
+_TOKEN_FAILURES: dict[str, tuple[ProtocolError | Disconnect, ProtocolError | Disconnect]] = {
+    "connect": (ProtocolError(ErrorCode.TOKEN_EXPIRED), Disconnect(DisconnectCode.INVALID_TOKEN)),
+    "refresh": (
+        Disconnect(DisconnectCode.CONNECTION_EXPIRED),
+        Disconnect(DisconnectCode.INVALID_TOKEN),
+    ),
+    "subscribe": (
+        ProtocolError(ErrorCode.TOKEN_EXPIRED),
+        ProtocolError(ErrorCode.PERMISSION_DENIED),
+    ),
+    "sub_refresh": (
+        ProtocolError(ErrorCode.TOKEN_EXPIRED, "token expired"),
+        Disconnect(DisconnectCode.INVALID_TOKEN),
+    ),
+}
 
 _PONG = b"{}"
 _MAX_ID = 2**32 - 1
@@ -291,6 +313,18 @@ class Client:
             await self._drop_subscription(sub)
         self.node.unregister(self)
 
+    async def _verified(self, verifying: Awaitable[_Claims], command: str) -> _Claims:
+        """The claims of a token, or what ``command`` answers for an expired or bad one."""
+        try:
+            return await verifying
+        except TokenExpired:
+            raise _TOKEN_FAILURES[command][0] from None
+        except InvalidToken as exc:
+            log.info(
+                "invalid token", extra={"client": self.id, "command": command, "error": str(exc)}
+            )
+            raise _TOKEN_FAILURES[command][1] from None
+
     # connect ------------------------------------------------------------
     async def _connect(self, req: dict[str, Any]) -> tuple[dict[str, Any], Callable[[], None]]:
         node = self.node
@@ -300,13 +334,7 @@ class Client:
         if token:
             if not node.conn_verifier.configured:
                 raise Disconnect(DisconnectCode.INVALID_TOKEN)
-            try:
-                claims = await node.conn_verifier.verify_connection(token)
-            except TokenExpired:
-                raise ProtocolError(ErrorCode.TOKEN_EXPIRED) from None
-            except InvalidToken as exc:
-                log.info("invalid connection token", extra={"client": self.id, "error": str(exc)})
-                raise Disconnect(DisconnectCode.INVALID_TOKEN) from None
+            claims = await self._verified(node.conn_verifier.verify_connection(token), "connect")
             if not claims.user and settings.disallow_anonymous_connection_tokens:
                 raise Disconnect(DisconnectCode.PERMISSION_DENIED)
         elif settings.allow_anonymous_connect_without_token or settings.insecure:
@@ -386,8 +414,11 @@ class Client:
     def _schedule_connection_expiry(self) -> None:
         if self._expiry_timer is not None:
             self._expiry_timer.cancel()
-        delay = self.expire_at - time.time() + self.node.settings.client.expired_close_delay
-        self._expiry_timer = self._loop.call_later(max(0.0, delay), self._check_connection_expiry)
+        self._expiry_timer = schedule_expiry(
+            self.expire_at,
+            self.node.settings.client.expired_close_delay,
+            self._check_connection_expiry,
+        )
 
     def _check_connection_expiry(self) -> None:
         self._expiry_timer = None
@@ -401,12 +432,7 @@ class Client:
         token = optional_str(req, "token")
         if not token:
             raise Disconnect(DisconnectCode.BAD_REQUEST)
-        try:
-            claims = await self.node.conn_verifier.verify_connection(token)
-        except TokenExpired:
-            raise Disconnect(DisconnectCode.CONNECTION_EXPIRED) from None
-        except InvalidToken:
-            raise Disconnect(DisconnectCode.INVALID_TOKEN) from None
+        claims = await self._verified(self.node.conn_verifier.verify_connection(token), "refresh")
         if claims.user != self.user:
             raise Disconnect(DisconnectCode.INVALID_TOKEN)
         current = {s.channel for s in self.subs.values() if s.server_side}
@@ -448,25 +474,14 @@ class Client:
                 self._expiry_timer = None
 
     # subscribe ----------------------------------------------------------
-    def _is_anonymous_ok(self, anonymous_flag: bool) -> bool:
-        return bool(self.user) or anonymous_flag
-
-    def _has_history_permission(self, info: ChannelInfo) -> bool:
-        o = info.options
-        return self.node.settings.client.insecure or (
-            (
-                o.allow_history_for_client
-                or (o.allow_history_for_subscriber and info.name in self.subs)
-            )
-            and self._is_anonymous_ok(o.allow_history_for_anonymous)
-        )
-
-    def _has_presence_permission(self, info: ChannelInfo, subscribing: bool = False) -> bool:
-        o = info.options
-        subscribed = subscribing or info.name in self.subs
-        return self.node.settings.client.insecure or (
-            (o.allow_presence_for_client or (o.allow_presence_for_subscriber and subscribed))
-            and self._is_anonymous_ok(o.allow_presence_for_anonymous)
+    def _may(
+        self, decide: Callable[..., bool], info: ChannelInfo, subscribing: bool = False
+    ) -> bool:
+        return decide(
+            info.options,
+            user=self.user,
+            subscribed=subscribing or info.name in self.subs,
+            insecure=self.node.settings.client.insecure,
         )
 
     async def _client_subscribe(
@@ -506,7 +521,8 @@ class Client:
                 raise ProtocolError(ErrorCode.EXPIRED)
             expire_at = claims.expire_at
         else:
-            self._check_subscribe_permission(info)
+            if not may_subscribe(info, user=self.user, insecure=self.node.settings.client.insecure):
+                raise ProtocolError(ErrorCode.PERMISSION_DENIED)
             expire_at = 0
         result, commit = await self._subscribe(
             sub_req, info, server_side=False, expire_at=expire_at
@@ -514,32 +530,14 @@ class Client:
         return result, commit
 
     async def _verify_subscription_token(self, token: str, channel: str) -> SubscriptionClaims:
-        try:
-            claims = await self.node.sub_verifier.verify_subscription(token)
-        except TokenExpired:
-            raise ProtocolError(ErrorCode.TOKEN_EXPIRED) from None
-        except InvalidToken:
-            raise ProtocolError(ErrorCode.PERMISSION_DENIED) from None
+        claims = await self._verified(
+            self.node.sub_verifier.verify_subscription(token), "subscribe"
+        )
         if claims.channel != channel or claims.user != self.user:
             raise Disconnect(DisconnectCode.INVALID_TOKEN)
         if claims.client and claims.client != self.id:
             raise Disconnect(DisconnectCode.INVALID_TOKEN)
         return claims
-
-    def _check_subscribe_permission(self, info: ChannelInfo) -> None:
-        o = info.options
-        if info.private:
-            raise ProtocolError(ErrorCode.PERMISSION_DENIED)
-        if info.allowed_users is not None:
-            if self.user and self.user in info.allowed_users:
-                return
-        elif o.allow_subscribe_for_client and self._is_anonymous_ok(
-            o.allow_subscribe_for_anonymous
-        ):
-            return
-        if self.node.settings.client.insecure:
-            return
-        raise ProtocolError(ErrorCode.PERMISSION_DENIED)
 
     async def _subscribe(
         self,
@@ -555,35 +553,20 @@ class Client:
         subscriber live, delivers what arrived meanwhile and emits the join.
         """
         node = self.node
-        opts = info.options
-        ov = req.override or SubscriptionOverride()
         history = node.history_options(info)
-        presence = opts.presence if ov.presence is None else ov.presence
-        join_leave = opts.join_leave if ov.join_leave is None else ov.join_leave
-        force_push = (
-            opts.force_push_join_leave
-            if ov.force_push_join_leave is None
-            else ov.force_push_join_leave
+        resolved = resolve_options(
+            info.options,
+            req.override,
+            Asked(req.recoverable, req.positioned, req.join_leave),
+            has_history=history is not None,
+            history_permission=self._may(may_read_history, info),
+            presence_permission=self._may(may_see_presence, info, subscribing=True),
         )
-        force_recovery = opts.force_recovery if ov.force_recovery is None else ov.force_recovery
-        force_positioning = (
-            opts.force_positioning if ov.force_positioning is None else ov.force_positioning
-        )
-        history_perm = self._has_history_permission(info)
-        recoverable = history is not None and (
-            force_recovery or (req.recoverable and (opts.allow_recovery or history_perm))
-        )
-        positioned = history is not None and (
-            recoverable
-            or force_positioning
-            or (req.positioned and (opts.allow_positioning or history_perm))
-        )
-        push_join_leave = join_leave and (
-            force_push or (req.join_leave and self._has_presence_permission(info, True))
-        )
+        presence, join_leave = resolved.presence, resolved.join_leave
+        recoverable, positioned = resolved.recoverable, resolved.positioned
         client_info = ClientInfo(self.user, self.id, self.conn_info, req.chan_info)
         channel = req.channel
-        subscriber = Subscriber(self.id, self.transport.send, push_join_leave)
+        subscriber = Subscriber(self.id, self.transport.send, resolved.push_join_leave)
         first = node.hub.add_pending(channel, subscriber)
         presence_added = False
         try:
@@ -639,16 +622,9 @@ class Client:
             result["epoch"] = top.epoch
         start = top.offset if top is not None else 0
         if recovered:
-            start = publications[-1].offset if publications else req.offset
-            # Live publications that raced the history read join the reply, in order.
-            for pub in subscriber.buffer or ():
-                if pub.offset == start + 1:
-                    publications.append(pub)
-                    start = pub.offset
-                elif pub.offset > start:
-                    break  # a hole: left to the commit step, which reports it
+            publications, start, later = merge_live(publications, req.offset, subscriber.buffer)
             if subscriber.buffer:
-                subscriber.buffer = [p for p in subscriber.buffer if p.offset > start]
+                subscriber.buffer = later
         if publications:
             result["publications"] = _pub_wire(publications)
         if recovered:
@@ -701,9 +677,10 @@ class Client:
     def _schedule_subscription_expiry(self, sub: Subscription) -> None:
         if sub.expiry_timer is not None:
             sub.expiry_timer.cancel()
-        delay = sub.expire_at - time.time() + self.node.settings.client.expired_sub_close_delay
-        sub.expiry_timer = self._loop.call_later(
-            max(0.0, delay), self._check_subscription_expiry, sub
+        sub.expiry_timer = schedule_expiry(
+            sub.expire_at,
+            self.node.settings.client.expired_sub_close_delay,
+            lambda: self._check_subscription_expiry(sub),
         )
 
     def _check_subscription_expiry(self, sub: Subscription) -> None:
@@ -820,12 +797,9 @@ class Client:
             raise ProtocolError(ErrorCode.PERMISSION_DENIED)
         if not token:
             raise ProtocolError(ErrorCode.BAD_REQUEST)
-        try:
-            claims = await self.node.sub_verifier.verify_subscription(token)
-        except TokenExpired:
-            raise ProtocolError(ErrorCode.TOKEN_EXPIRED, "token expired") from None
-        except InvalidToken:
-            raise Disconnect(DisconnectCode.INVALID_TOKEN) from None
+        claims = await self._verified(
+            self.node.sub_verifier.verify_subscription(token), "sub_refresh"
+        )
         if (
             claims.channel != channel
             or claims.user != self.user
@@ -850,13 +824,8 @@ class Client:
         channel = optional_str(req, "channel")
         node = self.node
         info = node.rules.resolve(channel)
-        o = info.options
         sub = self.subs.get(channel)
-        allowed = node.settings.client.insecure or (
-            (o.allow_publish_for_client or (o.allow_publish_for_subscriber and sub is not None))
-            and self._is_anonymous_ok(o.allow_publish_for_anonymous)
-        )
-        if not allowed:
+        if not self._may(may_publish, info):
             raise ProtocolError(ErrorCode.PERMISSION_DENIED)
         data = node.validate_data(info, req.get("data"))
         pub_info = ClientInfo(
@@ -879,7 +848,7 @@ class Client:
         info = self.node.rules.resolve(optional_str(req, "channel"))
         if not info.options.presence:
             raise ProtocolError(ErrorCode.NOT_AVAILABLE)
-        if not self._has_presence_permission(info):
+        if not self._may(may_see_presence, info):
             raise ProtocolError(ErrorCode.PERMISSION_DENIED)
         return info
 
@@ -888,7 +857,7 @@ class Client:
         info = node.rules.resolve(optional_str(req, "channel"))
         if node.history_options(info) is None:
             raise ProtocolError(ErrorCode.NOT_AVAILABLE)
-        if not self._has_history_permission(info):
+        if not self._may(may_read_history, info):
             raise ProtocolError(ErrorCode.PERMISSION_DENIED)
         limit = optional_int(req, "limit")
         max_limit = node.settings.client.history_max_publication_limit
