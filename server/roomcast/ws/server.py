@@ -54,8 +54,6 @@ access_log = logging.getLogger("roomcast.access")
 
 MAX_HEAD_BYTES = 16_384
 _BACKLOG_PAUSE = 32  # frames queued behind a busy one before reading pauses
-_PAUSED_BY_BACKLOG = 1
-_PAUSED_BY_WRITES = 2
 _REASONS = {
     400: "Bad Request",
     403: "Forbidden",
@@ -194,10 +192,11 @@ class ConnectionProtocol(asyncio.Protocol):
         "_on_lost",
         "_outbox",
         "_parser",
-        "_pauses",
         "_pong",
         "_raw",
+        "_reading_paused",
         "_state",
+        "_writing_paused",
     )
 
     def __init__(self, gateway: Gateway) -> None:
@@ -211,7 +210,8 @@ class ConnectionProtocol(asyncio.Protocol):
         self._outbox: list[bytes] = []
         self._busy: asyncio.Task[None] | None = None
         self._backlog: collections.deque[str] | None = None
-        self._pauses = 0
+        self._reading_paused = False
+        self._writing_paused = False
         self._pong: bytes | None = None
         self._on_lost: Callable[[BaseException | None], None] | None = None
 
@@ -249,11 +249,15 @@ class ConnectionProtocol(asyncio.Protocol):
             on_lost(exc)
 
     def pause_writing(self) -> None:
-        """The socket's send buffer is full: read nothing more until it drains."""
-        self._pause(_PAUSED_BY_WRITES)
+        """The send buffer passed its high-water mark: pongs wait (see ``_write_pong``).
+
+        Reading goes on: a client slow to read but keeping up must still have its
+        commands and pongs read; the queue limit cuts one that does not keep up.
+        """
+        self._writing_paused = True
 
     def resume_writing(self) -> None:
-        self._resume(_PAUSED_BY_WRITES)
+        self._writing_paused = False
         pong, self._pong = self._pong, None
         if pong is not None and self._state is not _State.CLOSED:
             self._write_pong(pong)
@@ -365,17 +369,6 @@ class ConnectionProtocol(asyncio.Protocol):
             )
 
     # Reading -------------------------------------------------------------------
-    def _pause(self, reason: int) -> None:
-        if not self._pauses and self._raw is not None and self._state is not _State.CLOSED:
-            self._raw.pause_reading()
-        self._pauses |= reason
-
-    def _resume(self, reason: int) -> None:
-        if not self._pauses & reason:
-            return
-        self._pauses &= ~reason
-        if not self._pauses and self._raw is not None and self._state is not _State.CLOSED:
-            self._raw.resume_reading()
 
     def _receive_frames(self, data: bytes) -> None:
         parser = self._parser
@@ -415,8 +408,9 @@ class ConnectionProtocol(asyncio.Protocol):
         if backlog is None:
             backlog = self._backlog = collections.deque()
         backlog.append(text)
-        if len(backlog) >= _BACKLOG_PAUSE:
-            self._pause(_PAUSED_BY_BACKLOG)
+        if len(backlog) >= _BACKLOG_PAUSE and not self._reading_paused and self._raw is not None:
+            self._reading_paused = True
+            self._raw.pause_reading()
 
     async def _run(self, text: str) -> None:
         """Handle frames strictly in order: connect must finish before the next command."""
@@ -432,7 +426,9 @@ class ConnectionProtocol(asyncio.Protocol):
             self.close(DisconnectCode.SERVER_ERROR, "internal server error")
         finally:
             self._busy = None
-            self._resume(_PAUSED_BY_BACKLOG)
+            if self._reading_paused and self._raw is not None and self._state is not _State.CLOSED:
+                self._reading_paused = False
+                self._raw.resume_reading()
 
     def _peer_closed(self, payload: bytes) -> None:
         try:
@@ -467,7 +463,7 @@ class ConnectionProtocol(asyncio.Protocol):
         RFC 6455 allows answering only the most recent ping: a client that pings and
         never reads holds one pending pong, not a growing send buffer.
         """
-        if self._pauses & _PAUSED_BY_WRITES:
+        if self._writing_paused:
             self._pong = payload
             return
         self._write_control(OP_PONG, payload)
