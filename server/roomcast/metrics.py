@@ -146,4 +146,5 @@ _GAUGE_HELP = {
     "channels": "Channels with subscribers on this node.",
     "draining": "1 while the node drains connections for shutdown.",
     "engine_available": "1 while the engine's backing store is reachable.",
+    "tasks": "asyncio tasks of the process (a leak shows as growth).",
 }

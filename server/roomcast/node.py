@@ -73,6 +73,7 @@ class Node:
         m.gauges["channels"] = lambda: self.hub.num_channels
         m.gauges["draining"] = lambda: float(self.draining)
         m.gauges["engine_available"] = lambda: float(self.engine.available)
+        m.gauges["tasks"] = lambda: len(asyncio.all_tasks())
 
     # Lifecycle ------------------------------------------------------------
     async def start(self) -> None:

@@ -17,7 +17,11 @@ import random
 import string
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from .base import (
     ClientInfo,
@@ -56,6 +60,27 @@ class _Stream:
     meta_expires: float = 0.0  # monotonic; offset and epoch forgotten after this
 
 
+class MemoryEngineMetrics(Collector):
+    """How much the engine holds, read at scrape time."""
+
+    def __init__(self, engine: MemoryEngine) -> None:
+        self._engine = engine
+
+    def collect(self) -> Iterator[Metric]:
+        engine = self._engine
+        for name, doc, value in (
+            (
+                "history_bytes",
+                "History held, as counted against history_max_size.",
+                engine.history_size,
+            ),
+            ("presence_entries", "Presence entries of all channels.", engine.presence_entries),
+        ):
+            gauge = GaugeMetricFamily(f"roomcast_engine_memory_{name}", doc)
+            gauge.add_metric([], value)
+            yield gauge
+
+
 class MemoryEngine:
     """Broker, history and presence in this process's memory."""
 
@@ -70,6 +95,7 @@ class MemoryEngine:
         #: Kept publications, oldest first; entries of publications dropped since
         #: (trimmed, expired) stay until they reach the front or a rebuild.
         self._history_order: deque[tuple[_Stream, Publication]] = deque()
+        self.metrics_collector = MemoryEngineMetrics(self)
         self._presence: dict[str, dict[str, ClientInfo]] = {}
         self._idempotency: dict[tuple[str, str], tuple[float, StreamPosition | None]] = {}
         self._node: NodeInfo | None = None
@@ -78,6 +104,10 @@ class MemoryEngine:
     @property
     def available(self) -> bool:
         return True
+
+    @property
+    def presence_entries(self) -> int:
+        return sum(len(clients) for clients in self._presence.values())
 
     async def start(self, handler: EngineEventHandler) -> None:
         self._handler = handler
