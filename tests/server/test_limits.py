@@ -339,8 +339,8 @@ async def test_declared_huge_frame_closes_1009_without_allocating(
         sock.close()
 
 
-async def test_compression_not_negotiated_by_default(protocol_server: ServerProcess) -> None:
-    """permessage-deflate stays off (compression bombs, CPU) unless configured."""
+async def test_compression_is_never_negotiated(protocol_server: ServerProcess) -> None:
+    """permessage-deflate is not offered back (compression bombs, CPU)."""
     async with (
         aiohttp.ClientSession() as session,
         session.ws_connect(protocol_server.ws_url, compress=15) as ws,
