@@ -17,6 +17,7 @@ from roomcast.config import load_settings
 from roomcast.engine import ClientInfo, EngineUnavailable, HistoryOptions, Publication
 from roomcast.engine.redis import RedisEngine, jump_hash
 from roomcast.engine.redis_codec import encode_body
+from roomcast.engine.redis_protocol import RedisAddress, open_connection
 from roomcast.engine.redis_scripts import PUBLISH
 from roomcast.engine.redis_shard import RedisKeys
 from tests.processes import PROTOCOL_CONFIG, SECRET
@@ -376,3 +377,39 @@ async def test_ready_while_a_minority_of_shards_is_down() -> None:
             servers[1].kill()
             await eventually(lambda: not engine.available)
             assert await ready() == 503
+
+
+async def test_a_timed_out_command_leaves_the_connection_and_the_reply_order_intact(
+    shared_redis: RedisServer,
+) -> None:
+    """The late reply is dropped, not given to the next command; nothing reconnects."""
+    conn = await open_connection(RedisAddress.parse(shared_redis.url), connect_seconds=2)
+    try:
+        with pytest.raises(EngineUnavailable):
+            await conn.execute("BLPOP", "never-filled", "1", wait_seconds=0.05)
+        assert conn.is_open
+        assert await conn.execute("ECHO", "after", wait_seconds=5) == b"after"
+    finally:
+        conn.close()
+
+
+async def test_a_slow_command_does_not_drop_the_shards_subscriptions(
+    shared_redis: RedisServer, engines: list[RedisEngine]
+) -> None:
+    """Commands behind a slow one time out; the connections and subscriptions stay."""
+    engine, events = await start(
+        engines, shared_redis.url, io_timeout=0.3, health_check_interval=30
+    )
+    await engine.subscribe("steady")
+    with pytest.raises(EngineUnavailable):  # Redis holds the engine's connection for 1 s
+        await engine._shard("steady").execute("BLPOP", "never-filled", "1")
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            position = await engine.publish("steady", Publication(b"1"), history=HISTORY)
+            break
+        except EngineUnavailable:  # queued behind the BLPOP: timed out, dropped when answered
+            assert time.monotonic() < deadline
+    assert position is not None
+    await eventually(lambda: position.offset in events.offsets("steady"))
+    assert engine.metrics_collector.reconnects == 0 and engine.available
