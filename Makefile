@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 JS_STAMP := tests/js/node_modules/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install run test unit lint format bench conformance test-deps clean wheelhouse base-image image chart-lint
+.PHONY: help install run test unit lint format bench soak conformance test-deps clean wheelhouse base-image image chart-lint
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -55,6 +55,12 @@ conformance: install ## The SDKs' own test suites (centrifuge-go, centrifuge-pyt
 
 bench: install ## Benchmarks: results as JSON in bench/results/ plus a table
 	$(PYTHON) bench/run.py $(BENCH_ARGS)
+
+SOAK_MINUTES ?= 10
+soak: install ## Churn against a real server (memory, then Redis): RSS, fds, tasks, hub, presence as JSON + PNG in reports/soak
+	$(PYTHON) -c "import matplotlib" 2>/dev/null || $(VENV)/bin/pip install --quiet matplotlib
+	$(PYTHON) -m tests.server.soak --engine memory --minutes $(SOAK_MINUTES)
+	$(PYTHON) -m tests.server.soak --engine redis --minutes $(SOAK_MINUTES)
 
 BASE_IMAGE ?= python:3.11-slim
 IMAGE ?= roomcast:dev

@@ -10,7 +10,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,10 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jwt
 import yaml
 
-SECRET = "roomcast-test-secret-0123456789abcdef"
+from tests.support.ports import free_port
+from tests.support.tokens import SECRET, token
+
+__all__ = ["SECRET", "free_port", "token"]  # where most tests import them from
+
 API_KEY = "test-api-key"
 ROOMCAST = str(Path(sys.executable).with_name("roomcast"))
 
@@ -71,20 +73,6 @@ PROTOCOL_CONFIG: dict[str, Any] = {
         ],
     },
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def token(user: str = "42", ttl: int | None = 3600, secret: str = SECRET, **claims: Any) -> str:
-    body: dict[str, Any] = {"sub": user, **claims}
-    if ttl is not None:
-        body["exp"] = int(time.time()) + ttl
-    return jwt.encode(body, secret, algorithm="HS256")
 
 
 @dataclass

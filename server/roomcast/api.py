@@ -7,6 +7,7 @@ with status 200, or an HTTP status in the transport error mode.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import fnmatch
@@ -20,14 +21,29 @@ from aiohttp import web
 
 from .codes import ErrorCode, ProtocolError
 from .engine import EngineUnavailable, Publication
-from .fields import optional_str, required_str
+from .fields import (
+    json_bytes,
+    optional_bool,
+    optional_dict,
+    optional_int,
+    optional_list,
+    optional_position,
+    optional_str,
+    required_str,
+)
 from .node import Node
 
 log = logging.getLogger(__name__)
 
 ApiMethod = Callable[["ServerApi", dict[str, Any]], Awaitable[dict[str, Any]]]
 
-_TRANSPORT_STATUS = {100: 500, 102: 404, 104: 404, 107: 400, 108: 400, 112: 416, 113: 409}
+_TRANSPORT_STATUS = {100: 500, 102: 404, 104: 404, 106: 413, 107: 400, 108: 400, 112: 416, 113: 409}
+
+
+def _json_field(req: dict[str, Any], key: str) -> orjson.Fragment | None:
+    """Arbitrary JSON passed on to connections, checked (and encoded) once here."""
+    value = req.get(key)
+    return None if value is None else orjson.Fragment(json_bytes(value, key))
 
 
 def _api_error(exc: ProtocolError) -> dict[str, Any]:
@@ -54,7 +70,7 @@ class ServerApi:
 
     # publish ------------------------------------------------------------------
     def _payload(self, req: dict[str, Any], channel_info: Any) -> bytes:
-        b64 = req.get("b64data")
+        b64 = optional_str(req, "b64data")
         if b64:
             try:
                 raw = base64.b64decode(b64, validate=True)
@@ -64,15 +80,26 @@ class ServerApi:
             return self.node.validate_data(channel_info, data)
         return self.node.validate_data(channel_info, req.get("data"))
 
-    async def _publish_one(self, channel: str, req: dict[str, Any]) -> dict[str, Any]:
+    async def _publish_one(
+        self, channel: str, req: dict[str, Any], payloads: dict[str, bytes] | None = None
+    ) -> dict[str, Any]:
+        """Publish ``req``'s data to ``channel``; ``payloads`` shares encoded data between calls.
+
+        The encoded data depends only on the channel's data format, so a broadcast
+        encodes it once per format and every channel's publication holds the same bytes.
+        """
         info = self.node.rules.resolve(channel)
-        tags = req.get("tags")
-        if tags is not None and not (
-            isinstance(tags, dict) and all(isinstance(v, str) for v in tags.values())
-        ):
+        tags = optional_dict(req, "tags")
+        if not all(isinstance(v, str) for v in tags.values()):
             raise ProtocolError(ErrorCode.BAD_REQUEST, "tags must map strings to strings")
-        pub = Publication(self._payload(req, info), tags=tags or None)
-        if req.get("skip_history") and info.options.history_enabled:
+        data_format = info.options.publication_data_format
+        data = payloads.get(data_format) if payloads is not None else None
+        if data is None:
+            data = self._payload(req, info)
+            if payloads is not None:
+                payloads[data_format] = data
+        pub = Publication(data, tags=tags or None)
+        if optional_bool(req, "skip_history") and info.options.history_enabled:
             await self.node.engine.publish(channel, pub, history=None)
             self.node.metrics.publications["api"] += 1
             return {}
@@ -86,39 +113,46 @@ class ServerApi:
         return await self._publish_one(required_str(req, "channel"), req)
 
     async def broadcast(self, req: dict[str, Any]) -> dict[str, Any]:
-        channels = req.get("channels")
-        if not isinstance(channels, list) or not channels:
+        channels = optional_list(req, "channels")
+        if not channels:
             raise ProtocolError(ErrorCode.BAD_REQUEST, "channels required")
+        self._check_batch_size(len(channels), "channels")
         responses: list[dict[str, Any]] = []
+        payloads: dict[str, bytes] = {}
         for channel in channels:
             try:
                 if not isinstance(channel, str) or not channel:
                     raise ProtocolError(ErrorCode.BAD_REQUEST, "channel required")
-                responses.append({"result": await self._publish_one(channel, req)})
+                responses.append({"result": await self._publish_one(channel, req, payloads)})
             except ProtocolError as exc:
                 responses.append({"error": _api_error(exc)})
+            await asyncio.sleep(0)  # one request must not hold every client's loop
         return {"responses": responses}
+
+    def _check_batch_size(self, size: int, what: str) -> None:
+        limit = self.node.settings.http_api.batch_max_size
+        if size > limit:
+            raise ProtocolError(
+                ErrorCode.LIMIT_EXCEEDED, f"{size} {what}, more than the limit of {limit}"
+            )
 
     # connections ------------------------------------------------------------------
     async def subscribe(self, req: dict[str, Any]) -> dict[str, Any]:
         user = required_str(req, "user")
         channel = required_str(req, "channel")
         self.node.rules.resolve(channel)
-        since = req.get("recover_since")
+        since = optional_position(req, "recover_since")
         command: dict[str, Any] = {
             "op": "subscribe",
             "user": user,
             "client": optional_str(req, "client"),
             "channel": channel,
-            "data": req.get("data"),
-            "info": req.get("info"),
-            "override": req.get("override"),
+            "data": _json_field(req, "data"),
+            "info": _json_field(req, "info"),
+            "override": optional_dict(req, "override"),
         }
-        if isinstance(since, dict):
-            command["since"] = {
-                "offset": int(since.get("offset") or 0),
-                "epoch": str(since.get("epoch") or ""),
-            }
+        if since is not None:
+            command["since"] = {"offset": since.offset, "epoch": since.epoch}
         await self.node.control(command)
         return {}
 
@@ -141,16 +175,16 @@ class ServerApi:
         if not user and not client:
             raise ProtocolError(ErrorCode.BAD_REQUEST, "user required")
         command: dict[str, Any] = {"op": "disconnect", "user": user, "client": client}
-        whitelist = req.get("whitelist")
-        if isinstance(whitelist, list):
+        whitelist = optional_list(req, "whitelist")
+        if whitelist:
             command["whitelist"] = [c for c in whitelist if isinstance(c, str)]
-        advice = req.get("disconnect")
-        if isinstance(advice, dict):
-            code = advice.get("code")
-            if not isinstance(code, int) or isinstance(code, bool) or not 3000 <= code <= 4999:
+        advice = optional_dict(req, "disconnect")
+        if advice:
+            code = optional_int(advice, "code")
+            if not 3000 <= code <= 4999:
                 raise ProtocolError(ErrorCode.BAD_REQUEST, "disconnect code must be 3000-4999")
-            reason = advice.get("reason") or "disconnect"
-            if not isinstance(reason, str) or len(reason.encode()) > 123:
+            reason = optional_str(advice, "reason") or "disconnect"
+            if len(reason.encode()) > 123:
                 raise ProtocolError(ErrorCode.BAD_REQUEST, "reason must be a short string")
             command["code"] = code
             command["reason"] = reason
@@ -169,9 +203,9 @@ class ServerApi:
                 "op": "refresh",
                 "user": user,
                 "client": optional_str(req, "client"),
-                "expired": bool(req.get("expired")),
+                "expired": optional_bool(req, "expired"),
                 "expire_at": expire_at,
-                "info": req.get("info"),
+                "info": _json_field(req, "info"),
             }
         )
         return {}
@@ -193,11 +227,11 @@ class ServerApi:
 
     async def history(self, req: dict[str, Any]) -> dict[str, Any]:
         info = self.node.rules.resolve(required_str(req, "channel"))
-        limit = req.get("limit", 0) or 0
-        if not isinstance(limit, int) or isinstance(limit, bool):
-            raise ProtocolError(ErrorCode.BAD_REQUEST, "limit must be an integer")
         return await self.node.read_history(
-            info, req.get("since"), limit, req.get("reverse") is True
+            info,
+            optional_position(req, "since"),
+            optional_int(req, "limit"),
+            optional_bool(req, "reverse"),
         )
 
     async def history_remove(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -234,24 +268,42 @@ class ServerApi:
         raise ProtocolError(ErrorCode.METHOD_NOT_FOUND, "not found")
 
     async def batch(self, req: dict[str, Any]) -> dict[str, Any]:
-        commands = req.get("commands")
-        if not isinstance(commands, list):
+        """Run commands in order; past ``response_max_size`` the rest are not run (error 106).
+
+        Each reply is encoded as soon as it is made, so the response's size is known
+        as it grows, and the loop gets a turn between commands.
+        """
+        if not isinstance(req.get("commands"), list):
             raise ProtocolError(ErrorCode.BAD_REQUEST, "commands required")
-        replies: list[dict[str, Any]] = []
+        commands = optional_list(req, "commands")
+        self._check_batch_size(len(commands), "commands")
+        room = self.node.settings.http_api.response_max_size
+        too_large = orjson.Fragment(
+            orjson.dumps(
+                {"error": _api_error(ProtocolError(ErrorCode.LIMIT_EXCEEDED, "response too large"))}
+            )
+        )
+        replies: list[orjson.Fragment] = []
         for command in commands:
-            if command is None or not isinstance(command, dict):
-                replies.append({"error": _api_error(ProtocolError(ErrorCode.BAD_REQUEST))})
+            if room <= 0:
+                replies.append(too_large)
                 continue
-            method = next((m for m in command if m in _METHODS and m != "batch"), None)
-            if method is None:
-                error = ProtocolError(ErrorCode.METHOD_NOT_FOUND, "not found")
-                replies.append({"error": _api_error(error)})
-                continue
-            try:
-                replies.append({method: await self.call(method, command[method])})
-            except ProtocolError as exc:
-                replies.append({"error": _api_error(exc)})
+            reply = orjson.dumps(await self._batch_reply(command))
+            room -= len(reply) + 1
+            replies.append(too_large if room < 0 else orjson.Fragment(reply))
+            await asyncio.sleep(0)  # one request must not hold every client's loop
         return {"replies": replies}
+
+    async def _batch_reply(self, command: Any) -> dict[str, Any]:
+        if command is None or not isinstance(command, dict):
+            return {"error": _api_error(ProtocolError(ErrorCode.BAD_REQUEST))}
+        method = next((m for m in command if m in _METHODS and m != "batch"), None)
+        if method is None:
+            return {"error": _api_error(ProtocolError(ErrorCode.METHOD_NOT_FOUND, "not found"))}
+        try:
+            return {method: await self.call(method, command[method])}
+        except ProtocolError as exc:
+            return {"error": _api_error(exc)}
 
 
 _METHODS: dict[str, ApiMethod] = {
@@ -332,7 +384,16 @@ def make_api_handler(node: Node) -> Callable[[web.Request], Awaitable[web.Stream
             return web.Response(
                 body=orjson.dumps({"error": error}), content_type="application/json"
             )
-        body_out = result if method == "batch" else {"result": result}
-        return web.Response(body=orjson.dumps(body_out), content_type="application/json")
+        body_out = orjson.dumps(result if method == "batch" else {"result": result})
+        if len(body_out) > settings.response_max_size and method != "batch":  # batch: its own
+            error = _api_error(ProtocolError(ErrorCode.LIMIT_EXCEEDED, "response too large"))
+            if transport_mode:
+                return web.Response(
+                    status=_TRANSPORT_STATUS[ErrorCode.LIMIT_EXCEEDED],
+                    body=orjson.dumps(error),
+                    content_type="application/json",
+                )
+            body_out = orjson.dumps({"error": error})
+        return web.Response(body=body_out, content_type="application/json")
 
     return handle

@@ -12,16 +12,13 @@ import sys
 import time
 from typing import Any
 
-from aiohttp import web
-
 from . import __version__
-from .app import CONNECTIONS, FLUSHER, NODE, build_app
+from .app import CONNECTIONS, NODE, build_app, start_listener
 from .client import Client
 from .config import ConfigError, Settings, load_settings
 from .drain import drain
 from .logs import AccessLogger, setup_logging
 from .tokens import make_token
-from .wsserver import Gateway
 
 log = logging.getLogger("roomcast")
 
@@ -96,28 +93,17 @@ Publish from a backend:
 
 async def serve(settings: Settings, *, dev: bool = False) -> int:
     app = build_app(settings)
-    runner = web.AppRunner(
+    listener = await start_listener(
         app,
-        handle_signals=False,
+        settings.http_server.address,
+        settings.http_server.port,
+        backlog=settings.http_server.accept_backlog,
         access_log_class=AccessLogger,
         keepalive_timeout=settings.websocket.handshake_timeout,
         shutdown_timeout=1.0,
     )
-    await runner.setup()
-    http = runner.server
-    assert http is not None
     loop = asyncio.get_running_loop()
-    # WebSocket upgrades are served by Roomcast's own lean protocol; every other request
-    # is handed to aiohttp (see wsserver.py).
-    gateway = Gateway(app[NODE], app[CONNECTIONS], app[FLUSHER][0], http)
-    server = await loop.create_server(
-        gateway,
-        settings.http_server.address,
-        settings.http_server.port,
-        reuse_address=True,
-        backlog=settings.http_server.accept_backlog,
-    )
-    port = server.sockets[0].getsockname()[1]
+    port = listener.port
     log.info(
         "listening",
         extra={
@@ -142,8 +128,7 @@ async def serve(settings: Settings, *, dev: bool = False) -> int:
         settings.shutdown.drain_window,
         settings.shutdown.timeout,
     )
-    server.close()
-    await runner.cleanup()
+    await listener.close()
     log.info("stopped", extra={"clean": clean})
     return 0
 

@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
@@ -31,10 +31,20 @@ from .codes import (
     UnsubscribeCode,
 )
 from .engine import ClientInfo, EngineUnavailable, Publication, StreamPosition
-from .fields import optional_int, optional_str
+from .expiry import schedule_expiry
+from .fields import (
+    optional_bool,
+    optional_dict,
+    optional_int,
+    optional_position,
+    optional_str,
+)
 from .hub import Subscriber, encode_push, string_wire
+from .permissions import may_publish, may_read_history, may_see_presence, may_subscribe
 from .ratelimit import TokenBucket
-from .recovery import is_recovered
+from .recovery import is_recovered, merge_live
+from .subscription_options import Asked
+from .subscription_options import resolve as resolve_options
 from .tokens import (
     ConnectionClaims,
     InvalidToken,
@@ -50,9 +60,31 @@ if TYPE_CHECKING:
     from .transport import Transport
 
 log = logging.getLogger(__name__)
+_Claims = TypeVar("_Claims")
+
+#: What a client is told when a token fails, per command: (expired, invalid).
+_TOKEN_FAILURES: dict[str, tuple[ProtocolError | Disconnect, ProtocolError | Disconnect]] = {
+    "connect": (ProtocolError(ErrorCode.TOKEN_EXPIRED), Disconnect(DisconnectCode.INVALID_TOKEN)),
+    "refresh": (
+        Disconnect(DisconnectCode.CONNECTION_EXPIRED),
+        Disconnect(DisconnectCode.INVALID_TOKEN),
+    ),
+    "subscribe": (
+        ProtocolError(ErrorCode.TOKEN_EXPIRED),
+        ProtocolError(ErrorCode.PERMISSION_DENIED),
+    ),
+    "sub_refresh": (
+        ProtocolError(ErrorCode.TOKEN_EXPIRED, "token expired"),
+        Disconnect(DisconnectCode.INVALID_TOKEN),
+    ),
+}
 
 _PONG = b"{}"
 _MAX_ID = 2**32 - 1
+
+
+class ConnectionGone(Exception):
+    """The connection closed while a command awaited; what it added has been undone."""
 
 
 class ClientState(enum.Enum):
@@ -152,7 +184,7 @@ class Client:
     async def handle_frame(self, text: str) -> None:
         """Process one text frame: newline-separated commands, in order."""
         for line in text.split("\n"):
-            if self.state is ClientState.CLOSED:
+            if self.state is ClientState.CLOSED or self.transport.closed:
                 return
             line = line.strip()
             if not line:
@@ -214,6 +246,8 @@ class Client:
         handler = _HANDLERS[method]
         try:
             result = await handler(self, request)
+        except ConnectionGone:
+            return  # nobody to answer
         except Disconnect as exc:
             self.node.metrics.commands[(method, "disconnect")] += 1
             self.disconnect(exc.code, exc.reason)
@@ -267,8 +301,7 @@ class Client:
         if reason is None:
             reason = Disconnect(code).reason
         self.state = ClientState.CLOSED
-        self.node.metrics.count_disconnect(code)
-        self.transport.close(code, reason)
+        self.transport.close(code, reason)  # counted and logged there, with every other close
 
     async def cleanup(self) -> None:
         """Forget the connection everywhere: hub, presence, join/leave, node registry."""
@@ -283,6 +316,18 @@ class Client:
             await self._drop_subscription(sub)
         self.node.unregister(self)
 
+    async def _verified(self, verifying: Awaitable[_Claims], command: str) -> _Claims:
+        """The claims of a token, or what ``command`` answers for an expired or bad one."""
+        try:
+            return await verifying
+        except TokenExpired:
+            raise _TOKEN_FAILURES[command][0] from None
+        except InvalidToken as exc:
+            log.info(
+                "invalid token", extra={"client": self.id, "command": command, "error": str(exc)}
+            )
+            raise _TOKEN_FAILURES[command][1] from None
+
     # connect ------------------------------------------------------------
     async def _connect(self, req: dict[str, Any]) -> tuple[dict[str, Any], Callable[[], None]]:
         node = self.node
@@ -292,13 +337,7 @@ class Client:
         if token:
             if not node.conn_verifier.configured:
                 raise Disconnect(DisconnectCode.INVALID_TOKEN)
-            try:
-                claims = await node.conn_verifier.verify_connection(token)
-            except TokenExpired:
-                raise ProtocolError(ErrorCode.TOKEN_EXPIRED) from None
-            except InvalidToken as exc:
-                log.info("invalid connection token", extra={"client": self.id, "error": str(exc)})
-                raise Disconnect(DisconnectCode.INVALID_TOKEN) from None
+            claims = await self._verified(node.conn_verifier.verify_connection(token), "connect")
             if not claims.user and settings.disallow_anonymous_connection_tokens:
                 raise Disconnect(DisconnectCode.PERMISSION_DENIED)
         elif settings.allow_anonymous_connect_without_token or settings.insecure:
@@ -327,19 +366,17 @@ class Client:
             )
         if len(server_subs) > settings.channel_limit:
             raise Disconnect(DisconnectCode.CHANNEL_LIMIT)
-        positions = req.get("subs") if isinstance(req.get("subs"), dict) else {}
-        assert isinstance(positions, dict)
+        positions = optional_dict(req, "subs")
         node.register(self)
         self.state = ClientState.CONNECTED
         subs_result: dict[str, Any] = {}
         commits: list[Callable[[], None]] = []
         try:
             for server_sub in server_subs:
-                pos = positions.get(server_sub.channel)
-                pos = pos if isinstance(pos, dict) else {}
+                pos = optional_dict(positions, server_sub.channel)
                 sub_req = _SubscribeRequest(
                     channel=server_sub.channel,
-                    recover=bool(pos.get("recover")),
+                    recover=optional_bool(pos, "recover"),
                     offset=optional_int(pos, "offset"),
                     epoch=optional_str(pos, "epoch"),
                     data=server_sub.data,
@@ -380,8 +417,11 @@ class Client:
     def _schedule_connection_expiry(self) -> None:
         if self._expiry_timer is not None:
             self._expiry_timer.cancel()
-        delay = self.expire_at - time.time() + self.node.settings.client.expired_close_delay
-        self._expiry_timer = self._loop.call_later(max(0.0, delay), self._check_connection_expiry)
+        self._expiry_timer = schedule_expiry(
+            self.expire_at,
+            self.node.settings.client.expired_close_delay,
+            self._check_connection_expiry,
+        )
 
     def _check_connection_expiry(self) -> None:
         self._expiry_timer = None
@@ -395,12 +435,7 @@ class Client:
         token = optional_str(req, "token")
         if not token:
             raise Disconnect(DisconnectCode.BAD_REQUEST)
-        try:
-            claims = await self.node.conn_verifier.verify_connection(token)
-        except TokenExpired:
-            raise Disconnect(DisconnectCode.CONNECTION_EXPIRED) from None
-        except InvalidToken:
-            raise Disconnect(DisconnectCode.INVALID_TOKEN) from None
+        claims = await self._verified(self.node.conn_verifier.verify_connection(token), "refresh")
         if claims.user != self.user:
             raise Disconnect(DisconnectCode.INVALID_TOKEN)
         current = {s.channel for s in self.subs.values() if s.server_side}
@@ -442,25 +477,14 @@ class Client:
                 self._expiry_timer = None
 
     # subscribe ----------------------------------------------------------
-    def _is_anonymous_ok(self, anonymous_flag: bool) -> bool:
-        return bool(self.user) or anonymous_flag
-
-    def _has_history_permission(self, info: ChannelInfo) -> bool:
-        o = info.options
-        return self.node.settings.client.insecure or (
-            (
-                o.allow_history_for_client
-                or (o.allow_history_for_subscriber and info.name in self.subs)
-            )
-            and self._is_anonymous_ok(o.allow_history_for_anonymous)
-        )
-
-    def _has_presence_permission(self, info: ChannelInfo, subscribing: bool = False) -> bool:
-        o = info.options
-        subscribed = subscribing or info.name in self.subs
-        return self.node.settings.client.insecure or (
-            (o.allow_presence_for_client or (o.allow_presence_for_subscriber and subscribed))
-            and self._is_anonymous_ok(o.allow_presence_for_anonymous)
+    def _may(
+        self, decide: Callable[..., bool], info: ChannelInfo, subscribing: bool = False
+    ) -> bool:
+        return decide(
+            info.options,
+            user=self.user,
+            subscribed=subscribing or info.name in self.subs,
+            insecure=self.node.settings.client.insecure,
         )
 
     async def _client_subscribe(
@@ -475,7 +499,7 @@ class Client:
             raise ProtocolError(ErrorCode.ALREADY_SUBSCRIBED)
         if len(self.subs) >= node.settings.client.channel_limit:
             raise ProtocolError(ErrorCode.LIMIT_EXCEEDED)
-        if isinstance(req.get("type"), int) and req["type"] != 0:
+        if optional_int(req, "type") != 0:
             raise ProtocolError(ErrorCode.PERMISSION_DENIED)  # map subscriptions: not a stream
         if req.get("tf") is not None:
             raise ProtocolError(ErrorCode.BAD_REQUEST, "tags filter not allowed")
@@ -486,12 +510,12 @@ class Client:
         sub_req = _SubscribeRequest(
             channel=channel,
             token=optional_str(req, "token"),
-            recover=req.get("recover") is True,
+            recover=optional_bool(req, "recover"),
             offset=optional_int(req, "offset"),
             epoch=optional_str(req, "epoch"),
-            positioned=req.get("positioned") is True,
-            recoverable=req.get("recoverable") is True,
-            join_leave=req.get("join_leave") is True,
+            positioned=optional_bool(req, "positioned"),
+            recoverable=optional_bool(req, "recoverable"),
+            join_leave=optional_bool(req, "join_leave"),
             reject_unrecovered=bool(flag & 2),
             delta=delta == "fossil",
         )
@@ -504,7 +528,8 @@ class Client:
                 raise ProtocolError(ErrorCode.EXPIRED)
             expire_at = claims.expire_at
         else:
-            self._check_subscribe_permission(info)
+            if not may_subscribe(info, user=self.user, insecure=self.node.settings.client.insecure):
+                raise ProtocolError(ErrorCode.PERMISSION_DENIED)
             expire_at = 0
         result, commit = await self._subscribe(
             sub_req, info, server_side=False, expire_at=expire_at
@@ -512,32 +537,14 @@ class Client:
         return result, commit
 
     async def _verify_subscription_token(self, token: str, channel: str) -> SubscriptionClaims:
-        try:
-            claims = await self.node.sub_verifier.verify_subscription(token)
-        except TokenExpired:
-            raise ProtocolError(ErrorCode.TOKEN_EXPIRED) from None
-        except InvalidToken:
-            raise ProtocolError(ErrorCode.PERMISSION_DENIED) from None
+        claims = await self._verified(
+            self.node.sub_verifier.verify_subscription(token), "subscribe"
+        )
         if claims.channel != channel or claims.user != self.user:
             raise Disconnect(DisconnectCode.INVALID_TOKEN)
         if claims.client and claims.client != self.id:
             raise Disconnect(DisconnectCode.INVALID_TOKEN)
         return claims
-
-    def _check_subscribe_permission(self, info: ChannelInfo) -> None:
-        o = info.options
-        if info.private:
-            raise ProtocolError(ErrorCode.PERMISSION_DENIED)
-        if info.allowed_users is not None:
-            if self.user and self.user in info.allowed_users:
-                return
-        elif o.allow_subscribe_for_client and self._is_anonymous_ok(
-            o.allow_subscribe_for_anonymous
-        ):
-            return
-        if self.node.settings.client.insecure:
-            return
-        raise ProtocolError(ErrorCode.PERMISSION_DENIED)
 
     async def _subscribe(
         self,
@@ -553,46 +560,33 @@ class Client:
         subscriber live, delivers what arrived meanwhile and emits the join.
         """
         node = self.node
-        opts = info.options
-        ov = req.override or SubscriptionOverride()
         history = node.history_options(info)
-        presence = opts.presence if ov.presence is None else ov.presence
-        join_leave = opts.join_leave if ov.join_leave is None else ov.join_leave
-        force_push = (
-            opts.force_push_join_leave
-            if ov.force_push_join_leave is None
-            else ov.force_push_join_leave
+        resolved = resolve_options(
+            info.options,
+            req.override,
+            Asked(req.recoverable, req.positioned, req.join_leave),
+            has_history=history is not None,
+            history_permission=self._may(may_read_history, info),
+            presence_permission=self._may(may_see_presence, info, subscribing=True),
         )
-        force_recovery = opts.force_recovery if ov.force_recovery is None else ov.force_recovery
-        force_positioning = (
-            opts.force_positioning if ov.force_positioning is None else ov.force_positioning
-        )
-        history_perm = self._has_history_permission(info)
-        recoverable = history is not None and (
-            force_recovery or (req.recoverable and (opts.allow_recovery or history_perm))
-        )
-        positioned = history is not None and (
-            recoverable
-            or force_positioning
-            or (req.positioned and (opts.allow_positioning or history_perm))
-        )
-        push_join_leave = join_leave and (
-            force_push or (req.join_leave and self._has_presence_permission(info, True))
-        )
+        presence, join_leave = resolved.presence, resolved.join_leave
+        recoverable, positioned = resolved.recoverable, resolved.positioned
         client_info = ClientInfo(self.user, self.id, self.conn_info, req.chan_info)
         channel = req.channel
-        delta = req.delta and "fossil" in opts.allowed_delta_types
+        delta = req.delta and "fossil" in info.options.allowed_delta_types
         subscriber = Subscriber(
             self.id,
             self.transport.send,
-            push_join_leave,
+            resolved.push_join_leave,
             delta=delta,
-            delta_publish=delta and opts.delta_publish,
+            delta_publish=delta and info.options.delta_publish,
         )
         first = node.hub.add_pending(channel, subscriber)
+        presence_added = False
         try:
             if first:
                 await node.engine.subscribe(channel)
+                self._check_open()
             result: dict[str, Any] = {}
             if expire_at:
                 result["expires"] = True
@@ -609,6 +603,7 @@ class Client:
                         since=since,
                         limit=node.settings.client.recovery_max_publication_limit,
                     )
+                    self._check_open()
                     top = hist.position
                     recovered = is_recovered(since, top, hist.publications)
                     if recovered:
@@ -620,11 +615,17 @@ class Client:
                     top = (
                         await node.engine.history(channel, history=history, since=None, limit=0)
                     ).position
+                    self._check_open()
             if presence:
                 await node.engine.add_presence(
                     channel, client_info, node.settings.client.presence_update_interval * 3
                 )
+                presence_added = True
+                self._check_open()
         except BaseException:
+            # Undo what this subscribe added, in reverse.
+            if presence_added:
+                await self._engine_remove_presence(channel)
             if node.hub.remove(channel, self.id):
                 await self._engine_unsubscribe(channel)
             raise
@@ -635,16 +636,9 @@ class Client:
             result["epoch"] = top.epoch
         start = top.offset if top is not None else 0
         if recovered:
-            start = publications[-1].offset if publications else req.offset
-            # Live publications that raced the history read join the reply, in order.
-            for pub in subscriber.buffer or ():
-                if pub.offset == start + 1:
-                    publications.append(pub)
-                    start = pub.offset
-                elif pub.offset > start:
-                    break  # a hole: left to the commit step, which reports it
+            publications, start, later = merge_live(publications, req.offset, subscriber.buffer)
             if subscriber.buffer:
-                subscriber.buffer = [p for p in subscriber.buffer if p.offset > start]
+                subscriber.buffer = later
         if publications:
             result["publications"] = _pub_wire(publications, delta)
         if recovered:
@@ -700,9 +694,10 @@ class Client:
     def _schedule_subscription_expiry(self, sub: Subscription) -> None:
         if sub.expiry_timer is not None:
             sub.expiry_timer.cancel()
-        delay = sub.expire_at - time.time() + self.node.settings.client.expired_sub_close_delay
-        sub.expiry_timer = self._loop.call_later(
-            max(0.0, delay), self._check_subscription_expiry, sub
+        sub.expiry_timer = schedule_expiry(
+            sub.expire_at,
+            self.node.settings.client.expired_sub_close_delay,
+            lambda: self._check_subscription_expiry(sub),
         )
 
     def _check_subscription_expiry(self, sub: Subscription) -> None:
@@ -759,10 +754,24 @@ class Client:
             offset=since.offset if since else 0,
             epoch=since.epoch if since else "",
         )
-        result, commit = await self._subscribe(req, ch_info, server_side=True)
+        try:
+            result, commit = await self._subscribe(req, ch_info, server_side=True)
+        except ConnectionGone:
+            return
         result.pop("was_recovering", None)
         self.transport.send(encode_push(channel, "subscribe", result))
         commit()
+
+    def _check_open(self) -> None:
+        """After an await: stop if the connection closed meanwhile (the caller undoes)."""
+        if self._cleaned or self.transport.closed:
+            raise ConnectionGone
+
+    async def _engine_remove_presence(self, channel: str) -> None:
+        try:
+            await self.node.engine.remove_presence(channel, self.id, self.user)
+        except EngineUnavailable:
+            self.node.metrics.engine_errors += 1
 
     async def _engine_unsubscribe(self, channel: str) -> None:
         try:
@@ -805,12 +814,9 @@ class Client:
             raise ProtocolError(ErrorCode.PERMISSION_DENIED)
         if not token:
             raise ProtocolError(ErrorCode.BAD_REQUEST)
-        try:
-            claims = await self.node.sub_verifier.verify_subscription(token)
-        except TokenExpired:
-            raise ProtocolError(ErrorCode.TOKEN_EXPIRED, "token expired") from None
-        except InvalidToken:
-            raise Disconnect(DisconnectCode.INVALID_TOKEN) from None
+        claims = await self._verified(
+            self.node.sub_verifier.verify_subscription(token), "sub_refresh"
+        )
         if (
             claims.channel != channel
             or claims.user != self.user
@@ -835,13 +841,8 @@ class Client:
         channel = optional_str(req, "channel")
         node = self.node
         info = node.rules.resolve(channel)
-        o = info.options
         sub = self.subs.get(channel)
-        allowed = node.settings.client.insecure or (
-            (o.allow_publish_for_client or (o.allow_publish_for_subscriber and sub is not None))
-            and self._is_anonymous_ok(o.allow_publish_for_anonymous)
-        )
-        if not allowed:
+        if not self._may(may_publish, info):
             raise ProtocolError(ErrorCode.PERMISSION_DENIED)
         data = node.validate_data(info, req.get("data"))
         pub_info = ClientInfo(
@@ -864,7 +865,7 @@ class Client:
         info = self.node.rules.resolve(optional_str(req, "channel"))
         if not info.options.presence:
             raise ProtocolError(ErrorCode.NOT_AVAILABLE)
-        if not self._has_presence_permission(info):
+        if not self._may(may_see_presence, info):
             raise ProtocolError(ErrorCode.PERMISSION_DENIED)
         return info
 
@@ -873,15 +874,14 @@ class Client:
         info = node.rules.resolve(optional_str(req, "channel"))
         if node.history_options(info) is None:
             raise ProtocolError(ErrorCode.NOT_AVAILABLE)
-        if not self._has_history_permission(info):
+        if not self._may(may_read_history, info):
             raise ProtocolError(ErrorCode.PERMISSION_DENIED)
         limit = optional_int(req, "limit")
         max_limit = node.settings.client.history_max_publication_limit
         if limit < 0 or limit > max_limit:
             limit = max_limit
-        return await node.read_history(
-            info, req.get("since"), limit, req.get("reverse") is True
-        ), None
+        since = optional_position(req, "since")
+        return await node.read_history(info, since, limit, optional_bool(req, "reverse")), None
 
     async def _rpc(self, req: dict[str, Any]) -> tuple[dict[str, Any], None]:
         """No RPC handler exists: Centrifugo's 108 (104 would mean a handler without the method)."""

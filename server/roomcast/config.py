@@ -237,10 +237,19 @@ class ClientSettings(_Section):
 class WebSocketSettings(_Section):
     handler_prefix: str = "/connection/websocket"
     message_size_limit: int = Field(65_536, gt=0, description="Largest incoming frame, bytes.")
-    compression: bool = Field(False, description="permessage-deflate (costs CPU, bomb risk).")
     write_timeout: Seconds = Field(1.0, gt=0)
     handshake_timeout: Seconds = Field(10.0, gt=0, description="Deadline for HTTP headers.")
     close_timeout: Seconds = Field(5.0, gt=0, description="Wait for the client's close reply.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _compression_removed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "compression" in data:
+            raise ValueError(
+                "compression is not supported (permessage-deflate is never negotiated); "
+                "remove websocket.compression from the configuration"
+            )
+        return data
 
 
 class HttpApiSettings(_Section):
@@ -248,6 +257,14 @@ class HttpApiSettings(_Section):
     insecure: bool = False
     handler_prefix: str = "/api"
     error_mode: Literal["", "transport"] = ""
+    batch_max_size: int = Field(
+        1000, gt=0, description="Commands of one batch, channels of one broadcast."
+    )
+    response_max_size: int = Field(
+        16 * 1024 * 1024,
+        gt=0,
+        description="Bytes of one response; commands of a batch past it answer 106.",
+    )
 
 
 class HttpServerSettings(_Section):
@@ -319,8 +336,17 @@ class RedisSettings(_Section):
         return value
 
 
+class MemoryEngineSettings(_Section):
+    history_max_size: int = Field(
+        256 * 1024 * 1024,
+        gt=0,
+        description="Bytes of history of all channels together; the oldest go first past it.",
+    )
+
+
 class EngineSettings(_Section):
     type: Literal["memory", "redis"] = "memory"
+    memory: MemoryEngineSettings = Field(default_factory=MemoryEngineSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
 
 

@@ -1,13 +1,22 @@
 """Typed reads of fields from decoded JSON requests (client commands and server API).
 
-A field of the wrong type is a bad request (107), never a TypeError further in.
+Every field a client or backend sends is read through these. A field of the wrong
+type, size or shape is a bad request (107) and nothing else: never a TypeError,
+ValueError or encoder error further in, and so never a 100 with a traceback.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from .codes import ErrorCode, ProtocolError
+from .engine import StreamPosition
+
+
+def _bad(key: str, what: str) -> ProtocolError:
+    return ProtocolError(ErrorCode.BAD_REQUEST, f"{key} must be {what}")
 
 
 def optional_str(req: dict[str, Any], key: str) -> str:
@@ -16,7 +25,7 @@ def optional_str(req: dict[str, Any], key: str) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise ProtocolError(ErrorCode.BAD_REQUEST, f"{key} must be a string")
+        raise _bad(key, "a string")
     return value
 
 
@@ -55,3 +64,52 @@ def optional_int(req: dict[str, Any], key: str, default: int = 0) -> int:
     if not -INT_LIMIT < value < INT_LIMIT:
         raise ProtocolError(ErrorCode.BAD_REQUEST, f"{key} is out of range")
     return value
+
+
+def optional_bool(req: dict[str, Any], key: str) -> bool:
+    """The boolean at ``key``; absent or null is false."""
+    value = req.get(key)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise _bad(key, "a boolean")
+    return value
+
+
+def optional_dict(req: dict[str, Any], key: str) -> dict[str, Any]:
+    """The object at ``key``; absent or null is an empty one."""
+    value = req.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _bad(key, "an object")
+    return value
+
+
+def optional_list(req: dict[str, Any], key: str) -> list[Any]:
+    """The array at ``key``; absent or null is an empty one."""
+    value = req.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _bad(key, "an array")
+    return value
+
+
+def optional_position(req: dict[str, Any], key: str) -> StreamPosition | None:
+    """A stream position ``{"offset": n, "epoch": "..."}`` at ``key``; absent or null is None."""
+    if req.get(key) is None:
+        return None
+    position = optional_dict(req, key)
+    offset = optional_int(position, "offset")
+    if offset < 0:
+        raise _bad(f"{key}.offset", "zero or more")
+    return StreamPosition(offset, optional_str(position, "epoch"))
+
+
+def json_bytes(value: Any, key: str) -> bytes:
+    """``value`` as compact JSON; nesting the encoder refuses is a bad request."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        raise _bad(key, "JSON nested at most 255 deep") from None

@@ -2,8 +2,10 @@
 presence refresh.
 
 Connections are spread over the slots of a wheel that turns once per ping
-interval. Each tick pings one slot, and disconnects the clients of the slot
-pinged ``pong_timeout`` ago that have not answered. Sockets that have not sent
+interval. Each tick pings one slot and notes when its pongs are due, in time,
+not in ticks: ticks that a stalled loop runs late, back to back, do not shorten
+anyone's pong timeout. Clients of a slot whose pong deadline has passed and that
+have not answered are disconnected. Sockets that have not sent
 ``connect`` wait in an insertion-ordered dict (their deadlines are in the same
 order) and are closed as stale once past it. No per-connection timer.
 """
@@ -14,6 +16,7 @@ import asyncio
 import math
 import random
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -34,7 +37,8 @@ class Heartbeat:
         self._slots: list[set[Client]] = [
             set() for _ in range(max(2, math.ceil(ping_interval / self.tick_seconds)))
         ]
-        self._pong_ticks = max(1, math.ceil(pong_timeout / self.tick_seconds))
+        self._pong_timeout = pong_timeout
+        self._pong_due: deque[tuple[float, int]] = deque()  # (deadline, slot), in order
         self._tick = 0
         self._on_tick = on_tick
         self._connecting: dict[Client, float] = {}
@@ -67,20 +71,25 @@ class Heartbeat:
                 break
             del self._connecting[client]
             client.disconnect(DisconnectCode.STALE)
+        due = self._pong_due
+        while due and due[0][0] <= now:
+            _, slot = due.popleft()
+            for client in list(self._slots[slot]):
+                if client.ping_pending:
+                    client.disconnect(DisconnectCode.NO_PONG)
         self._tick += 1
-        n = len(self._slots)
-        for client in list(self._slots[(self._tick - self._pong_ticks) % n]):
-            if client.ping_pending:
-                client.disconnect(DisconnectCode.NO_PONG)
-        for client in list(self._slots[self._tick % n]):
+        slot = self._tick % len(self._slots)
+        for client in list(self._slots[slot]):
             client.send_ping()
             if self._on_tick is not None:
                 self._on_tick(client)
+        due.append((now + self._pong_timeout, slot))
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         next_at = loop.time()
         while True:
-            next_at += self.tick_seconds
+            # After a stall the wheel goes on from now instead of catching up in a burst.
+            next_at = max(next_at + self.tick_seconds, loop.time())
             await asyncio.sleep(max(0.0, next_at - loop.time()))
             self.tick()

@@ -144,6 +144,11 @@ class Hub:
                 del self._pending[channel]
         return channel not in self._channels and channel not in self._pending
 
+    @property
+    def idle(self) -> bool:
+        """No subscriber of any kind (live, pending, ahead) on any channel."""
+        return not (self._channels or self._pending or self._ahead)
+
     def has_subscribers(self, channel: str) -> bool:
         return channel in self._channels or channel in self._pending
 

@@ -50,7 +50,8 @@ class Metrics:
         self.gauges: dict[str, Callable[[], float]] = {}
         self.publish_latency = Histogram(
             "roomcast_publish_to_write_seconds",
-            "Time from accepting a publication to writing it to subscribers' sockets.",
+            "Time from accepting a publication (with Redis: from its arrival from Redis) "
+            "to writing it to subscribers' sockets.",
             buckets=LATENCY_BUCKETS_SECONDS,
             registry=self.registry,
         )
@@ -145,4 +146,5 @@ _GAUGE_HELP = {
     "channels": "Channels with subscribers on this node.",
     "draining": "1 while the node drains connections for shutdown.",
     "engine_available": "1 while the engine's backing store is reachable.",
+    "tasks": "asyncio tasks of the process (a leak shows as growth).",
 }

@@ -27,6 +27,7 @@ from .engine import (
     Publication,
     StreamPosition,
 )
+from .fields import json_bytes
 from .heartbeat import Heartbeat
 from .hub import Hub
 from .metrics import Metrics
@@ -72,6 +73,7 @@ class Node:
         m.gauges["channels"] = lambda: self.hub.num_channels
         m.gauges["draining"] = lambda: float(self.draining)
         m.gauges["engine_available"] = lambda: float(self.engine.available)
+        m.gauges["tasks"] = lambda: len(asyncio.all_tasks())
 
     # Lifecycle ------------------------------------------------------------
     async def start(self) -> None:
@@ -174,10 +176,7 @@ class Node:
             raise ProtocolError(ErrorCode.BAD_REQUEST, "data required")
         if fmt == "json_object" and not isinstance(data, dict):
             raise ProtocolError(ErrorCode.BAD_REQUEST, "data must be a JSON object")
-        try:
-            return orjson.dumps(data)
-        except TypeError:
-            raise ProtocolError(ErrorCode.BAD_REQUEST, "data is not JSON") from None
+        return json_bytes(data, "data")
 
     async def publish(
         self,
@@ -200,28 +199,14 @@ class Node:
         return position
 
     async def read_history(
-        self, info: ChannelInfo, since_raw: Any, limit: int, reverse: bool
+        self, info: ChannelInfo, since: StreamPosition | None, limit: int, reverse: bool
     ) -> dict[str, Any]:
         """The history command of both the client protocol and the server API."""
         history = self.history_options(info)
         if history is None:
             raise ProtocolError(ErrorCode.NOT_AVAILABLE)
-        since: StreamPosition | None = None
-        if since_raw is not None:
-            if not isinstance(since_raw, dict):
-                raise ProtocolError(ErrorCode.BAD_REQUEST, "since must be an object")
-            offset = since_raw.get("offset", 0) or 0
-            epoch = since_raw.get("epoch", "") or ""
-            if (
-                not isinstance(offset, int)
-                or isinstance(offset, bool)
-                or offset < 0
-                or not isinstance(epoch, str)
-            ):
-                raise ProtocolError(ErrorCode.BAD_REQUEST, "bad since position")
-            if reverse and offset == 0:
-                raise ProtocolError(ErrorCode.BAD_REQUEST, "reverse needs a since offset")
-            since = StreamPosition(offset, epoch)
+        if since is not None and reverse and since.offset == 0:
+            raise ProtocolError(ErrorCode.BAD_REQUEST, "reverse needs a since offset")
         result = await self.engine.history(
             info.name, history=history, since=since, limit=limit, reverse=reverse
         )

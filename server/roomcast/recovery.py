@@ -27,3 +27,23 @@ def is_recovered(since: StreamPosition, top: StreamPosition, pubs: list[Publicat
     if not pubs:
         return since.offset == top.offset
     return pubs[0].offset == since.offset + 1 and pubs[-1].offset == top.offset
+
+
+def merge_live(
+    recovered: list[Publication], since_offset: int, live: list[Publication] | None
+) -> tuple[list[Publication], int, list[Publication]]:
+    """Join live publications that raced a recovery's history read to its reply, in order.
+
+    Returns the reply's publications, the offset the subscriber will then be at, and
+    the live publications after it (delivered by the commit step, which reports a
+    hole among them).
+    """
+    publications = list(recovered)
+    last = publications[-1].offset if publications else since_offset
+    for pub in live or ():
+        if pub.offset == last + 1:
+            publications.append(pub)
+            last = pub.offset
+        elif pub.offset > last:
+            break  # a hole: left to the commit step
+    return publications, last, [p for p in live or () if p.offset > last]

@@ -1,6 +1,6 @@
 """The seam between protocol logic and the network.
 
-``Client`` speaks to a ``Transport``; only ``websocket.py`` knows aiohttp.
+``Client`` speaks to a ``Transport``: ``ws.server.ConnectionProtocol`` in production.
 """
 
 from __future__ import annotations
@@ -13,7 +13,10 @@ class Transport(Protocol):
         """Queue one encoded protocol message; written with others of the same loop turn."""
 
     def close(self, code: int, reason: str) -> None:
-        """Write what is queued, then close with this code. Safe to call twice."""
+        """Write what is queued, then close with this code. Safe to call twice.
+
+        The transport counts the close in ``roomcast_disconnects_total`` and logs it.
+        """
 
     @property
     def closed(self) -> bool: ...

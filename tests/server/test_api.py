@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import urllib.error
 import urllib.request
 import uuid
 from typing import Any
 
+import aiohttp
 import cent
 import pytest
 
-from tests.processes import API_KEY, ServerProcess, token
+from roomcast.api import ServerApi
+from roomcast.app import build_app
+from roomcast.config import load_settings
+from roomcast.engine.memory import MemoryEngine
+from roomcast.node import Node
+from tests.processes import API_KEY, PROTOCOL_CONFIG, SECRET, ServerProcess, token
+from tests.support.served import Served, serving
 from tests.wsclient import RawClient
 
 
@@ -195,3 +203,99 @@ def test_cent_client_works_unchanged(protocol_server: ServerProcess) -> None:
     assert error.value.code == 102
     with pytest.raises(cent.CentUnauthorizedError):
         cent.Client(f"{protocol_server.http_url}/api", api_key="wrong").info(cent.InfoRequest())
+
+
+def _node(**http_api: Any) -> Node:
+    settings = load_settings(
+        environ={"ROOMCAST_TOKEN_HMAC_SECRET": SECRET},
+        overrides={**PROTOCOL_CONFIG, "http_api": {"key": API_KEY, **http_api}},
+    )
+    return Node(settings, MemoryEngine())
+
+
+async def _post(served: Served, method: str, body: dict[str, Any]) -> tuple[int, bytes]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"{served.http_url}/api/{method}", json=body, headers={"X-API-Key": API_KEY}
+        ) as response,
+    ):
+        return response.status, await response.read()
+
+
+async def test_batch_and_broadcast_over_the_size_limit_are_refused() -> None:
+    settings = load_settings(
+        environ={}, overrides={"http_api": {"key": API_KEY, "batch_max_size": 10}}
+    )
+    async with serving(build_app(settings)) as served:
+        _, body = await _post(served, "batch", {"commands": [{"info": {}}] * 11})
+        assert json.loads(body)["error"]["code"] == 106
+        _, body = await _post(
+            served, "broadcast", {"channels": [f"c{i}" for i in range(11)], "data": {}}
+        )
+        assert json.loads(body)["error"]["code"] == 106
+        _, body = await _post(served, "batch", {"commands": [{"info": {}}] * 10})
+        assert all("info" in reply for reply in json.loads(body)["replies"])
+
+
+async def test_responses_stop_growing_at_the_size_limit() -> None:
+    """A batch runs no command once its response is full; one large result is a 106."""
+    limit = 4096
+    settings = load_settings(
+        environ={},
+        overrides={
+            **PROTOCOL_CONFIG,
+            "http_api": {"key": API_KEY, "response_max_size": limit},
+        },
+    )
+    async with serving(build_app(settings)) as served:
+        status, body = await _post(served, "batch", {"commands": [{"info": {}}] * 100})
+        assert status == 200 and len(body) <= limit + 100 * 80
+        replies = json.loads(body)["replies"]
+        assert "info" in replies[0]
+        assert replies[-1] == {"error": {"code": 106, "message": "response too large"}}
+        for n in range(10):  # the channel keeps 10: 5 KB of history
+            await _post(served, "publish", {"channel": "big", "data": {"pad": "x" * 500, "n": n}})
+        _, body = await _post(served, "history", {"channel": "big", "limit": -1})
+        assert json.loads(body) == {"error": {"code": 106, "message": "response too large"}}
+
+
+async def test_broadcast_publications_share_one_payload() -> None:
+    node = _node()
+    await node.start()
+    try:
+        api = ServerApi(node)
+        channels = ["shared1", "shared2", "shared3"]
+        result = await api.broadcast({"channels": channels, "data": {"big": "x" * 1000}})
+        assert all("result" in r for r in result["responses"])
+        history = node.history_options(node.rules.resolve("shared1"))
+        assert history is not None
+        stored = [
+            (await node.engine.history(ch, history=history, since=None, limit=-1)).publications
+            for ch in channels
+        ]
+        assert stored[0][0].data is stored[1][0].data is stored[2][0].data
+    finally:
+        await node.close()
+
+
+async def test_a_long_batch_gives_other_tasks_turns() -> None:
+    node = _node()
+    await node.start()
+    turns = 0
+
+    async def other_client() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    other = asyncio.create_task(other_client())
+    await asyncio.sleep(0)
+    try:
+        started = turns
+        await ServerApi(node).batch({"commands": [{"info": {}}] * 200})
+        assert turns - started >= 100
+    finally:
+        other.cancel()
+        await node.close()

@@ -31,9 +31,17 @@ def test_defaults() -> None:
     assert s.http_server.port == 8000
     assert s.engine.type == "memory"
     assert s.websocket.message_size_limit == 65536
-    assert s.websocket.compression is False
     assert s.client.command_rate_limit.rate_per_second == 100
     assert s.shutdown.drain_window == 30
+
+
+def test_compression_setting_is_refused_with_a_clear_error() -> None:
+    """permessage-deflate is never negotiated, so asking for it is a configuration error."""
+    with pytest.raises(ConfigError) as error:
+        load_settings(environ={}, overrides={"websocket": {"compression": True}})
+    (path, message), *_ = error.value.problems
+    assert path == "websocket"
+    assert "remove websocket.compression" in message
 
 
 def test_file_then_shortcuts_then_nested_variables(tmp_path: Path) -> None:

@@ -16,17 +16,16 @@ import sys
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 
-from roomcast.app import FLUSHER, NODE, build_app
+from roomcast.app import CONNECTIONS, NODE, build_app, start_listener
 from roomcast.config import load_settings
 from roomcast.node import Node
-from roomcast.wsserver import ConnectionProtocol, Gateway
+from roomcast.ws.server import ConnectionProtocol, Gateway
 
 KOSOKU = shutil.which("kosoku") or str(Path(sys.executable).with_name("kosoku"))
 #: Groups 1-7 and 10 (framing, pings, reserved bits and opcodes, fragmentation, UTF-8,
-#: close handling, limits); 9 is performance, 12 and 13 need compression, which this
-#: protocol leaves to aiohttp.
+#: close handling, limits); 9 is performance, 12 and 13 need compression, which the
+#: server never negotiates.
 CASES = ["1.*", "2.*", "3.*", "4.*", "5.*", "6.*", "7.*", "10.*"]
 ACCEPTED = {"OK", "NON-STRICT", "INFORMATIONAL"}
 
@@ -66,16 +65,10 @@ async def test_autobahn_cases(tmp_path: Path) -> None:
         environ={}, overrides={"websocket": {"message_size_limit": 16 * 1024 * 1024}}
     )
     app = build_app(settings)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    assert runner.server is not None
-    gateway = Gateway(
-        app[NODE], set(), app[FLUSHER][0], runner.server, session_factory=EchoSession, any_path=True
-    )
-    server = await asyncio.get_running_loop().create_server(gateway, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
+    echo = Gateway(app[NODE], app[CONNECTIONS], session_factory=EchoSession, any_path=True)
+    listener = await start_listener(app, "127.0.0.1", 0, gateway=echo)
     try:
-        args = [KOSOKU, f"127.0.0.1:{port}", "-p", "2", "-o", str(tmp_path)]
+        args = [KOSOKU, f"127.0.0.1:{listener.port}", "-p", "2", "-o", str(tmp_path)]
         for case in CASES:
             args += ["-i", case]
         process = await asyncio.create_subprocess_exec(
@@ -83,8 +76,7 @@ async def test_autobahn_cases(tmp_path: Path) -> None:
         )
         output, _ = await asyncio.wait_for(process.communicate(), 240)
     finally:
-        server.close()
-        await runner.cleanup()
+        await listener.close()
     results = _read_results(tmp_path, output.decode(errors="replace"))
     assert len(results) > 200
     failed = {case: behavior for case, behavior in results.items() if behavior not in ACCEPTED}

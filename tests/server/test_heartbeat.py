@@ -28,13 +28,16 @@ def test_each_client_pinged_once_per_turn_and_pong_checked() -> None:
     for c in clients:
         wheel.add(c)  # type: ignore[arg-type]
     ticks_per_turn = round(10 / wheel.tick_seconds)
+    now = 0.0
     for _ in range(ticks_per_turn):
-        wheel.tick()
+        now += wheel.tick_seconds
+        wheel.tick(now)
         for c in clients[:25]:
             c.ping_pending = False  # these answer at once
     assert all(c.pings == 1 for c in clients)
     for _ in range(ticks_per_turn):
-        wheel.tick()
+        now += wheel.tick_seconds
+        wheel.tick(now)
         for c in clients[:25]:
             c.ping_pending = False
     assert all(c.disconnected is None for c in clients[:25])
@@ -65,3 +68,20 @@ def test_stale_sockets_closed_after_their_deadline_only() -> None:
     assert connected.disconnected is None
     wheel.tick(now=21.0)
     assert late.disconnected == 3502
+
+
+def test_late_ticks_in_a_burst_do_not_shorten_the_pong_timeout() -> None:
+    """After a loop stall the missed ticks may run back to back; pongs are still due in time."""
+    wheel = Heartbeat(ping_interval=10, pong_timeout=4)
+    client = FakeClient()
+    wheel.add(client)  # type: ignore[arg-type]
+    now = 100.0
+    ticks_per_turn = round(10 / wheel.tick_seconds)
+    for _ in range(ticks_per_turn):  # a burst: a whole turn within 10 ms
+        now += 0.001
+        wheel.tick(now)
+    assert client.pings == 1 and client.disconnected is None
+    wheel.tick(now + 3.9)
+    assert client.disconnected is None
+    wheel.tick(now + 4.0)
+    assert client.disconnected == 3012

@@ -14,13 +14,13 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 
 from roomcast.app import NODE, build_app
 from roomcast.config import load_settings
 from roomcast.engine import HistoryOptions, HistoryResult, Publication, StreamPosition
 from roomcast.engine.memory import MemoryEngine
 from tests.processes import PROTOCOL_CONFIG, SECRET, token
+from tests.support.served import Served, serving
 
 
 class PausingHistoryEngine(MemoryEngine):
@@ -49,19 +49,17 @@ class PausingHistoryEngine(MemoryEngine):
 
 
 @pytest.fixture
-async def served() -> AsyncIterator[tuple[TestServer, PausingHistoryEngine]]:
+async def served() -> AsyncIterator[tuple[Served, PausingHistoryEngine]]:
     settings = load_settings(
         environ={"ROOMCAST_TOKEN_HMAC_SECRET": SECRET}, overrides=dict(PROTOCOL_CONFIG)
     )
     engine = PausingHistoryEngine()
-    server = TestServer(build_app(settings, engine), host="127.0.0.1")
-    await server.start_server()
-    yield server, engine
-    await server.close()
+    async with serving(build_app(settings, engine)) as server:
+        yield server, engine
 
 
 async def test_publication_during_recovery_is_merged(
-    served: tuple[TestServer, PausingHistoryEngine],
+    served: tuple[Served, PausingHistoryEngine],
 ) -> None:
     server, engine = served
     node = server.app[NODE]
@@ -79,7 +77,7 @@ async def test_publication_during_recovery_is_merged(
     engine.pause = True
     async with (
         aiohttp.ClientSession() as session,
-        session.ws_connect(server.make_url("/connection/websocket")) as ws,
+        session.ws_connect(server.ws_url) as ws,
     ):
         await ws.send_str(json.dumps({"id": 1, "connect": {"token": token()}}))
         await ws.receive()

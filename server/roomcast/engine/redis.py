@@ -42,6 +42,7 @@ from .base import (
 from .memory import IDEMPOTENCY_WINDOW_SECONDS, new_epoch
 from .redis_codec import decode_body, encode_body, parse_entry_offset
 from .redis_protocol import ConnectionLost, RedisAddress, RedisReplyError, open_connection
+from .redis_redirects import Redirect
 from .redis_scripts import ADD_MEMBER, HISTORY, LIVE_MEMBERS, PUBLISH
 from .redis_shard import RedisEngineMetrics, RedisKeys, Shard, backoff_seconds
 
@@ -72,7 +73,7 @@ class RedisEngine:
     def __init__(self, settings: RedisSettings) -> None:
         self._settings = settings
         self._keys = RedisKeys(settings.prefix)
-        self.metrics_collector = RedisEngineMetrics()
+        self.metrics_collector = RedisEngineMetrics(self._shard_states)
         self._shards: list[Shard] = []
         #: Cluster: shard index per slot, -1 while no master is known for it
         self._slots: list[int] = []
@@ -87,7 +88,17 @@ class RedisEngine:
 
     @property
     def available(self) -> bool:
-        return bool(self._shards) and all(shard.available for shard in self._shards)
+        """A majority of the shards is reachable.
+
+        This is what readiness follows: with one shard of several down, channels on
+        the others still work, and taking every pod out of its Service would cut
+        those too. Commands on the down shard's channels fail fast meanwhile.
+        """
+        shards = self._shards
+        return sum(shard.available for shard in shards) * 2 > len(shards)
+
+    def _shard_states(self) -> list[tuple[str, bool]]:
+        return [(shard.label, shard.available) for shard in self._shards]
 
     async def start(self, handler: EngineEventHandler) -> None:
         self._handler = handler
@@ -109,7 +120,11 @@ class RedisEngine:
     def _make_shard(self, label: str, resolve: Any, *, master: bool = False) -> Shard:
         s = self._settings
         cluster_hooks: dict[str, Any] = (
-            {"on_slots_stale": self._slots_stale, "before_resubscribe": self._refresh_slots}
+            {
+                "on_slots_stale": self._slots_stale,
+                "before_resubscribe": self._refresh_slots,
+                "redirect_target": self._redirect_target,
+            }
             if s.cluster
             else {}
         )
@@ -254,6 +269,11 @@ class RedisEngine:
                     if state is not None:
                         self._shards[owner].adopt(state)
             shard.resubscribe_orphans()
+
+    def _redirect_target(self, redirect: Redirect) -> Shard | None:
+        """The known master a MOVED or ASK reply names (a new one waits for the map)."""
+        host = redirect.host or self._address(self._settings.address[0]).host
+        return self._by_endpoint.get((host, redirect.port))
 
     def _slots_stale(self) -> None:
         """A MOVED reply or a dropped subscription: re-read the slot map soon, once."""

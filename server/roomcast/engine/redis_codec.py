@@ -5,6 +5,11 @@ the stream stores the body (the entry id is the offset) and pub/sub carries
 ``p<offset>:<epoch>:<body>`` (offset 0 and an empty epoch without history), so a node
 reads offsets and payloads by slicing, without parsing the JSON data. Join and leave
 travel as ``j<client info json>`` and ``l<client info json>`` on the same channel.
+
+A publication read from pub/sub is stamped with the node's monotonic time of its
+arrival (``created``), so ``roomcast_publish_to_write_seconds`` measures a Redis
+node from receiving a publication to writing it. The frame format stays as it is:
+nodes of different releases share one Redis during a rollout.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ def decode_info(raw: bytes) -> ClientInfo:
     return info
 
 
-def decode_body(frame: bytes, start: int, offset: int) -> Publication:
+def decode_body(frame: bytes, start: int, offset: int, created: float = 0.0) -> Publication:
     """The publication whose body starts at ``frame[start]``."""
     i = frame.index(b":", start)
     j = frame.index(b":", i + 1)
@@ -43,15 +48,17 @@ def decode_body(frame: bytes, start: int, offset: int) -> Publication:
     info = decode_info(frame[pos : pos + info_len]) if info_len else None
     pos += info_len
     tags = orjson.loads(frame[pos : pos + tags_len]) if tags_len else None
-    return Publication(data=frame[pos + tags_len :], offset=offset, info=info, tags=tags)
+    return Publication(
+        data=frame[pos + tags_len :], offset=offset, info=info, tags=tags, created=created
+    )
 
 
-def decode_message(frame: bytes) -> tuple[int, bytes, Publication]:
-    """A pub/sub publication frame (``p...``): offset, epoch bytes, publication."""
+def decode_message(frame: bytes, received: float) -> tuple[int, bytes, Publication]:
+    """A pub/sub publication frame (``p...``) that arrived at ``received`` (monotonic)."""
     i = frame.index(b":", 1)
     offset = int(frame[1:i])
     j = frame.index(b":", i + 1)
-    return offset, frame[i + 1 : j], decode_body(frame, j + 1, offset)
+    return offset, frame[i + 1 : j], decode_body(frame, j + 1, offset, received)
 
 
 def parse_entry_offset(entry_id: bytes) -> int:

@@ -247,14 +247,15 @@ class RedisConnection(asyncio.Protocol):
     async def execute(self, *args: Arg, wait_seconds: float) -> Any:
         """Run a command and wait for its reply at most ``wait_seconds``.
 
-        A timeout closes the connection: with pipelining, a late reply would be
-        matched to the wrong command.
+        A timeout leaves the connection open: the abandoned waiter keeps its place in
+        the queue, so its late reply is read and dropped, never matched to another
+        command. A connection that is really dead is found by the health check's PING,
+        and only then are this shard's connections (and subscriptions) renewed.
         """
         waiter = self.call(*args)
         try:
             return await asyncio.wait_for(waiter, wait_seconds)
         except TimeoutError:
-            self.close()
             raise ConnectionLost(f"redis command {args[0]!r} timed out") from None
 
     async def execute_many(
@@ -266,7 +267,8 @@ class RedisConnection(asyncio.Protocol):
             gathered = asyncio.gather(*waiters, return_exceptions=True)
             done = await asyncio.wait_for(gathered, wait_seconds)
         except TimeoutError:
-            self.close()
+            for waiter in waiters:
+                waiter.cancel()  # their replies are read and dropped when they come
             raise ConnectionLost("redis pipeline timed out") from None
         for item in done:
             if isinstance(item, ConnectionLost):

@@ -2,12 +2,10 @@
 
 Pub/sub is at most once: a message published while the subscriber connection is down,
 or dropped because Redis cut a slow subscriber off, is simply gone. So every
-publication with history carries its gap-free offset and this node tracks, per
-channel, the last offset it handed to its subscribers. A jump means a hole: the
-missing range is read from the stream and delivered in order before anything newer;
-when the stream cannot supply it (trimmed, expired, a new epoch) the node says so with
-``on_insufficient_state`` instead of leaving a silent gap. Holes at the tail (nothing
-newer arrived) are found by the position check, after every reconnect and periodically.
+publication with history carries its gap-free offset and each channel's
+``ChannelState`` (``redis_ordering``) delivers in order and asks this shard to read
+holes from the stream. Holes at the tail (nothing newer arrived) are found by the
+position check, after every reconnect and periodically.
 """
 
 from __future__ import annotations
@@ -17,19 +15,19 @@ import contextlib
 import logging
 import random
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import Histogram
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from roomcast.config import RedisSettings
 
 from .base import EngineEventHandler, EngineUnavailable, Publication
 from .redis_codec import decode_body, decode_info, decode_message, parse_entry_offset
+from .redis_ordering import ChannelState
 from .redis_protocol import (
     Arg,
     ConnectionLost,
@@ -38,13 +36,13 @@ from .redis_protocol import (
     RedisReplyError,
     open_connection,
 )
+from .redis_redirects import TRYAGAIN_DELAYS, Redirect, parse_redirect
 from .redis_scripts import HISTORY, SCRIPTS, Script
 
 log = logging.getLogger(__name__)
 
 _SUBSCRIBE_BATCH = 512
 _CHECK_BATCH = 1000
-_MAX_QUEUED = 10_000
 #: Reply errors after which this connection is talking to the wrong server.
 _RECONNECT_ERRORS = ("READONLY", "LOADING", "MASTERDOWN", "CLUSTERDOWN")
 #: Reply errors that mean a Cluster slot moved: the server is fine, the slot map is stale.
@@ -79,8 +77,10 @@ class RedisKeys:
 class RedisEngineMetrics(Collector):
     """Engine counters, plain numbers on the hot path; exported at scrape time."""
 
-    def __init__(self) -> None:
+    def __init__(self, shard_states: Callable[[], list[tuple[str, bool]]] | None = None) -> None:
+        self._shard_states = shard_states
         self.messages_in = 0
+        self.redirects: Counter[str] = Counter()  # moved, ask, tryagain
         self.reconnects = 0
         self.holes_detected = 0
         self.holes_filled = 0
@@ -123,34 +123,25 @@ class RedisEngineMetrics(Collector):
             "Channels whose subscribers were told publications were lost.",
             self.insufficient_state,
         )
+        redirects = CounterMetricFamily(
+            "roomcast_engine_redis_redirects",
+            "Cluster answers followed while slots move: moved, ask, tryagain.",
+            labels=["kind"],
+        )
+        for kind, n in sorted(self.redirects.items()):
+            redirects.add_metric([kind], n)
+        yield redirects
+        if self._shard_states is not None:
+            up = GaugeMetricFamily(
+                "roomcast_engine_redis_shard_up",
+                "1 while this node reaches the Redis shard (a cluster master).",
+                labels=["shard"],
+            )
+            for label, available in self._shard_states():
+                up.add_metric([label], float(available))
+            yield up
         yield from self.round_trip.collect()
         yield from self.resubscribe.collect()
-
-
-Queued = tuple[int, bytes, Publication]
-
-
-@dataclass(slots=True, eq=False)
-class ChannelState:
-    """What this node has delivered of one channel: the position of its last publication."""
-
-    channel: str
-    key: bytes
-    #: None until the node saw the channel's stream (or it had none when subscribing)
-    epoch: bytes | None = None
-    epoch_str: str = ""
-    offset: int = 0
-    has_baseline: bool = False
-    #: while set, publications wait in ``queue``: the baseline is unknown or a fill runs
-    busy: bool = True
-    #: a fill failed because Redis went away; resumed after the reconnect
-    stalled: bool = False
-    queue: deque[Queued] = field(default_factory=deque)
-    ready: asyncio.Future[None] | None = None
-
-    def set_epoch(self, epoch: bytes | None) -> None:
-        self.epoch = epoch
-        self.epoch_str = epoch.decode() if epoch else ""
 
 
 def backoff_seconds(failures: int, low: float, high: float) -> float:
@@ -174,6 +165,7 @@ class Shard:
         require_master: bool = False,
         on_slots_stale: Callable[[], None] | None = None,
         before_resubscribe: Callable[[], Awaitable[None]] | None = None,
+        redirect_target: Callable[[Redirect], Shard | None] | None = None,
     ) -> None:
         self.label = label
         self._resolve = resolve
@@ -202,6 +194,8 @@ class Shard:
         self.address: RedisAddress | None = None
         #: Cluster: a reply or push said a slot moved; the engine re-reads the slot map
         self._on_slots_stale = on_slots_stale
+        #: Cluster: the shard a MOVED or ASK reply points to, if this node knows it
+        self._redirect_target = redirect_target
         #: Cluster: runs after a reconnect, before resubscribing, so channels whose slot
         #: moved meanwhile go to their new owner instead of drawing MOVED here
         self._before_resubscribe = before_resubscribe
@@ -366,11 +360,7 @@ class Shard:
         return EngineUnavailable(f"redis: {exc}")
 
     async def execute(self, *args: Arg) -> Any:
-        conn = self.connection()
-        try:
-            return await conn.execute(*args, wait_seconds=self._settings.io_timeout)
-        except RedisReplyError as exc:
-            raise self._reply_error(conn, exc) from None
+        return await self._command(args, None)
 
     async def execute_many(self, commands: Sequence[Sequence[Arg]]) -> list[Any]:
         conn = self.connection()
@@ -381,21 +371,64 @@ class Shard:
         return replies
 
     async def run_script(self, script: Script, keys: Sequence[Arg], args: Sequence[Arg]) -> Any:
+        return await self._command(
+            ("EVALSHA", script.sha, len(keys), *keys, *args),
+            ("EVAL", script.source, len(keys), *keys, *args),
+        )
+
+    async def _command(
+        self,
+        args: Sequence[Arg],
+        source: Sequence[Arg] | None,
+        *,
+        asking: bool = False,
+        redirected: bool = False,
+    ) -> Any:
+        """Run one command (``source``: the script's EVAL if EVALSHA finds no script),
+        following a cluster redirect once and trying again on TRYAGAIN."""
         conn = self.connection()
-        timeout = self._settings.io_timeout
-        try:
+        for delay in (*TRYAGAIN_DELAYS, None):
             try:
-                return await conn.execute(
-                    "EVALSHA", script.sha, len(keys), *keys, *args, wait_seconds=timeout
-                )
+                return await self._send(conn, args, source, asking)
             except RedisReplyError as exc:
-                if not str(exc).startswith("NOSCRIPT"):
-                    raise
-                return await conn.execute(
-                    "EVAL", script.source, len(keys), *keys, *args, wait_seconds=timeout
+                message = str(exc)
+                if message.startswith("TRYAGAIN") and delay is not None:
+                    self._metrics.redirects["tryagain"] += 1
+                    await asyncio.sleep(delay)
+                    continue
+                redirect = parse_redirect(message)
+                target = (
+                    self._redirect_target(redirect)
+                    if redirect is not None and self._redirect_target is not None
+                    else None
                 )
+                if redirect is None or target is None or redirected:
+                    raise self._reply_error(conn, exc) from None
+                self._metrics.redirects[redirect.kind.lower()] += 1
+                if redirect.kind == "MOVED" and self._on_slots_stale is not None:
+                    self._on_slots_stale()
+                return await target._command(
+                    args, source, asking=redirect.kind == "ASK", redirected=True
+                )
+        raise AssertionError("unreachable: the last try raises or returns")
+
+    async def _send(
+        self, conn: RedisConnection, args: Sequence[Arg], source: Sequence[Arg] | None, asking: bool
+    ) -> Any:
+        timeout = self._settings.io_timeout
+        if asking:
+            # One command on the importing node; a script by its source, which it may lack.
+            replies = await conn.execute_many([("ASKING",), source or args], timeout)
+            for reply in replies:
+                if isinstance(reply, RedisReplyError):
+                    raise reply
+            return replies[1]
+        try:
+            return await conn.execute(*args, wait_seconds=timeout)
         except RedisReplyError as exc:
-            raise self._reply_error(conn, exc) from None
+            if source is None or not str(exc).startswith("NOSCRIPT"):
+                raise
+            return await conn.execute(*source, wait_seconds=timeout)
 
     # Subscriptions -------------------------------------------------------------
     def _request(self, subscribe: bool, key: bytes) -> asyncio.Future[None]:
@@ -478,7 +511,7 @@ class Shard:
         timeout = self._settings.io_timeout
         if state is None:
             key = self._keys.pubsub(channel)
-            state = ChannelState(channel, key)
+            state = ChannelState(channel, key, self)
             state.ready = asyncio.get_running_loop().create_future()
             self.states[channel] = state
             self._by_key[key] = state
@@ -490,7 +523,7 @@ class Shard:
                 raise EngineUnavailable("redis subscribe timed out") from None
             reply = await self.execute("HMGET", self._keys.meta(channel), "e", "s")
             if self.states.get(channel) is state and not state.has_baseline:
-                self._set_baseline(state, reply[0], int(reply[1] or 0))
+                state.set_baseline(reply[0], int(reply[1] or 0))
             return
         await self.wait_ready(channel)
 
@@ -543,6 +576,7 @@ class Shard:
         """Take over a channel from another shard: subscribe, then fill what was missed."""
         self.states[state.channel] = state
         self._by_key[state.key] = state
+        state.events = self
         if state.busy:  # a fill or baseline read on the old shard will not finish
             state.stalled = True
         if self._available:
@@ -568,14 +602,6 @@ class Shard:
             if self._pubsub is not None:
                 self._pubsub.close()
 
-    def _set_baseline(self, state: ChannelState, epoch: bytes | None, top: int) -> None:
-        state.set_epoch(epoch)
-        state.offset = top
-        state.has_baseline = True
-        if state.ready is not None and not state.ready.done():
-            state.ready.set_result(None)
-        self._drain(state)
-
     # Delivery ------------------------------------------------------------------
     def _on_message(self, key: bytes, frame: bytes) -> None:
         self._metrics.messages_in += 1
@@ -590,13 +616,11 @@ class Shard:
         kind = frame[:1]
         try:
             if kind == b"p":
-                offset, epoch, pub = decode_message(frame)
+                offset, epoch, pub = decode_message(frame, time.monotonic())
                 if offset == 0:
                     handler.on_publication(state.channel, pub, "")
-                elif state.busy:
-                    self._enqueue(state, (offset, epoch, pub))
                 else:
-                    self._advance(state, offset, epoch, pub)
+                    state.receive(offset, epoch, pub)
             elif kind == b"j":
                 handler.on_join(state.channel, decode_info(frame[1:]))
             elif kind == b"l":
@@ -604,65 +628,25 @@ class Shard:
         except ValueError:
             log.warning("bad message from redis", extra={"channel": state.channel})
 
-    def _enqueue(self, state: ChannelState, item: Queued) -> None:
-        if len(state.queue) >= _MAX_QUEUED:
-            # Redis is unreachable for reads but pub/sub flows: stop buffering, say so.
-            state.queue.clear()
-            state.has_baseline = False
-            self._insufficient(state)
-        state.queue.append(item)
+    # OrderEvents: what the channels' state machines ask of this shard -----------
+    def deliver(self, channel: str, pub: Publication, epoch: str) -> None:
+        assert self.handler is not None
+        self.handler.on_publication(channel, pub, epoch)
 
-    def _advance(self, state: ChannelState, offset: int, epoch: bytes, pub: Publication) -> None:
-        """Deliver the next publication in order, or start filling the hole before it."""
-        if epoch != state.epoch:
-            if state.epoch is not None:  # the stream was lost and started over
-                self._insufficient(state)
-                state.set_epoch(epoch)
-                state.offset = offset - 1
-            else:  # no stream when we subscribed: this epoch started after that
-                state.set_epoch(epoch)
-                state.offset = 0
-        if offset <= state.offset:
-            return  # a duplicate (already filled from the stream)
-        if offset == state.offset + 1:
-            state.offset = offset
-            assert self.handler is not None
-            self.handler.on_publication(state.channel, pub, state.epoch_str)
-            return
-        self._metrics.holes_detected += 1
-        state.busy = True
-        state.queue.appendleft((offset, epoch, pub))
-        self._spawn(self._fill(state, epoch, state.offset + 1, offset - 1))
-
-    def _drain(self, state: ChannelState) -> None:
-        """Deliver what queued up while the channel was busy, until the next hole."""
-        state.busy = False
-        queue = state.queue
-        while queue and not state.busy:
-            offset, epoch, pub = queue.popleft()
-            self._advance(state, offset, epoch, pub)
-
-    def _insufficient(self, state: ChannelState) -> None:
+    def lost(self, channel: str) -> None:
         self._metrics.insufficient_state += 1
-        log.warning("publications lost", extra={"channel": state.channel})
+        log.warning("publications lost", extra={"channel": channel})
         if self.handler is not None:
-            self.handler.on_insufficient_state(state.channel)
+            self.handler.on_insufficient_state(channel)
 
-    def _give_up(
-        self, state: ChannelState, epoch: bytes, last: int, meta_epoch: bytes | None, top: int
-    ) -> None:
-        """The missing range is gone: report it and carry on from the stream's present."""
-        self._insufficient(state)
-        if meta_epoch == epoch:  # trimmed or expired: skip the range
-            state.offset = max(state.offset, last)
-        else:  # the stream itself was lost or started over
-            state.set_epoch(meta_epoch)
-            state.offset = top
-            state.queue = deque(item for item in state.queue if item[1] == meta_epoch)
-        self._drain(state)
+    def fill(self, state: ChannelState, epoch: bytes, first: int, last: int) -> None:
+        self._spawn(self._fill(state, epoch, first, last))
+
+    def hole(self) -> None:
+        self._metrics.holes_detected += 1
 
     async def _fill(self, state: ChannelState, epoch: bytes, first: int, last: int) -> None:
-        """Read offsets first..last of the stream and deliver them in order."""
+        """Read offsets first..last of the stream for ``state``."""
         channel = state.channel
         try:
             top, meta_epoch, entries = await self.run_script(
@@ -677,20 +661,8 @@ class Shard:
         if self.states.get(channel) is not state:
             return
         pubs = [decode_body(fields[1], 0, parse_entry_offset(eid)) for eid, fields in entries]
-        complete = (
-            meta_epoch == epoch
-            and len(pubs) == last - first + 1
-            and (not pubs or (pubs[0].offset == first and pubs[-1].offset == last))
-        )
-        if not complete:
-            self._give_up(state, epoch, last, meta_epoch or None, int(top))
-            return
-        self._metrics.holes_filled += 1
-        assert self.handler is not None
-        for pub in pubs:
-            self.handler.on_publication(channel, pub, state.epoch_str)
-        state.offset = last
-        self._drain(state)
+        if state.filled(epoch, first, last, pubs, meta_epoch or None, int(top)):
+            self._metrics.holes_filled += 1
 
     async def _check_positions(self) -> None:
         """Compare each channel's position in Redis with what this node delivered.
@@ -716,36 +688,7 @@ class Shard:
                 # A channel that moved meanwhile is live; its tail is checked next time.
                 unchanged = seen == (state.epoch, state.offset, state.has_baseline)
                 if self.states.get(state.channel) is state and unchanged:
-                    self._check_position(state, epoch, int(top_raw or 0))
-
-    def _check_position(self, state: ChannelState, epoch: bytes | None, top: int) -> None:
-        if not state.has_baseline:
-            state.stalled = False
-            self._set_baseline(state, epoch, top)
-            return
-        if state.stalled:
-            state.stalled = False
-            self._drain(state)
-        if state.busy:
-            return
-        if epoch is None:
-            if state.epoch is not None:  # the stream is gone (a Redis restart without data)
-                self._insufficient(state)
-                state.set_epoch(None)
-                state.offset = 0
-            return
-        if state.epoch is None:
-            state.set_epoch(epoch)
-            state.offset = 0
-        elif epoch != state.epoch:
-            self._insufficient(state)
-            state.set_epoch(epoch)
-            state.offset = top
-            return
-        if top > state.offset:
-            self._metrics.holes_detected += 1
-            state.busy = True
-            self._spawn(self._fill(state, epoch, state.offset + 1, top))
+                    state.check(epoch, int(top_raw or 0))
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)

@@ -1,13 +1,13 @@
-"""A recording EngineEventHandler and a deadline-based wait for engine tests."""
+"""A recording EngineEventHandler for engine tests (and the shared wait they use)."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from roomcast.engine import ClientInfo, Publication
+from tests.support.waiting import eventually
+
+__all__ = ["Recorder", "eventually"]
 
 
 @dataclass
@@ -40,15 +40,3 @@ class Recorder:
 
     def data(self, channel: str) -> list[bytes]:
         return [pub.data for ch, pub, _ in self.publications if ch == channel]
-
-
-async def eventually(check: Callable[[], object], timeout: float = 5.0) -> None:
-    """Wait until ``check()`` is true; fail with its last value at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last value {value!r})")
-        await asyncio.sleep(0.01)

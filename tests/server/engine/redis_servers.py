@@ -222,6 +222,14 @@ class RedisCluster:
 
     def move_slot(self, slot: int, target: RedisServer) -> None:
         """Migrate one slot and its keys, as ``redis-cli --cluster reshard`` does."""
+        source, target_id = self.begin_migration(slot, target)
+        with source.client() as src:
+            while keys := src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
+                self.migrate(source, target, keys)
+        self.finish_migration(slot, target_id)
+
+    def begin_migration(self, slot: int, target: RedisServer) -> tuple[RedisServer, str]:
+        """Mark ``slot`` as leaving its owner for ``target``; the owner and target's id."""
         source = self.owner(slot)
         ids = {}
         for node in (source, target):
@@ -230,11 +238,16 @@ class RedisCluster:
         with target.client() as dst, source.client() as src:
             dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", ids[source.port])
             src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", ids[target.port])
-            while keys := src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
-                src.execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys)
+        return source, ids[target.port]
+
+    def migrate(self, source: RedisServer, target: RedisServer, keys: list[bytes]) -> None:
+        with source.client() as src:
+            src.execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys)
+
+    def finish_migration(self, slot: int, target_id: str) -> None:
         for node in self.nodes:
             with node.client() as conn:
-                conn.execute_command("CLUSTER", "SETSLOT", slot, "NODE", ids[target.port])
+                conn.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
 
     def kill(self) -> None:
         for node in self.nodes:

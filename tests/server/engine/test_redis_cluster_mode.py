@@ -13,7 +13,7 @@ from roomcast.engine import EngineUnavailable, HistoryOptions, Publication, Stre
 from roomcast.engine.redis import RedisEngine
 
 from .helpers import eventually
-from .redis_servers import RedisCluster
+from .redis_servers import RedisCluster, RedisServer
 from .test_redis_engine import engines, start  # noqa: F401  (the fixture)
 
 pytestmark = pytest.mark.redis
@@ -115,3 +115,46 @@ async def test_a_subscriber_that_was_away_while_the_slot_moved_catches_up(
     await eventually(lambda: events.offsets("wanderer") == [1, 2, 3])
     assert events.insufficient == []
     assert subscriber._shard("wanderer") is not shard
+
+
+def _other_master(cluster: RedisCluster, slot: int) -> RedisServer:
+    return next(node for node in cluster.nodes if node is not cluster.owner(slot))
+
+
+async def test_ask_is_followed_while_a_slot_migrates(
+    cluster: RedisCluster,
+    engines: list[RedisEngine],  # noqa: F811
+) -> None:
+    """The channel's keys have moved, the slot is not handed over yet: ASK, then ASKING."""
+    engine, _ = await start(engines, cluster.urls[0], prefix="ask", cluster=True)
+    await engine.publish("asked", Publication(b"1"), history=HISTORY)
+    slot = key_slot(b"ask.stream.{asked}")
+    target = _other_master(cluster, slot)
+    source, _ = cluster.begin_migration(slot, target)
+    cluster.migrate(source, target, [b"ask.stream.{asked}", b"ask.meta.{asked}"])
+    position = await engine.publish("asked", Publication(b"2"), history=HISTORY)
+    assert position is not None and position.offset == 2
+    assert engine.metrics_collector.redirects["ask"] >= 1
+    with source.client() as conn:  # the source answered ASK: it holds none of the keys
+        assert conn.execute_command("CLUSTER", "COUNTKEYSINSLOT", slot) == 0
+
+
+async def test_tryagain_then_moved_is_followed(
+    cluster: RedisCluster,
+    engines: list[RedisEngine],  # noqa: F811
+) -> None:
+    """Keys split between the nodes mid-migration: the publish waits (TRYAGAIN) and then
+    goes to the new owner (MOVED) instead of failing."""
+    engine, _ = await start(engines, cluster.urls[0], prefix="try", cluster=True)
+    await engine.publish("split", Publication(b"1"), history=HISTORY)
+    slot = key_slot(b"try.stream.{split}")
+    target = _other_master(cluster, slot)
+    source, target_id = cluster.begin_migration(slot, target)
+    cluster.migrate(source, target, [b"try.meta.{split}"])  # the stream stays behind for now
+    publishing = asyncio.ensure_future(engine.publish("split", Publication(b"2"), history=HISTORY))
+    await eventually(lambda: engine.metrics_collector.redirects["tryagain"] >= 1)
+    assert not publishing.done()
+    cluster.migrate(source, target, [b"try.stream.{split}"])
+    cluster.finish_migration(slot, target_id)
+    position = await publishing
+    assert position is not None and position.offset == 2

@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 import redis
 
+from roomcast.app import NODE, build_app
+from roomcast.config import load_settings
 from roomcast.engine import ClientInfo, EngineUnavailable, HistoryOptions, Publication
 from roomcast.engine.redis import RedisEngine, jump_hash
 from roomcast.engine.redis_codec import encode_body
+from roomcast.engine.redis_protocol import RedisAddress, open_connection
 from roomcast.engine.redis_scripts import PUBLISH
 from roomcast.engine.redis_shard import RedisKeys
+from tests.processes import PROTOCOL_CONFIG, SECRET
+from tests.support.rawws import RawSocket
+from tests.support.served import serving
 
 from .helpers import Recorder, eventually
 from .redis_servers import RedisServer, Sentinel, redis_servers
@@ -310,3 +318,98 @@ async def test_metrics_are_exported(redis_server: RedisServer, engines: list[Red
         "roomcast_engine_holes_filled_total",
     ):
         assert name in text
+
+
+async def test_publish_to_write_latency_is_observed_with_redis(shared_redis: RedisServer) -> None:
+    """Publications arriving from Redis carry their arrival time into the latency histogram."""
+    settings = load_settings(
+        environ={"ROOMCAST_TOKEN_HMAC_SECRET": SECRET}, overrides=dict(PROTOCOL_CONFIG)
+    )
+    app = build_app(settings, RedisEngine(redis_settings(shared_redis.url)))
+    async with serving(app) as server, await RawSocket.open(server.port) as sock:
+        assert await sock.upgrade() == 101
+        await sock.connect()
+        sock.send_text(json.dumps({"id": 2, "subscribe": {"channel": "timed"}}))
+        await sock.read_frame()
+        node = app[NODE]
+        info = node.rules.resolve("timed")
+        await node.publish("timed", info, Publication(b'{"n": 1}'), source="api")
+        push = b""
+        while b'"pub"' not in push:  # the join push comes first
+            _, push = await sock.read_frame()
+        assert b'"data":{"n": 1}' in push
+        count = node.metrics.registry.get_sample_value("roomcast_publish_to_write_seconds_count")
+        assert count == 1
+
+
+async def test_ready_while_a_minority_of_shards_is_down() -> None:
+    """One shard of three down: the node stays ready (its Service keeps it), the shard's
+    metric says which one is down, and its channels fail fast; two down: not ready."""
+    with redis_servers(3) as servers:
+        settings = load_settings(environ={}, overrides={"engine": {"type": "redis"}})
+        engine = RedisEngine(redis_settings(servers[0].url, address=[s.url for s in servers]))
+        app = build_app(settings, engine)
+        async with serving(app) as server, aiohttp.ClientSession() as session:
+
+            async def ready() -> int:
+                async with session.get(f"{server.http_url}/ready") as response:
+                    return response.status
+
+            labels = [s.url for s in servers]
+
+            def shard_up() -> list[float]:
+                registry = app[NODE].metrics.registry
+                return [
+                    registry.get_sample_value("roomcast_engine_redis_shard_up", {"shard": label})
+                    or 0.0
+                    for label in labels
+                ]
+
+            assert await ready() == 200
+            assert shard_up() == [1.0, 1.0, 1.0]
+            servers[0].kill()
+            await eventually(lambda: shard_up() == [0.0, 1.0, 1.0])
+            assert engine.available and await ready() == 200
+            channels = (f"c{i}" for i in range(1000))
+            down = next(c for c in channels if engine._shard(c).label == labels[0])
+            with pytest.raises(EngineUnavailable):
+                await engine.publish(down, Publication(b"1"), history=HISTORY)
+            servers[1].kill()
+            await eventually(lambda: not engine.available)
+            assert await ready() == 503
+
+
+async def test_a_timed_out_command_leaves_the_connection_and_the_reply_order_intact(
+    shared_redis: RedisServer,
+) -> None:
+    """The late reply is dropped, not given to the next command; nothing reconnects."""
+    conn = await open_connection(RedisAddress.parse(shared_redis.url), connect_seconds=2)
+    try:
+        with pytest.raises(EngineUnavailable):
+            await conn.execute("BLPOP", "never-filled", "1", wait_seconds=0.05)
+        assert conn.is_open
+        assert await conn.execute("ECHO", "after", wait_seconds=5) == b"after"
+    finally:
+        conn.close()
+
+
+async def test_a_slow_command_does_not_drop_the_shards_subscriptions(
+    shared_redis: RedisServer, engines: list[RedisEngine]
+) -> None:
+    """Commands behind a slow one time out; the connections and subscriptions stay."""
+    engine, events = await start(
+        engines, shared_redis.url, io_timeout=0.3, health_check_interval=30
+    )
+    await engine.subscribe("steady")
+    with pytest.raises(EngineUnavailable):  # Redis holds the engine's connection for 1 s
+        await engine._shard("steady").execute("BLPOP", "never-filled", "1")
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            position = await engine.publish("steady", Publication(b"1"), history=HISTORY)
+            break
+        except EngineUnavailable:  # queued behind the BLPOP: timed out, dropped when answered
+            assert time.monotonic() < deadline
+    assert position is not None
+    await eventually(lambda: position.offset in events.offsets("steady"))
+    assert engine.metrics_collector.reconnects == 0 and engine.available

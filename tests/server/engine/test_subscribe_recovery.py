@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestServer
 
 from roomcast.app import NODE, build_app
 from roomcast.config import load_settings
@@ -28,6 +27,7 @@ from roomcast.engine.memory import MemoryEngine
 from roomcast.engine.redis import RedisEngine
 from roomcast.node import Node
 from tests.processes import SECRET, token
+from tests.support.served import Served, serving
 from tests.wsclient import RawClient
 
 from .redis_servers import RedisServer
@@ -182,7 +182,7 @@ def expected_reply(row: Row, epoch: str) -> dict[str, Any]:
 
 
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
-async def served(request: pytest.FixtureRequest) -> AsyncIterator[TestServer]:
+async def served(request: pytest.FixtureRequest) -> AsyncIterator[Served]:
     engine: Engine
     if request.param == "memory":
         engine = MemoryEngine()
@@ -190,10 +190,8 @@ async def served(request: pytest.FixtureRequest) -> AsyncIterator[TestServer]:
         redis: RedisServer = request.getfixturevalue("shared_redis")
         engine = RedisEngine(redis_settings(redis.url))
     settings = load_settings(environ={"ROOMCAST_TOKEN_HMAC_SECRET": SECRET}, overrides=CONFIG)
-    server = TestServer(build_app(settings, engine), host="127.0.0.1")
-    await server.start_server()
-    yield server
-    await server.close()
+    async with serving(build_app(settings, engine)) as server:
+        yield server
 
 
 async def prepare(node: Node, channel: str, state: str) -> str:
@@ -225,11 +223,11 @@ def subscribe_body(row: Row, channel: str, epoch: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("row", ROWS, ids=lambda row: row.id)
-async def test_subscribe_recovery(served: TestServer, row: Row) -> None:
+async def test_subscribe_recovery(served: Served, row: Row) -> None:
     node = served.app[NODE]
     channel = f"{row.ns}:{uuid.uuid4().hex[:8]}"
     epoch = await prepare(node, channel, row.state)
-    async with await RawClient.open(str(served.make_url("/connection/websocket"))) as c:
+    async with await RawClient.open(served.ws_url) as c:
         await c.connect(token())
         reply = await c.call(2, "subscribe", subscribe_body(row, channel, epoch))
         if row.error is not None:
@@ -243,7 +241,7 @@ async def test_subscribe_recovery(served: TestServer, row: Row) -> None:
 
 @pytest.mark.parametrize("epoch", [ABSENT, ""], ids=["absent", "empty"])
 async def test_server_side_subscription_recovers_without_epoch(
-    served: TestServer, epoch: object
+    served: Served, epoch: object
 ) -> None:
     """The connect ``subs`` map (server-side subscriptions) follows the same rule."""
     node = served.app[NODE]
@@ -252,7 +250,7 @@ async def test_server_side_subscription_recovers_without_epoch(
     position: dict[str, Any] = {"recover": True, "offset": 1}
     if epoch is not ABSENT:
         position["epoch"] = epoch
-    async with await RawClient.open(str(served.make_url("/connection/websocket"))) as c:
+    async with await RawClient.open(served.ws_url) as c:
         reply = await c.call(
             1, "connect", {"token": token(channels=[channel]), "subs": {channel: position}}
         )

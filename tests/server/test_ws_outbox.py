@@ -6,7 +6,8 @@ import struct
 
 import pytest
 
-from roomcast.websocket import chunks, text_frame
+from roomcast.ws.frames import text_frame
+from roomcast.ws.outbox import chunks
 
 
 @pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536, 70000])

@@ -1,9 +1,11 @@
-"""RFC 6455 frames from clients, parsed without I/O.
+"""RFC 6455 frames without I/O: masked client frames parsed, unmasked server frames built.
 
 The parser is fed raw bytes and returns whole messages and control frames. Every
 violation raises ``FrameError`` with the close code RFC 6455 asks for: 1002 for
 protocol errors, 1007 for invalid UTF-8, 1009 for a message over the size limit
-(checked against the declared length before anything is buffered).
+(checked against the declared length before anything is buffered) or made of more
+fragments than ``MAX_FRAGMENTS`` (empty continuation frames cost memory too).
+Frames know nothing of what the payload encodes; that is the codec's business.
 """
 
 from __future__ import annotations
@@ -18,9 +20,14 @@ OP_CLOSE = 0x8
 OP_PING = 0x9
 OP_PONG = 0xA
 
+CLOSE_NORMAL = 1000
 CLOSE_PROTOCOL_ERROR = 1002
 CLOSE_INVALID_DATA = 1007
 CLOSE_TOO_BIG = 1009
+
+#: Fragments of one message at most: a message of many empty continuation frames
+#: would otherwise grow the fragment list without ever reaching the size limit.
+MAX_FRAGMENTS = 1024
 
 _VALID_OPCODES = frozenset({OP_CONTINUATION, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG})
 #: Close codes a peer may send (RFC 6455 7.4.1 and 7.4.2): 1004-1006 and 1015 are reserved.
@@ -56,7 +63,24 @@ def unmask(payload: bytes, mask: bytes) -> bytes:
 
 
 def close_payload(code: int, reason: str) -> bytes:
+    """A close frame's payload; the reason is cut to fit a control frame (125 bytes)."""
     return struct.pack("!H", code) + reason.encode()[:123]
+
+
+def server_frame(opcode: int, payload: bytes) -> bytes:
+    """An unmasked, final frame as servers send it."""
+    first = 0x80 | opcode
+    n = len(payload)
+    if n < 126:
+        return bytes((first, n)) + payload
+    if n < 65_536:
+        return struct.pack("!BBH", first, 126, n) + payload
+    return struct.pack("!BBQ", first, 127, n) + payload
+
+
+def text_frame(payload: bytes) -> bytes:
+    """An unmasked, final text frame."""
+    return server_frame(OP_TEXT, payload)
 
 
 def parse_close(payload: bytes) -> tuple[int, str]:
@@ -140,6 +164,8 @@ class FrameParser:
                 self._message_opcode = opcode
             self._fragments.append(payload)
             self._fragments_size += length
+            if not fin and len(self._fragments) >= MAX_FRAGMENTS:
+                raise FrameError(CLOSE_TOO_BIG, "message of too many fragments")
             if fin:
                 message = b"".join(self._fragments)
                 out.append(Frame(self._message_opcode, message))

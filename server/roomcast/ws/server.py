@@ -1,52 +1,59 @@
 """The listening socket's protocol: WebSocket clients without aiohttp's per-connection weight.
 
-Every accepted socket starts here. The first request head decides who serves it:
-an upgrade on the WebSocket path is answered here and the socket stays with this
-small protocol object (a frame parser, an outbox, the ``Client``) for its life;
-anything else (the server API, health, metrics) is handed, head and all, to
-aiohttp's HTTP protocol. A WebSocket connection then costs no aiohttp request,
-parser, queue or task: an idle one holds a few KiB instead of ~16, and a frame
-of commands runs in a task only while it is being handled.
+Every accepted socket starts here. A first request head that is a GET of the
+WebSocket path, byte for byte, is answered here and the socket stays with this
+small protocol object (a frame parser, an outbox, the ``Client``) for its life.
+Anything else goes, head and all, to aiohttp, which routes on the decoded path:
+the server API, health and metrics, and also the WebSocket path in any other form
+(percent-encoded, with a fragment, absolute-form, an upgrade on a kept-alive
+connection). aiohttp then hands the socket back through ``upgrade_handler``, so
+every upgrade gets the same answer and the same ``ConnectionProtocol``.
+
+A WebSocket connection costs no aiohttp request, parser, queue or task: an idle
+one holds a few KiB, and a frame of commands runs in a task only while it is
+being handled. Every close, whoever asks for it, goes through ``_closing``, which
+counts it by code and logs it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import collections
 import enum
-import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
 
-from .admission import upgrade_refusal
-from .client import Client
-from .codes import DisconnectCode
-from .origins import OriginPolicy
-from .websocket import Flusher, outbox_frames
-from .wsframes import (
+from aiohttp import web
+
+from roomcast.client import Client
+from roomcast.codes import DisconnectCode
+from roomcast.origins import OriginPolicy
+
+from .frames import (
     CLOSE_INVALID_DATA,
     OP_BINARY,
     OP_CLOSE,
     OP_PING,
+    OP_PONG,
     OP_TEXT,
     FrameError,
     FrameParser,
     close_payload,
     parse_close,
+    server_frame,
 )
+from .handshake import Acceptance, Refusal, answer, lower_headers, parse_headers
+from .outbox import Flusher, outbox_frames
 
 if TYPE_CHECKING:
-    from .node import Node
+    from roomcast.node import Node
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("roomcast.access")
 
 MAX_HEAD_BYTES = 16_384
 _BACKLOG_PAUSE = 32  # frames queued behind a busy one before reading pauses
-_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _REASONS = {
     400: "Bad Request",
     403: "Forbidden",
@@ -54,6 +61,8 @@ _REASONS = {
     431: "Request Header Fields Too Large",
     503: "Service Unavailable",
 }
+#: Closes logged at debug level: the server's own orderly ones, many at once in a drain.
+_QUIET_CLOSES = frozenset({DisconnectCode.SHUTDOWN, DisconnectCode.CONNECTION_CLOSED})
 
 
 class _State(enum.Enum):
@@ -78,18 +87,18 @@ def client_session(node: Node, protocol: ConnectionProtocol, remote: str) -> Cli
 
 
 class Gateway:
-    """What every connection protocol shares: settings, node, and aiohttp for plain HTTP.
+    """What every connection protocol shares: settings, node, the flusher, aiohttp.
 
-    ``any_path`` and ``session_factory`` exist for the frame-conformance suite, which
-    drives the same protocol with an echo session on the paths its cases choose.
+    ``flusher`` exists once the loop runs (the app's startup sets it) and
+    ``http_protocol`` once aiohttp's server is set up (the listener sets it).
+    ``any_path`` and ``session_factory`` exist for the frame-conformance suite,
+    which drives the same protocol with an echo session on the paths its cases choose.
     """
 
     def __init__(
         self,
         node: Node,
         connections: set[Client],
-        flusher: Flusher,
-        http_protocol: Callable[[], asyncio.Protocol],
         *,
         session_factory: Callable[[Node, ConnectionProtocol, str], Session] = client_session,
         any_path: bool = False,
@@ -97,8 +106,8 @@ class Gateway:
         settings = node.settings
         self.node = node
         self.connections = connections
-        self.flusher = flusher
-        self.http_protocol = http_protocol
+        self.flusher: Flusher | None = None
+        self.http_protocol: Callable[[], asyncio.Protocol] | None = None
         self.path = settings.websocket.handler_prefix.encode()
         self.any_path = any_path
         self.session_factory = session_factory
@@ -106,11 +115,68 @@ class Gateway:
         self.handshake_timeout = settings.websocket.handshake_timeout
         self.close_timeout = settings.websocket.close_timeout
         self.queue_max = settings.client.queue_max_size
-        self.compression = settings.websocket.compression
         self.origins = OriginPolicy(settings.client.allowed_origins)
 
     def __call__(self) -> ConnectionProtocol:
         return ConnectionProtocol(self)
+
+    def answer(self, headers: dict[str, str]) -> Refusal | Acceptance:
+        return answer(headers, self.node, self.connections, self.origins)
+
+
+def upgrade_handler(gateway: Gateway) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """aiohttp's route for the WebSocket path: the socket is handed to ``ConnectionProtocol``.
+
+    aiohttp only sees upgrades the listening socket did not take itself (see the
+    module docstring). Its request handler stays parked in this coroutine until
+    the connection ends, because aiohttp closes a socket whose handler returns.
+    """
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        decision = gateway.answer(lower_headers(request.headers.items()))
+        if isinstance(decision, Refusal):
+            refused = web.Response(
+                status=decision.status, text=decision.text, headers=dict(decision.headers)
+            )
+            refused.force_close()
+            return refused
+        response = web.StreamResponse(status=101, headers=dict(decision.headers))
+        await response.prepare(request)
+        raw = request.transport
+        if raw is None or raw.is_closing():
+            return response
+        connection = gateway()
+        lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        http = request.protocol
+
+        def forget(exc: BaseException | None) -> None:
+            http.connection_lost(exc)  # aiohttp's bookkeeping of the socket it gave away
+            if not lost.done():
+                lost.set_result(None)
+
+        connection.adopt(raw, forget)
+        http.set_parser(_Forward(connection))  # type: ignore[arg-type]  # bytes already read
+        raw.set_protocol(connection)
+        await lost
+        return response
+
+    return handle
+
+
+class _Forward:
+    """Takes what aiohttp read past the upgrade request and gives it to the connection."""
+
+    __slots__ = ("_connection",)
+
+    def __init__(self, connection: ConnectionProtocol) -> None:
+        self._connection = connection
+
+    def feed_data(self, data: bytes) -> tuple[bool, bytes]:
+        self._connection.data_received(data)
+        return False, b""
+
+    def feed_eof(self) -> None:
+        return None
 
 
 class ConnectionProtocol(asyncio.Protocol):
@@ -123,11 +189,14 @@ class ConnectionProtocol(asyncio.Protocol):
         "_deadline",
         "_gateway",
         "_head",
+        "_on_lost",
         "_outbox",
         "_parser",
-        "_paused",
+        "_pong",
         "_raw",
+        "_reading_paused",
         "_state",
+        "_writing_paused",
     )
 
     def __init__(self, gateway: Gateway) -> None:
@@ -141,7 +210,10 @@ class ConnectionProtocol(asyncio.Protocol):
         self._outbox: list[bytes] = []
         self._busy: asyncio.Task[None] | None = None
         self._backlog: collections.deque[str] | None = None
-        self._paused = False
+        self._reading_paused = False
+        self._writing_paused = False
+        self._pong: bytes | None = None
+        self._on_lost: Callable[[BaseException | None], None] | None = None
 
     # asyncio.Protocol ---------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -163,6 +235,7 @@ class ConnectionProtocol(asyncio.Protocol):
         previous = self._state
         self._state = _State.CLOSED
         self._outbox.clear()
+        self._pong = None
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
@@ -170,7 +243,31 @@ class ConnectionProtocol(asyncio.Protocol):
         if client is not None and previous is not _State.HEAD:
             if isinstance(client, Client):
                 self._gateway.connections.discard(client)
-            self._gateway.node.spawn(client.cleanup())
+            self._gateway.node.spawn(self._teardown(client))
+        on_lost, self._on_lost = self._on_lost, None
+        if on_lost is not None:
+            on_lost(exc)
+
+    def pause_writing(self) -> None:
+        """The send buffer passed its high-water mark: pongs wait (see ``_write_pong``).
+
+        Reading goes on: a client slow to read but keeping up must still have its
+        commands and pongs read; the queue limit cuts one that does not keep up.
+        """
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        pong, self._pong = self._pong, None
+        if pong is not None and self._state is not _State.CLOSED:
+            self._write_pong(pong)
+
+    async def _teardown(self, client: Session) -> None:
+        """The command still running finishes first; cleanup then undoes all it added."""
+        busy = self._busy
+        if busy is not None:
+            await asyncio.wait((busy,))
+        await client.cleanup()
 
     # Head: upgrade here, or hand over to aiohttp ---------------------------------
     def _head_timeout(self) -> None:
@@ -184,7 +281,7 @@ class ConnectionProtocol(asyncio.Protocol):
         end = head.find(b"\r\n\r\n")
         # The limit holds however the head arrives: in pieces, or whole in one read.
         if (end if end >= 0 else len(head)) > MAX_HEAD_BYTES:
-            self._reject(431, "request head too large")
+            self._reject(Refusal(431, "request head too large"))
             return
         if end < 0:
             return
@@ -192,102 +289,77 @@ class ConnectionProtocol(asyncio.Protocol):
         parts = bytes(head[:line_end]).split(b" ")
         path = parts[1].split(b"?", 1)[0] if len(parts) == 3 else b""
         gateway = self._gateway
-        if (
-            parts[0] != b"GET"
-            or (path != gateway.path and not gateway.any_path)
-            or gateway.compression
-        ):
+        if parts[0] != b"GET" or (path != gateway.path and not gateway.any_path):
             self._hand_over()
             return
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
-        headers = _parse_headers(bytes(head[line_end + 2 : end]))
+        headers = parse_headers(bytes(head[line_end + 2 : end]))
         rest = bytes(head[end + 4 :])
         self._head = bytearray()
         if headers is None:
-            self._reject(400, "malformed headers")
+            self._reject(Refusal(400, "malformed headers"))
             return
-        self._upgrade(headers, rest)
-
-    def _hand_over(self) -> None:
-        """Not a WebSocket upgrade: aiohttp serves this connection from its first byte."""
+        decision = gateway.answer(headers)
+        if isinstance(decision, Refusal):
+            self._reject(decision)
+            return
         raw = self._raw
         assert raw is not None
+        lines = "".join(f"{name}: {value}\r\n" for name, value in decision.headers)
+        raw.write(f"HTTP/1.1 101 Switching Protocols\r\n{lines}\r\n".encode())
+        self._log_request(101)
+        self.adopt(raw, None)
+        if rest:
+            self._receive_frames(rest)
+
+    def _hand_over(self) -> None:
+        """Not ours to answer: aiohttp serves this connection from its first byte."""
+        raw = self._raw
+        http_protocol = self._gateway.http_protocol
+        assert raw is not None and http_protocol is not None
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
         self._state = _State.CLOSED
-        protocol = self._gateway.http_protocol()
+        protocol = http_protocol()
         raw.set_protocol(protocol)
         protocol.connection_made(raw)
         protocol.data_received(bytes(self._head))
         self._head = bytearray()
 
-    def _reject(self, status: int, text: str, extra: str = "") -> None:
+    def _reject(self, refusal: Refusal) -> None:
         raw = self._raw
         assert raw is not None
-        body = text.encode()
+        body = refusal.text.encode()
+        extra = "".join(f"{name}: {value}\r\n" for name, value in refusal.headers)
         raw.write(
-            f"HTTP/1.1 {status} {_REASONS[status]}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            f"HTTP/1.1 {refusal.status} {_REASONS[refusal.status]}\r\n"
+            "Content-Type: text/plain; charset=utf-8\r\n"
             f"Content-Length: {len(body)}\r\n{extra}Connection: close\r\n\r\n".encode()
             + body
         )
-        self._log_request(status)
+        self._log_request(refusal.status)
         self._state = _State.CLOSED
         raw.close()
 
-    def _upgrade(self, headers: dict[str, str], rest: bytes) -> None:
+    def adopt(
+        self, raw: asyncio.Transport, on_lost: Callable[[BaseException | None], None] | None
+    ) -> None:
+        """Serve ``raw`` as an open WebSocket (the 101 is written) with a new session."""
         gateway = self._gateway
-        node = gateway.node
-        if "websocket" not in headers.get("upgrade", "").lower() or "upgrade" not in [
-            token.strip() for token in headers.get("connection", "").lower().split(",")
-        ]:
-            self._reject(400, "websocket upgrade expected")
-            return
-        if headers.get("sec-websocket-version") != "13":
-            self._reject(426, "websocket version 13 expected", "Sec-WebSocket-Version: 13\r\n")
-            return
-        key = headers.get("sec-websocket-key", "")
-        try:
-            if len(base64.b64decode(key, validate=True)) != 16:
-                raise ValueError(key)
-        except (binascii.Error, ValueError):
-            self._reject(400, "bad Sec-WebSocket-Key")
-            return
-        subprotocols = headers.get("sec-websocket-protocol", "")
-        refusal = upgrade_refusal(
-            node,
-            gateway.connections,
-            gateway.origins,
-            headers.get("origin"),
-            headers.get("host"),
-            subprotocols,
-        )
-        if refusal is not None:
-            self._reject(*refusal)
-            return
-        accept = base64.b64encode(hashlib.sha1(key.encode() + _GUID).digest()).decode()
-        offered = [p.strip() for p in subprotocols.split(",")]
-        protocol = (
-            "Sec-WebSocket-Protocol: centrifuge-json\r\n" if "centrifuge-json" in offered else ""
-        )
-        raw = self._raw
-        assert raw is not None
-        raw.write(
-            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Accept: {accept}\r\n{protocol}\r\n".encode()
-        )
-        self._log_request(101)
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        self._raw = raw
+        self._on_lost = on_lost
         self._state = _State.OPEN
         self._parser = FrameParser(gateway.max_message_size)
         peer = raw.get_extra_info("peername")
-        client = gateway.session_factory(node, self, peer[0] if isinstance(peer, tuple) else "")
+        client = gateway.session_factory(
+            gateway.node, self, peer[0] if isinstance(peer, tuple) else ""
+        )
         self._client = client
         if isinstance(client, Client):
             gateway.connections.add(client)
-        if rest:
-            self._receive_frames(rest)
 
     def _log_request(self, status: int) -> None:
         if access_log.isEnabledFor(logging.INFO):
@@ -296,7 +368,8 @@ class ConnectionProtocol(asyncio.Protocol):
                 extra={"method": "GET", "path": self._gateway.path.decode(), "status": status},
             )
 
-    # Frames --------------------------------------------------------------------
+    # Reading -------------------------------------------------------------------
+
     def _receive_frames(self, data: bytes) -> None:
         parser = self._parser
         assert parser is not None
@@ -325,7 +398,7 @@ class ConnectionProtocol(asyncio.Protocol):
                 self._peer_closed(frame.payload)
                 return
             elif opcode == OP_PING:
-                self._write_control(0x8A, frame.payload)
+                self._write_pong(frame.payload)
 
     def _handle_text(self, text: str) -> None:
         if self._busy is None:
@@ -335,8 +408,8 @@ class ConnectionProtocol(asyncio.Protocol):
         if backlog is None:
             backlog = self._backlog = collections.deque()
         backlog.append(text)
-        if len(backlog) >= _BACKLOG_PAUSE and not self._paused and self._raw is not None:
-            self._paused = True
+        if len(backlog) >= _BACKLOG_PAUSE and not self._reading_paused and self._raw is not None:
+            self._reading_paused = True
             self._raw.pause_reading()
 
     async def _run(self, text: str) -> None:
@@ -353,8 +426,8 @@ class ConnectionProtocol(asyncio.Protocol):
             self.close(DisconnectCode.SERVER_ERROR, "internal server error")
         finally:
             self._busy = None
-            if self._paused and self._raw is not None and self._state is not _State.CLOSED:
-                self._paused = False
+            if self._reading_paused and self._raw is not None and self._state is not _State.CLOSED:
+                self._reading_paused = False
                 self._raw.resume_reading()
 
     def _peer_closed(self, payload: bytes) -> None:
@@ -365,8 +438,9 @@ class ConnectionProtocol(asyncio.Protocol):
             return
         if self._state is _State.OPEN:
             # The client closes first: answer with its code, then hang up.
+            self._state = _State.CLOSING
             self.flush()
-            self._write_control(0x88, b"" if code == 1005 else close_payload(code, ""))
+            self._write_control(OP_CLOSE, b"" if code == 1005 else close_payload(code, ""))
         self._state = _State.CLOSED
         assert self._raw is not None
         self._raw.close()
@@ -376,15 +450,31 @@ class ConnectionProtocol(asyncio.Protocol):
         if self._state is _State.CLOSED:
             return
         if self._state is _State.OPEN:
-            self._write_control(0x88, close_payload(code, reason))
+            self._closing(code, reason)
+            self._write_control(OP_CLOSE, close_payload(code, reason))
         self._state = _State.CLOSED
         assert self._raw is not None
         self._raw.close()
 
-    def _write_control(self, first_byte: int, payload: bytes) -> None:
+    # Writing -------------------------------------------------------------------
+    def _write_pong(self, payload: bytes) -> None:
+        """Answer a ping now, or, while writes are paused, only the latest one later.
+
+        RFC 6455 allows answering only the most recent ping: a client that pings and
+        never reads holds one pending pong, not a growing send buffer.
+        """
+        if self._writing_paused:
+            self._pong = payload
+            return
+        self._write_control(OP_PONG, payload)
+        raw = self._raw
+        if raw is not None and raw.get_write_buffer_size() > self._gateway.queue_max:
+            self.close(DisconnectCode.SLOW, "slow")
+
+    def _write_control(self, opcode: int, payload: bytes) -> None:
         raw = self._raw
         if raw is not None and not raw.is_closing():
-            raw.write(bytes((first_byte, len(payload))) + payload)
+            raw.write(server_frame(opcode, payload))
 
     # Transport (what Client writes to) -------------------------------------------
     @property
@@ -397,7 +487,9 @@ class ConnectionProtocol(asyncio.Protocol):
         outbox = self._outbox
         outbox.append(message)
         if len(outbox) == 1:
-            self._gateway.flusher.mark(self)
+            flusher = self._gateway.flusher
+            assert flusher is not None
+            flusher.mark(self)
 
     def flush(self, frames: dict[int, bytes] | None = None) -> None:
         outbox = self._outbox
@@ -417,29 +509,31 @@ class ConnectionProtocol(asyncio.Protocol):
         """Write what is queued, the close frame, then wait for the client's (bounded)."""
         if self._state is not _State.OPEN:
             return
+        self._closing(code, reason)
+        self._state = _State.CLOSING  # before the flush, which may find the client slow
         self.flush()
-        self._write_control(0x88, close_payload(code, reason))
-        self._state = _State.CLOSING
+        self._write_control(OP_CLOSE, close_payload(code, reason))
         raw = self._raw
         assert raw is not None
         asyncio.get_running_loop().call_later(self._gateway.close_timeout, _abort_if_open, raw)
+
+    def _closing(self, code: int, reason: str) -> None:
+        """Every close the server starts passes here once: counted by code and logged."""
+        self._gateway.node.metrics.count_disconnect(code)
+        level = logging.DEBUG if code in _QUIET_CLOSES else logging.INFO
+        if log.isEnabledFor(level):
+            client = self._client
+            log.log(
+                level,
+                "disconnect",
+                extra={
+                    "code": code,
+                    "reason": reason,
+                    "client": client.id if isinstance(client, Client) else "",
+                },
+            )
 
 
 def _abort_if_open(raw: asyncio.Transport) -> None:
     if not raw.is_closing():
         raw.abort()
-
-
-def _parse_headers(block: bytes) -> dict[str, str] | None:
-    headers: dict[str, str] = {}
-    for line in block.split(b"\r\n"):
-        name, sep, value = line.partition(b":")
-        if not sep or not name or name != name.strip():
-            return None
-        try:
-            key = name.decode("ascii").lower()
-            text = value.strip().decode("latin-1")
-        except UnicodeDecodeError:
-            return None
-        headers[key] = f"{headers[key]}, {text}" if key in headers else text
-    return headers

@@ -7,9 +7,11 @@ import struct
 
 import pytest
 
-from roomcast.wsframes import (
+from roomcast.ws.frames import (
+    MAX_FRAGMENTS,
     OP_BINARY,
     OP_CLOSE,
+    OP_CONTINUATION,
     OP_PING,
     OP_TEXT,
     Frame,
@@ -19,24 +21,7 @@ from roomcast.wsframes import (
     parse_close,
     unmask,
 )
-
-
-def frame(
-    opcode: int, payload: bytes, fin: bool = True, masked: bool = True, rsv: int = 0
-) -> bytes:
-    first = (0x80 if fin else 0) | rsv << 4 | opcode
-    n = len(payload)
-    mask_bit = 0x80 if masked else 0
-    if n < 126:
-        head = bytes((first, mask_bit | n))
-    elif n < 65536:
-        head = bytes((first, mask_bit | 126)) + struct.pack("!H", n)
-    else:
-        head = bytes((first, mask_bit | 127)) + struct.pack("!Q", n)
-    if not masked:
-        return head + payload
-    mask = os.urandom(4)
-    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+from tests.support.rawws import frame
 
 
 def test_unmask_roundtrip() -> None:
@@ -101,6 +86,25 @@ def test_violations(data: bytes, code: int) -> None:
     with pytest.raises(FrameError) as error:
         FrameParser(1024).feed(data)
     assert error.value.code == code
+
+
+def test_endless_empty_continuations_close_1009() -> None:
+    """Zero-length fragments never reach the size limit; their count is limited instead."""
+    parser = FrameParser(1024)
+    parser.feed(frame(OP_TEXT, b"", fin=False))
+    empty = frame(OP_CONTINUATION, b"", fin=False)
+    with pytest.raises(FrameError) as error:
+        for _ in range(MAX_FRAGMENTS):
+            parser.feed(empty)
+    assert error.value.code == 1009
+
+
+def test_many_fragments_below_the_limit_make_one_message() -> None:
+    parser = FrameParser(1024)
+    data = frame(OP_TEXT, b"a", fin=False)
+    data += frame(OP_CONTINUATION, b"", fin=False) * (MAX_FRAGMENTS - 2)
+    data += frame(OP_CONTINUATION, b"b")
+    assert parser.feed(data) == [Frame(OP_TEXT, b"ab")]
 
 
 def test_huge_declared_length_refused_before_buffering() -> None:

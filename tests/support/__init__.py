@@ -1,0 +1,1 @@
+"""What many test modules share: free ports, waiting for a condition, tokens, served apps."""
