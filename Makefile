@@ -30,9 +30,10 @@ install: $(STAMP) $(JS_STAMP) ## Create .venv (and the JS SDK test client) with 
 run: $(STAMP) ## Serve on the memory engine and print how to connect
 	$(VENV)/bin/roomcast serve --dev
 
-test-deps: install ## Install what the tests need outside Python (redis-server, Kubernetes tools)
+test-deps: install ## Install what the tests need outside Python (redis-server, Kubernetes tools, Prometheus)
 	tests/deps.sh
 	e2e/ci.sh >/dev/null
+	tests/tools/prometheus.sh >/dev/null
 
 lint: $(STAMP) ## ruff and mypy
 	$(VENV)/bin/ruff check .
