@@ -183,7 +183,8 @@ def test_selector_labels_follow_the_operator(helm: str) -> None:
     objects = render_chart(helm, values=[PRODUCTION_VALUES], sets=["redis.dev.enabled=false"])
     name = one(objects, "RoomcastCluster")["metadata"]["name"]
     expected = render.selector_labels(name)
-    assert one(objects, "PodMonitor")["spec"]["selector"]["matchLabels"] == expected
+    monitor = next(m for m in by_kind(objects, "PodMonitor") if m["metadata"]["name"] == name)
+    assert monitor["spec"]["selector"]["matchLabels"] == expected
     policy = next(p for p in by_kind(objects, "NetworkPolicy") if p["metadata"]["name"] == name)
     assert policy["spec"]["podSelector"]["matchLabels"] == expected
     backend = one(objects, "Ingress")["spec"]["rules"][0]["http"]["paths"][0]["backend"]
