@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from .admin import setup_admin
 from .admission import upgrade_refusal
 from .api import make_api_handler
 from .client import Client
@@ -113,4 +114,5 @@ def build_app(settings: Settings, engine: Engine | None = None) -> web.Applicati
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready)
     app.router.add_get("/metrics", metrics)
+    setup_admin(app, node)
     return app
