@@ -30,7 +30,10 @@ from e2e.operator.harness import (
 )
 
 # Kinds whose APIs need third-party CRDs the bed does not serve (Prometheus Operator).
-THIRD_PARTY = {("monitoring.coreos.com/v1", "PodMonitor")}
+THIRD_PARTY = {
+    ("monitoring.coreos.com/v1", "PodMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
+}
 RELEASE = "roomcast"
 OLD_IMAGE, NEW_IMAGE = "ghcr.io/roomcast/roomcast:1.0.0", "ghcr.io/roomcast/roomcast:1.1.0"
 
