@@ -31,7 +31,7 @@ run: $(STAMP) ## Serve on the memory engine and print how to connect
 	$(VENV)/bin/roomcast serve --dev
 
 demo: $(STAMP) ## The browser chat example and a Roomcast with the admin UI: http://127.0.0.1:8080
-	$(PYTHON) examples/chat/demo.py
+	$(PYTHON) examples/chat/demo.py $(DEMO_ARGS)
 
 demo-build: ## Rebuild examples/chat/dist/chat.js from its TypeScript (type-checked, bundled)
 	cd examples/chat && npm ci --no-audit --no-fund --loglevel=error && npm run build

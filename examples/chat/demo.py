@@ -4,8 +4,8 @@ Serves the page (index.html, style.css, the built dist/chat.js), ``/config.json`
 Roomcast listens, which channel to join) and ``/token``, which signs a connection JWT for
 any name -- a stand-in for your application's login, for the demo only. By default it
 also starts ``roomcast serve`` on the memory engine with the admin UI on, and prints both
-addresses; with ``--roomcast-port`` and ``ROOMCAST_TOKEN_HMAC_SECRET`` it serves the page
-for a Roomcast that is already running instead.
+addresses; with ``--attach`` and ``ROOMCAST_TOKEN_HMAC_SECRET`` it serves the page for the
+Roomcast already listening on ``--roomcast-port`` instead.
 """
 
 from __future__ import annotations
@@ -97,10 +97,11 @@ async def run(args: argparse.Namespace) -> int:
     secret = os.environ.get("ROOMCAST_TOKEN_HMAC_SECRET", "")
     server: asyncio.subprocess.Process | None = None
     page_origins = [f"http://{h}:{args.port}" for h in ("127.0.0.1", "localhost")]
-    if args.roomcast_port is None:
+    roomcast_port = args.roomcast_port
+    admin_password = ""
+    if not args.attach:
         secret = secrets.token_hex(32)
         admin_password = secrets.token_urlsafe(12)
-        roomcast_port = 8000
         config_path = Path(tempfile.mkdtemp(prefix="roomcast-demo-")) / "config.yaml"
         config_path.write_text(yaml.safe_dump(ROOMCAST_CONFIG))
         env = {
@@ -116,11 +117,9 @@ async def run(args: argparse.Namespace) -> int:
         }
         roomcast = str(Path(sys.executable).with_name("roomcast"))
         server = await asyncio.create_subprocess_exec(roomcast, "serve", env=env)
-    else:
-        roomcast_port = args.roomcast_port
-        if not secret:
-            print("demo.py: set ROOMCAST_TOKEN_HMAC_SECRET to the server's secret", file=sys.stderr)
-            return 2
+    elif not secret:
+        print("demo.py: set ROOMCAST_TOKEN_HMAC_SECRET to the server's secret", file=sys.stderr)
+        return 2
     runner = web.AppRunner(make_app(roomcast_port, secret), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, args.host, args.port).start()
@@ -143,6 +142,13 @@ async def run(args: argparse.Namespace) -> int:
     for waiter in waiters:
         waiter.cancel()
     await runner.cleanup()
+    if server is not None and server.returncode is not None:
+        print(
+            f"demo.py: roomcast exited with {server.returncode} (port {roomcast_port} in use? "
+            "try --roomcast-port)",
+            file=sys.stderr,
+        )
+        return 1
     if server is not None and server.returncode is None:
         server.terminate()
         with contextlib.suppress(TimeoutError):
@@ -154,11 +160,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080, help="the page's port")
+    parser.add_argument("--roomcast-port", type=int, default=8000, help="Roomcast's port")
     parser.add_argument(
-        "--roomcast-port",
-        type=int,
-        default=None,
-        help="use the Roomcast already listening here (its secret in ROOMCAST_TOKEN_HMAC_SECRET)",
+        "--attach",
+        action="store_true",
+        help="use the Roomcast already on --roomcast-port (its secret in "
+        "ROOMCAST_TOKEN_HMAC_SECRET) instead of starting one",
     )
     return asyncio.run(run(parser.parse_args()))
 

@@ -118,7 +118,7 @@ def chat_stack() -> Iterator[ChatStack]:
     log = (workdir / "page.log").open("wb")
     command = [sys.executable, str(CHAT / "demo.py"), "--port", str(page_port)]
     page = subprocess.Popen(
-        [*command, "--roomcast-port", str(roomcast_port)],
+        [*command, "--attach", "--roomcast-port", str(roomcast_port)],
         env={**os.environ, "ROOMCAST_TOKEN_HMAC_SECRET": SECRET},
         stdout=log,
         stderr=subprocess.STDOUT,
