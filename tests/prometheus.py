@@ -72,6 +72,9 @@ class PrometheusServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> PrometheusServer:
+        """Start, and return once every target has been scraped successfully: Prometheus
+        applies its targets a few seconds after it is ready, and a test must not act
+        before the first scrape or its counters would appear already counted."""
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 [
@@ -87,12 +90,11 @@ class PrometheusServer:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"prometheus exited:\n{self.log()}")
-            with (
-                contextlib.suppress(OSError),
-                urllib.request.urlopen(f"{self.url}/-/ready", timeout=1),
-            ):
-                return self
-            time.sleep(0.1)
+            with contextlib.suppress(OSError, AssertionError):
+                targets = self.get("/api/v1/targets")["activeTargets"]
+                if targets and all(t["health"] == "up" for t in targets):
+                    return self
+            time.sleep(0.2)
         self.stop()
         raise RuntimeError(f"prometheus did not become ready:\n{self.log()}")
 

@@ -4,7 +4,10 @@ Release counters are derived from one reconcile pass's status before and after
 :func:`releases.decide`, so the state machine stays a pure function that knows nothing
 of metrics, and nothing is counted twice when a pass is retried: a record counts once,
 in the pass that started or finished it. Per-cluster gauges are replaced whole on every
-pass and dropped with the cluster. Exported metric labels name the RoomcastCluster as
+pass and dropped with the cluster. The counters' label sets that are known in advance
+(result, cause) start at 0 when a cluster is first seen, so that the first error or
+rollback shows in ``increase()`` rather than appearing already counted. Exported metric
+labels name the RoomcastCluster as
 ``cluster_namespace``/``cluster`` so they never collide with the scrape target's own
 ``namespace`` label.
 """
@@ -45,6 +48,8 @@ class ClusterSnapshot:
     rolled_back: bool
     rolled_back_reason: str
     last_rollback: float | None
+    last_rollback_cause: str = ""
+    last_rollback_reason: str = ""
 
 
 class OperatorMetrics:
@@ -80,9 +85,9 @@ class OperatorMetrics:
         )
         self.rollbacks = Counter(
             "roomcast_operator_rollbacks",
-            "Rollbacks started, by cause (AutoRollback, Rollback) and the reason: the "
-            "failed release's for automatic ones, Requested for manual ones.",
-            [*cluster, "cause", "reason"],
+            "Rollbacks started, by cause (AutoRollback, Rollback); the failed releases' "
+            'reasons are in roomcast_operator_releases_finished_total{outcome="Failed"}.',
+            [*cluster, "cause"],
             registry=r,
         )
         self.judge_decisions = Counter(
@@ -111,6 +116,8 @@ class OperatorMetrics:
     def reconcile(self, namespace: str, name: str) -> Iterator[None]:
         """Time one pass and count it as ok, or as error when it raises."""
         start = time.monotonic()
+        for known in ("ok", "error"):
+            self.reconciles.labels(namespace, name, known)
         result = "error"
         try:
             yield
@@ -136,6 +143,11 @@ class OperatorMetrics:
     ) -> None:
         """Count what one pass decided (``before``/``after``: the status around decide())."""
         labels = (namespace, name)
+        if labels not in self.clusters:
+            for cause in ("Spec", "Rollback", "AutoRollback"):
+                self.releases_started.labels(*labels, cause)
+            for cause in ("Rollback", "AutoRollback"):
+                self.rollbacks.labels(*labels, cause)
         old = {_key(r): r.get("outcome") for r in before.get("releases") or []}
         records: list[Obj] = after.get("releases") or []
         judged = False
@@ -161,7 +173,8 @@ class OperatorMetrics:
             self.judge_decisions.labels(*labels, phase, reason).inc()
 
         rolled_back = conditions.find(after.get("conditions") or [], conditions.ROLLED_BACK)
-        rollback_records = [r for r in records if r.get("cause") not in (None, "Spec")]
+        rollback_at = [i for i, r in enumerate(records) if r.get("cause") not in (None, "Spec")]
+        newest = records[rollback_at[-1]] if rollback_at else None
         self.clusters[labels] = ClusterSnapshot(
             replicas=int(after.get("replicas") or 0),
             ready_replicas=int(after.get("readyReplicas") or 0),
@@ -173,9 +186,13 @@ class OperatorMetrics:
             release_in_progress=last is not None and last.get("outcome") == IN_PROGRESS,
             rolled_back=bool(rolled_back and rolled_back.get("status") == "True"),
             rolled_back_reason=str((rolled_back or {}).get("reason", "RunningSpec")),
-            last_rollback=_timestamp(rollback_records[-1].get("started"))
-            if rollback_records
-            else None,
+            last_rollback=_timestamp(newest.get("started")) if newest else None,
+            last_rollback_cause=str(newest.get("cause")) if newest else "",
+            last_rollback_reason=_rollback_reason(
+                str(newest.get("cause")), records[: rollback_at[-1]]
+            )
+            if newest
+            else "",
         )
 
     def forget(self, namespace: str, name: str) -> None:
@@ -187,14 +204,11 @@ class OperatorMetrics:
     ) -> None:
         failed = earlier[-1] if earlier and earlier[-1].get("outcome") == "Failed" else None
         if cause == "AutoRollback" and failed is not None:
-            reason = str(failed.get("reason", ""))
             started = _timestamp(failed.get("started"))
             finished = _timestamp(record.get("started"))
             if started is not None and finished is not None:
                 self.time_to_rollback.observe(max(0.0, finished - started))
-        else:
-            reason = "Requested"
-        self.rollbacks.labels(*labels, cause, reason).inc()
+        self.rollbacks.labels(*labels, cause).inc()
 
 
 def resource_of(path: str) -> str:
@@ -212,6 +226,13 @@ def resource_of(path: str) -> str:
 def serve(port: int, address: str = "0.0.0.0", metrics: OperatorMetrics | None = None) -> None:
     """Serve ``/metrics`` from a background thread (the kopf loop stays untouched)."""
     start_http_server(port, address, registry=(metrics or METRICS).registry)
+
+
+def _rollback_reason(cause: str, earlier: list[Obj]) -> str:
+    """Why a rollback happened: the failed release's reason, or Requested (manual)."""
+    if cause == "AutoRollback" and earlier and earlier[-1].get("outcome") == "Failed":
+        return str(earlier[-1].get("reason", ""))
+    return "Requested"
 
 
 def _key(record: Obj) -> tuple[object, object]:
@@ -279,8 +300,9 @@ class _ClusterCollector(Collector):
         )
         last_rollback = GaugeMetricFamily(
             "roomcast_operator_cluster_last_rollback_timestamp_seconds",
-            "When the newest rollback in the release history started.",
-            labels=labels,
+            "When the newest rollback in the release history started, with its cause "
+            "(AutoRollback, Rollback) and reason (the failed release's, or Requested).",
+            labels=[*labels, "cause", "reason"],
         )
         for (namespace, name), snap in sorted(self._clusters.items()):
             for field, family in families.items():
@@ -289,7 +311,10 @@ class _ClusterCollector(Collector):
                 [namespace, name, snap.rolled_back_reason], float(snap.rolled_back)
             )
             if snap.last_rollback is not None:
-                last_rollback.add_metric([namespace, name], snap.last_rollback)
+                last_rollback.add_metric(
+                    [namespace, name, snap.last_rollback_cause, snap.last_rollback_reason],
+                    snap.last_rollback,
+                )
         yield from families.values()
         yield rolled_back
         yield last_rollback

@@ -112,12 +112,14 @@ def test_a_failed_release_and_its_automatic_rollback_are_counted_once() -> None:
     assert (
         value(metrics, "roomcast_operator_releases_started_total", **ids, cause="AutoRollback") == 1
     )
+    assert value(metrics, "roomcast_operator_rollbacks_total", **ids, cause="AutoRollback") == 1
+    assert value(metrics, "roomcast_operator_rollbacks_total", **ids, cause="Rollback") == 0
     assert (
         value(
             metrics,
-            "roomcast_operator_rollbacks_total",
+            "roomcast_operator_releases_finished_total",
             **ids,
-            cause="AutoRollback",
+            outcome="Failed",
             reason="ContainerRestarts",
         )
         == 1
@@ -140,7 +142,36 @@ def test_a_failed_release_and_its_automatic_rollback_are_counted_once() -> None:
     assert (
         value(metrics, "roomcast_operator_cluster_rolled_back", **ids, reason="AutoRollback") == 1
     )
-    assert value(metrics, "roomcast_operator_cluster_last_rollback_timestamp_seconds", **ids) > 0
+    last_rollback = value(
+        metrics,
+        "roomcast_operator_cluster_last_rollback_timestamp_seconds",
+        **ids,
+        cause="AutoRollback",
+        reason="ContainerRestarts",
+    )
+    assert last_rollback == (T0 + timedelta(seconds=1 + 1 + 30 + 1 + 20)).timestamp()
+
+
+def test_known_label_sets_start_at_zero() -> None:
+    """So that the first error or rollback of a cluster shows in increase()."""
+    metrics = OperatorMetrics()
+    Passes(make_spec(), metrics).step(running=0)
+    ids = {"cluster_namespace": "prod", "cluster": "chat"}
+    for cause in ("Rollback", "AutoRollback"):
+        assert (
+            metrics.registry.get_sample_value(
+                "roomcast_operator_rollbacks_total", {**ids, "cause": cause}
+            )
+            == 0
+        )
+    with metrics.reconcile("prod", "chat"):
+        pass
+    assert (
+        metrics.registry.get_sample_value(
+            "roomcast_operator_reconciles_total", {**ids, "result": "error"}
+        )
+        == 0
+    )
 
 
 def test_the_judge_is_counted_every_pass_a_release_is_in_progress() -> None:
