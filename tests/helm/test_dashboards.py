@@ -192,6 +192,10 @@ async def traffic(
         await publisher
         for client in clients:
             await client.disconnect()
+        # The SDK closes its socket in a task of its own; let those finish before the loop ends.
+        pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        if pending:
+            await asyncio.wait(pending, timeout=10)
 
 
 def _values(samples: list[dict[str, Any]]) -> list[float]:
