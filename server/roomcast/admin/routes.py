@@ -42,10 +42,10 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _json(body: Any, status: int = 200) -> web.Response:
+    headers = SECURITY_HEADERS
     return web.Response(
-        body=orjson.dumps(body), status=status, content_type="application/json",
-        headers=SECURITY_HEADERS,
-    )  # fmt: skip
+        body=orjson.dumps(body), status=status, content_type="application/json", headers=headers
+    )
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -131,9 +131,14 @@ class AdminUI:
         response = _json({"csrf": self.signer.csrf_token(session)})
         secure = request.secure or urlsplit(request.headers.get("Origin", "")).scheme == "https"
         response.set_cookie(
-            COOKIE, cookie, path=PREFIX, httponly=True, samesite="Strict", secure=secure,
+            COOKIE,
+            cookie,
+            path=PREFIX,
+            httponly=True,
+            samesite="Strict",
+            secure=secure,
             max_age=int(self.signer.ttl),
-        )  # fmt: skip
+        )
         log.info("admin login", extra={"remote": address})
         return response
 
