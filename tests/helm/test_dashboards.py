@@ -284,3 +284,31 @@ def test_chart_ships_each_dashboard_as_a_sidecar_configmap(helm: str) -> None:
         "roomcast-server-fleet",
         "roomcast-operator-releases",
     }
+
+
+@pytest.mark.parametrize("name", ["server-fleet.json", "operator-releases.json"])
+def test_dashboard_layout_is_what_grafana_expects(name: str) -> None:
+    """Unique panel ids and refIds, the data source variable everywhere, panels inside the
+    24-column grid and not on top of each other."""
+    dashboard = load(name)
+    variables = {v["name"] for v in dashboard["templating"]["list"]}
+    assert "datasource" in variables
+    panels = dashboard["panels"]
+    assert len({p["id"] for p in panels}) == len(panels)
+    cells: set[tuple[int, int]] = set()
+    for panel in panels:
+        assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
+        refs = [t["refId"] for t in panel["targets"]]
+        assert len(set(refs)) == len(refs), panel["title"]
+        for target in panel["targets"]:
+            used = set(re.findall(r"\$(\w+)", target["expr"])) - {"__rate_interval", "__range"}
+            assert used <= variables, f"{panel['title']}: {used - variables}"
+        grid = panel["gridPos"]
+        assert grid["x"] + grid["w"] <= 24, panel["title"]
+        mine = {
+            (x, y)
+            for x in range(grid["x"], grid["x"] + grid["w"])
+            for y in range(grid["y"], grid["y"] + grid["h"])
+        }
+        assert not mine & cells, f"{panel['title']} overlaps another panel"
+        cells |= mine
