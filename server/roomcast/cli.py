@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
 import signal
 import sys
@@ -110,13 +111,20 @@ async def serve(settings: Settings, *, dev: bool = False) -> int:
     # WebSocket upgrades are served by Roomcast's own lean protocol; every other request
     # is handed to aiohttp (see wsserver.py).
     gateway = Gateway(app[NODE], app[CONNECTIONS], app[FLUSHER][0], http)
-    server = await loop.create_server(
-        gateway,
-        settings.http_server.address,
-        settings.http_server.port,
-        reuse_address=True,
-        backlog=settings.http_server.accept_backlog,
-    )
+    try:
+        server = await loop.create_server(
+            gateway,
+            settings.http_server.address,
+            settings.http_server.port,
+            reuse_address=True,
+            backlog=settings.http_server.accept_backlog,
+        )
+    except OSError as exc:  # address in use, no such address, privileged port
+        await runner.cleanup()
+        where = f"{settings.http_server.address}:{settings.http_server.port}"
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        print(f"roomcast: cannot listen on {where}: {reason}", file=sys.stderr)
+        return 1
     port = server.sockets[0].getsockname()[1]
     log.info(
         "listening",
