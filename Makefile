@@ -40,6 +40,7 @@ test-deps: install ## Install what the tests need outside Python (redis-server, 
 	tests/deps.sh
 	e2e/ci.sh >/dev/null
 	tests/tools/prometheus.sh >/dev/null
+	tests/tools/monitoring-crds.sh >/dev/null
 
 lint: $(STAMP) ## ruff and mypy
 	$(VENV)/bin/ruff check .
