@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 JS_STAMP := tests/js/node_modules/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install run test unit lint format bench soak conformance test-deps clean wheelhouse base-image image chart-lint
+.PHONY: help install run demo demo-build test unit lint format bench soak conformance test-deps clean wheelhouse base-image image chart-lint
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -30,9 +30,17 @@ install: $(STAMP) $(JS_STAMP) ## Create .venv (and the JS SDK test client) with 
 run: $(STAMP) ## Serve on the memory engine and print how to connect
 	$(VENV)/bin/roomcast serve --dev
 
-test-deps: install ## Install what the tests need outside Python (redis-server, Kubernetes tools)
+demo: $(STAMP) ## The browser chat example and a Roomcast with the admin UI: http://127.0.0.1:8080
+	$(PYTHON) examples/chat/demo.py $(DEMO_ARGS)
+
+demo-build: ## Rebuild examples/chat/dist/chat.js from its TypeScript (type-checked, bundled)
+	cd examples/chat && npm ci --no-audit --no-fund --loglevel=error && npm run build
+
+test-deps: install ## Install what the tests need outside Python (redis-server, Kubernetes tools, Prometheus)
 	tests/deps.sh
 	e2e/ci.sh >/dev/null
+	tests/tools/prometheus.sh >/dev/null
+	tests/tools/monitoring-crds.sh >/dev/null
 
 lint: $(STAMP) ## ruff and mypy
 	$(VENV)/bin/ruff check .

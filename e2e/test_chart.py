@@ -2,7 +2,9 @@
 
 * Every object the chart renders, for the default and the production values, passes a
   server-side dry run: the pinned release's OpenAPI schemas, defaulting, admission and the
-  RoomcastCluster CRD's structural schema and CEL rules.
+  RoomcastCluster CRD's structural schema and CEL rules; the PodMonitors and the
+  PrometheusRule against the Prometheus Operator's CRDs, generated from its API types by
+  tests/tools/monitoring-crds.sh.
 * On the bed: ``helm install`` creates the operator's ServiceAccount and RBAC; the operator,
   run as a process with that ServiceAccount's token, creates the workload; ``helm upgrade``
   with a new image rolls it; ``helm rollback`` rolls it back; ``helm uninstall`` leaves
@@ -11,7 +13,9 @@
 
 from __future__ import annotations
 
+import glob
 import json
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -29,8 +33,12 @@ from e2e.operator.harness import (
     serving,
 )
 
-# Kinds whose APIs need third-party CRDs the bed does not serve (Prometheus Operator).
-THIRD_PARTY = {("monitoring.coreos.com/v1", "PodMonitor")}
+# Kinds whose APIs need the Prometheus Operator's CRDs, which the bed serves only while
+# the monitoring_crds fixture has them installed.
+THIRD_PARTY = {
+    ("monitoring.coreos.com/v1", "PodMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
+}
 RELEASE = "roomcast"
 OLD_IMAGE, NEW_IMAGE = "ghcr.io/roomcast/roomcast:1.0.0", "ghcr.io/roomcast/roomcast:1.1.0"
 
@@ -49,6 +57,26 @@ def crd_installed(cluster: Cluster) -> None:
     )
 
 
+@pytest.fixture(scope="module")
+def monitoring_crds(cluster: Cluster) -> Iterator[bool]:
+    """The PodMonitor and PrometheusRule CRDs from tests/tools/monitoring-crds.sh, removed
+    again afterwards; False (their objects unchecked) when they were not generated."""
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    found = sorted(glob.glob(f"{cache}/roomcast/monitoring-crds/*/crds"))
+    if not found:
+        if os.environ.get("ROOMCAST_REQUIRE_PROMETHEUS") == "1":
+            pytest.fail("run tests/tools/monitoring-crds.sh (make test-deps)")
+        yield False
+        return
+    names = ["crd/podmonitors.monitoring.coreos.com", "crd/prometheusrules.monitoring.coreos.com"]
+    cluster.kube.run("apply", "--server-side", "-f", found[-1])
+    try:
+        cluster.kube.run("wait", "--for=condition=Established", *names, "--timeout=30s")
+        yield True
+    finally:
+        cluster.kube.run("delete", "--wait=false", "--ignore-not-found", *names)
+
+
 def _helm(helm: str, cluster: Cluster, *args: str) -> str:
     return run_helm(helm, *args, f"--kubeconfig={cluster.kube.kubeconfig}").stdout
 
@@ -58,12 +86,13 @@ def _helm(helm: str, cluster: Cluster, *args: str) -> str:
     "values", [[], [PRODUCTION_VALUES]], ids=["default-values", "production-values"]
 )
 def test_rendered_objects_pass_server_side_dry_run(
-    cluster: Cluster, helm: str, namespace: str, values: list[Path]
+    cluster: Cluster, helm: str, namespace: str, values: list[Path], monitoring_crds: bool
 ) -> None:
     # Unique names for cluster-scoped objects, so parallel runs do not collide.
     rendered = run_helm(helm, *template_args(release=namespace, namespace=namespace, values=values))
     objects = [o for o in yaml.safe_load_all(rendered.stdout) if o]
-    checked = [o for o in objects if (o["apiVersion"], o["kind"]) not in THIRD_PARTY]
+    unchecked = set() if monitoring_crds else THIRD_PARTY
+    checked = [o for o in objects if (o["apiVersion"], o["kind"]) not in unchecked]
     assert len(checked) >= 7
     stdin = json.dumps({"apiVersion": "v1", "kind": "List", "items": checked})
     result = cluster.kube.run(

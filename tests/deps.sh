@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Install the non-Python programs the tests start: redis-server (and redis-sentinel).
+# Install the non-Python programs the tests start: redis-server (and redis-sentinel), and
+# headless Chromium for the browser tests.
 # Uses apt-get when run as root on Debian/Ubuntu; otherwise says what is missing.
 set -euo pipefail
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v redis-sentinel >/dev/null || missing+=(redis-sentinel)
+# Headless Chromium for tests/browser (driven by Playwright with executable_path), and a font.
+command -v chromium >/dev/null || missing+=(chromium)
+[[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]] || missing+=(fonts-dejavu-core)
 if ((${#missing[@]})); then
     if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
         apt-get update -qq

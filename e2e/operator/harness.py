@@ -88,6 +88,8 @@ class OperatorProcess:
     scrape_metrics: bool = True
     """False for clusters on kwok nodes: their pods' addresses are fake, nothing answers
     /metrics, and the judge would (rightly) never call such a release good."""
+    metrics_port: int = 0
+    """Serve the operator's own /metrics on this loopback port (0: not at all)."""
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -102,8 +104,9 @@ class OperatorProcess:
         }
         with self.log.open("ab") as log:
             log.write(f"----- start {time.strftime('%H:%M:%S')} -----\n".encode())
+            metrics = ["--metrics-port", str(self.metrics_port)] if self.metrics_port else []
             self.process = subprocess.Popen(
-                [operator_binary()],
+                [operator_binary(), *metrics],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

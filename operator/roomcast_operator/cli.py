@@ -24,6 +24,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="serve kopf's liveness probe here, e.g. http://0.0.0.0:8080/healthz",
     )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=0,
+        help="serve the operator's Prometheus metrics on this port at /metrics (0: off)",
+    )
     parser.add_argument("--verbose", "-v", action="store_true")
     args = parser.parse_args(argv)
     settings = OperatorSettings.from_environ()
@@ -34,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     if not args.verbose:
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    if args.metrics_port:
+        from .metrics import serve
+
+        serve(args.metrics_port)
     from . import handlers  # registers the kopf handlers
 
     del handlers

@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 from kubernetes import client, config
 
 from . import FIELD_MANAGER, GROUP, PLURAL, VERSION
+from .metrics import METRICS
 
 Obj = dict[str, Any]
 
@@ -79,6 +80,7 @@ class Kube:
             method, url, header_params=headers, body=body, _request_timeout=30
         )
         raw: bytes = response.read()  # type: ignore[no-untyped-call]
+        METRICS.api_write(method, path, response.status)
         if response.status >= 400:
             raise ApiError(response.status, raw.decode(errors="replace"))
         parsed: Obj | None = json.loads(raw) if raw else None

@@ -17,6 +17,7 @@ from typing import Any
 from . import FIELD_MANAGER, GROUP, KIND, VERSION, podmetrics, releases, render, validation
 from .health import DeploymentState, PodMetrics, PodState
 from .kube import ApiError, Kube, collection_path, object_path
+from .metrics import METRICS, OperatorMetrics
 from .releases import Event, Observed, Revision
 from .render import Capabilities, Owner, Release
 from .settings import OperatorSettings
@@ -61,9 +62,12 @@ def controller_revision(owner: Owner, revision: Revision) -> Obj:
 class Reconciler:
     """Runs reconcile passes, at most one at a time per cluster, coalescing triggers."""
 
-    def __init__(self, kube: Kube, settings: OperatorSettings) -> None:
+    def __init__(
+        self, kube: Kube, settings: OperatorSettings, metrics: OperatorMetrics | None = None
+    ) -> None:
         self.kube = kube
         self.settings = settings
+        self.metrics = metrics or METRICS
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._pending: set[tuple[str, str]] = set()
         self._capabilities: Capabilities | None = None
@@ -80,7 +84,8 @@ class Reconciler:
             while True:
                 self._pending.discard(key)
                 try:
-                    await self.reconcile(namespace, name)
+                    with self.metrics.reconcile(namespace, name):
+                        await self.reconcile(namespace, name)
                 except ApiError as error:
                     log.warning("reconcile %s/%s: %s", namespace, name, error)
                 if key not in self._pending:
@@ -121,6 +126,7 @@ class Reconciler:
         path = object_path(RCC_VERSION, KIND, namespace, name)
         body = await kube.get(path)
         if body is None or body["metadata"].get("deletionTimestamp"):
+            self.metrics.forget(namespace, name)
             return  # the garbage collector removes the children
         meta = body["metadata"]
         owner = Owner(name, namespace, meta["uid"])
@@ -178,6 +184,14 @@ class Reconciler:
         )
         if plan.status != status:
             await kube.merge_patch(path + "/status", {"status": _with_nulls(status, plan.status)})
+        self.metrics.record_pass(
+            namespace,
+            name,
+            status,
+            plan.status,
+            pods=len(observed.pods),
+            pods_draining=sum(p.terminating for p in observed.pods),
+        )
         # Before the Service: pods made by an operator that had no serving label must
         # carry it before a selector that asks for it is applied.
         await self._mark_pods(namespace, pods, metrics, plan.run.number if plan.run else None)

@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from .admin import setup_admin
 from .api import make_api_handler
 from .client import Client
 from .codes import DisconnectCode
@@ -83,6 +84,7 @@ def build_app(settings: Settings, engine: Engine | None = None) -> web.Applicati
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready)
     app.router.add_get("/metrics", metrics)
+    setup_admin(app, node)
     return app
 
 

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
 import signal
 import sys
@@ -93,15 +94,21 @@ Publish from a backend:
 
 async def serve(settings: Settings, *, dev: bool = False) -> int:
     app = build_app(settings)
-    listener = await start_listener(
-        app,
-        settings.http_server.address,
-        settings.http_server.port,
-        backlog=settings.http_server.accept_backlog,
-        access_log_class=AccessLogger,
-        keepalive_timeout=settings.websocket.handshake_timeout,
-        shutdown_timeout=1.0,
-    )
+    try:
+        listener = await start_listener(
+            app,
+            settings.http_server.address,
+            settings.http_server.port,
+            backlog=settings.http_server.accept_backlog,
+            access_log_class=AccessLogger,
+            keepalive_timeout=settings.websocket.handshake_timeout,
+            shutdown_timeout=1.0,
+        )
+    except OSError as exc:  # address in use, no such address, privileged port
+        where = f"{settings.http_server.address}:{settings.http_server.port}"
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        print(f"roomcast: cannot listen on {where}: {reason}", file=sys.stderr)
+        return 1
     loop = asyncio.get_running_loop()
     port = listener.port
     log.info(

@@ -360,6 +360,24 @@ class LogSettings(_Section):
     format: Literal["json", "text"] = "json"
 
 
+class AdminSettings(_Section):
+    """The admin web UI at /admin (roomcast.admin): off unless enabled with a password."""
+
+    enabled: bool = False
+    password: str = Field(
+        "",
+        description="The admin UI's own password (at least 12 characters); never the client "
+        "token secret or the API key. Sessions are signed with a key derived from it.",
+    )
+    session_ttl: Seconds = Field(8 * 3600.0, gt=0, description="How long a login lasts.")
+
+    @model_validator(mode="after")
+    def _password_when_enabled(self) -> AdminSettings:
+        if self.enabled and len(self.password) < 12:
+            raise ValueError("admin.enabled needs admin.password of at least 12 characters")
+        return self
+
+
 _ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("roomcast_environ", default=None)
 
 
@@ -392,6 +410,7 @@ class Settings(BaseSettings):
     engine: EngineSettings = Field(default_factory=EngineSettings)
     shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    admin: AdminSettings = Field(default_factory=AdminSettings)
     node_name: str = Field("", description="Shown in /api/info; defaults to the hostname.")
 
     @classmethod
@@ -415,6 +434,14 @@ class Settings(BaseSettings):
         # init_settings carries the file and the shortcut variables, already merged.
         return (_MappingEnvSource(settings_cls, _ENVIRON.get() or {}), init_settings)
 
+    @model_validator(mode="after")
+    def _admin_password_is_its_own(self) -> Settings:
+        token = self.client.token
+        others = {token.hmac_secret_key, token.hmac_previous_secret_key, self.http_api.key} - {""}
+        if self.admin.enabled and self.admin.password in others:
+            raise ValueError("admin.password must differ from the token secrets and the API key")
+        return self
+
     def namespace(self, name: str) -> ChannelOptions | None:
         for ns in self.channel.namespaces:
             if ns.name == name:
@@ -433,6 +460,7 @@ ENV_SHORTCUTS: dict[str, tuple[str, ...]] = {
     "ROOMCAST_ALLOWED_ORIGINS": ("client", "allowed_origins"),
     "ROOMCAST_LOG_LEVEL": ("log", "level"),
     "ROOMCAST_NODE_NAME": ("node_name",),
+    "ROOMCAST_ADMIN_PASSWORD": ("admin", "password"),
 }
 _LIST_SHORTCUTS = {"ROOMCAST_ALLOWED_ORIGINS"}
 

@@ -183,7 +183,8 @@ def test_selector_labels_follow_the_operator(helm: str) -> None:
     objects = render_chart(helm, values=[PRODUCTION_VALUES], sets=["redis.dev.enabled=false"])
     name = one(objects, "RoomcastCluster")["metadata"]["name"]
     expected = render.selector_labels(name)
-    assert one(objects, "PodMonitor")["spec"]["selector"]["matchLabels"] == expected
+    monitor = next(m for m in by_kind(objects, "PodMonitor") if m["metadata"]["name"] == name)
+    assert monitor["spec"]["selector"]["matchLabels"] == expected
     policy = next(p for p in by_kind(objects, "NetworkPolicy") if p["metadata"]["name"] == name)
     assert policy["spec"]["podSelector"]["matchLabels"] == expected
     backend = one(objects, "Ingress")["spec"]["rules"][0]["http"]["paths"][0]["backend"]
@@ -196,7 +197,8 @@ def test_production_wires_autoscaling_through_the_cluster(helm: str) -> None:
     assert cluster["autoscaling"]["metricSource"] == "prometheus-adapter"
     # The operator renders the HPA from the spec; the chart must not add a second one.
     assert not by_kind(objects, "HorizontalPodAutoscaler")
-    rules = yaml.safe_load(one(objects, "ConfigMap")["data"]["rules.yaml"])
+    adapter = next(c for c in by_kind(objects, "ConfigMap") if "rules.yaml" in c["data"])
+    rules = yaml.safe_load(adapter["data"]["rules.yaml"])
     assert rules[0]["name"]["as"] == "roomcast_connections"
     hpa = render.horizontal_pod_autoscaler(render.Owner("x", "ns", "uid"), spec.parse(cluster))
     assert hpa["spec"]["metrics"][0]["pods"]["metric"]["name"] == rules[0]["name"]["as"]

@@ -6,6 +6,7 @@ import asyncio
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -102,3 +103,23 @@ def test_serve_listens_with_the_configured_accept_backlog() -> None:
             assert int(listening[2]) == min(wanted or 4096, somaxconn), listening
         finally:
             server.stop()
+
+
+def test_serve_on_a_taken_port_says_so_and_exits_1() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [ROOMCAST, "serve", "--port", str(port)],
+            env={**os.environ, "ROOMCAST_HOST": "127.0.0.1", "ROOMCAST_TOKEN_HMAC_SECRET": SECRET},
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    assert result.returncode == 1
+    assert f"roomcast: cannot listen on 127.0.0.1:{port}: address already in use" in (
+        result.stderr.lower()
+    )
+    assert "Traceback" not in result.stderr
