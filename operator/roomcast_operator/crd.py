@@ -215,28 +215,53 @@ HEALTH = _obj(
             default=30,
         ),
         "maxConnectErrorRatio": _num(
-            "Rejected / all connect attempts on new pods.", minimum=0, maximum=1, default=0.2
+            "Rejected / all connect attempts on new pods in a window, not counting "
+            "rejects the client caused (expired token, permission denied, bad request).",
+            minimum=0,
+            maximum=1,
+            default=0.2,
         ),
         "maxTerminalDisconnectsPerSecond": _num(
-            "Terminal disconnects per second per new pod.", minimum=0, default=5
+            "Terminal disconnects per second per new pod in a window, not counting those "
+            "the client caused (invalid token, forced disconnect, permission denied).",
+            minimum=0,
+            default=5,
         ),
         "maxFailedRecoveryRatio": _num(
-            "Failed / all recoveries on new pods.", minimum=0, maximum=1, default=0.2
+            "Failed / all recoveries on new pods in a window.", minimum=0, maximum=1, default=0.2
         ),
         "maxPublishLatencySeconds": _num(
-            "99th percentile publish-to-write latency on new pods.", minimum=0, default=1
+            "99th percentile publish-to-write latency on new pods in a window.",
+            minimum=0,
+            default=1,
         ),
         "maxEngineErrorsPerSecond": _num(
-            "Backplane errors per second per new pod.", minimum=0, default=1
+            "Backplane errors per second per new pod in a window.", minimum=0, default=1
         ),
         "minSamples": _int(
-            "Connect attempts or recoveries needed before a ratio is judged.",
+            "Connect attempts, recoveries or publications a window needs before its ratio "
+            "or latency is judged.",
             minimum=1,
             default=50,
         ),
+        "windowSeconds": _int(
+            "Length of one metrics window: rates and ratios come from the counters' "
+            "deltas between scrapes within it.",
+            minimum=1,
+            maximum=3600,
+            default=20,
+        ),
+        "consecutiveBadWindows": _int(
+            "Bad windows in a row that fail a release on metrics; fewer only hold its "
+            "success back.",
+            minimum=1,
+            maximum=100,
+            default=3,
+        ),
     },
     "When a new release counts as failed. Readiness and restarts come from the pods; "
-    "the ratios and rates from each new pod's /metrics when the operator can reach it.",
+    "the ratios and rates from the new pods' /metrics over windows, beside the old "
+    "release's pods: what both show does not fail the new release but pauses it.",
     default={},
 )
 

@@ -21,6 +21,7 @@ from .releases import Event, Observed, Revision
 from .render import Capabilities, Owner, Release
 from .settings import OperatorSettings
 from .spec import ClusterSpec, parse
+from .windows import ScrapeMemory
 
 Obj = dict[str, Any]
 log = logging.getLogger("roomcast_operator")
@@ -68,6 +69,7 @@ class Reconciler:
         self._pending: set[tuple[str, str]] = set()
         self._capabilities: Capabilities | None = None
         self._validated: dict[str, list[str]] = {}
+        self._scrapes = ScrapeMemory()
 
     async def trigger(self, namespace: str, name: str) -> None:
         """Reconcile now, or right after the pass already running for this cluster."""
@@ -121,6 +123,7 @@ class Reconciler:
         path = object_path(RCC_VERSION, KIND, namespace, name)
         body = await kube.get(path)
         if body is None or body["metadata"].get("deletionTimestamp"):
+            self._scrapes.forget((namespace, name))
             return  # the garbage collector removes the children
         meta = body["metadata"]
         owner = Owner(name, namespace, meta["uid"])
@@ -146,22 +149,24 @@ class Reconciler:
                 render.REVISION_ANNOTATION, ""
             )
             deployment_revision = int(annotation) if annotation.isdigit() else None
+        pod_states = [
+            PodState.from_object(
+                p,
+                now,
+                metrics.get(p["metadata"]["name"]),
+                unscrapable=p["metadata"]["name"] in metrics
+                and metrics[p["metadata"]["name"]] is None,
+            )
+            for p in pods
+        ]
         observed = Observed(
             revisions=revisions,
             deployment=DeploymentState.from_object(deployment) if deployment else None,
             deployment_revision=deployment_revision,
-            pods=[
-                PodState.from_object(
-                    p,
-                    now,
-                    metrics.get(p["metadata"]["name"]),
-                    unscrapable=p["metadata"]["name"] in metrics
-                    and metrics[p["metadata"]["name"]] is None,
-                )
-                for p in pods
-            ],
+            pods=pod_states,
             rollback_request=rollback_request(body),
             invalid_spec="; ".join(problems) if problems else None,
+            samples=self._scrapes.record((namespace, name), now, pod_states, spec.rollout.health),
         )
         plan = releases.decide(spec, meta.get("generation", 0), status, spec_release, observed, now)
 
@@ -185,7 +190,13 @@ class Reconciler:
             capabilities = await self.capabilities()
             replicas = (deployment or {}).get("spec", {}).get("replicas")
             for child in render.children(
-                owner, spec, plan.run.release, plan.run.number, capabilities, replicas
+                owner,
+                spec,
+                plan.run.release,
+                plan.run.number,
+                capabilities,
+                replicas,
+                paused=plan.paused,
             ):
                 await kube.apply(child)
             for api_version, kind in render.obsolete_kinds(spec, capabilities):

@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from . import conditions
+from . import conditions, windows
 from .conditions import Condition
 from .health import DeploymentState, Phase, PodState, Verdict, judge_rollout
 from .render import Release
 from .spec import ClusterSpec
+from .windows import Samples
 
 Obj = dict[str, Any]
 
@@ -29,6 +30,9 @@ IN_PROGRESS = "Progressing"
 SUCCEEDED = "Succeeded"
 FAILED = "Failed"
 SUPERSEDED = "Superseded"
+INCONCLUSIVE_REASON = "ReleaseInconclusive"
+"""The Progressing condition's reason (and the event's) while the release waits on a
+cause outside it."""
 
 
 @dataclass(frozen=True)
@@ -54,17 +58,24 @@ class Observed:
     pods: list[PodState]
     rollback_request: int | None
     invalid_spec: str | None = None
+    samples: Samples = field(default_factory=dict)
+    """Recent scrapes of the pods (see :mod:`windows`); empty without scraping."""
 
 
 @dataclass
 class Plan:
-    """What to do: the status to write, the revision to run, what to record and say."""
+    """What to do: the status to write, the revision to run, what to record and say.
+
+    ``paused``: the release is inconclusive, its rollout is held (Deployment paused)
+    until the cause outside it goes away.
+    """
 
     status: Obj
     run: Revision | None
     new_revision: Revision | None = None
     events: list[Event] = field(default_factory=list)
     clear_rollback_request: bool = False
+    paused: bool = False
 
 
 def _parse_time(text: str | None) -> datetime | None:
@@ -176,6 +187,12 @@ def decide(
             _finish(record, SUCCEEDED, verdict.reason, stamp)
             new["lastGoodRevision"] = record["revision"]
             plan.events.append(Event("Normal", "ReleaseSucceeded", verdict.message))
+        elif verdict.phase is Phase.INCONCLUSIVE:
+            plan.paused = True
+            if not _was_inconclusive(status):
+                plan.events.append(
+                    Event("Warning", INCONCLUSIVE_REASON, f"{verdict.reason}: {verdict.message}")
+                )
         elif verdict.phase is Phase.FAILED:
             _finish(record, FAILED, verdict.reason, stamp)
             plan.events.append(Event("Warning", "ReleaseFailed", verdict.message))
@@ -191,6 +208,14 @@ def decide(
                     ),
                 )
 
+    if _was_inconclusive(status) and (verdict is None or verdict.phase is not Phase.INCONCLUSIVE):
+        plan.events.append(
+            Event(
+                "Normal",
+                "ReleaseResumed",
+                verdict.message if verdict is not None else "no release in progress",
+            )
+        )
     del records[: max(0, len(records) - spec.revision_history_limit)]
     wanted.extend(_conditions(spec, new, observed, verdict))
     new["conditions"] = conditions.merge(status.get("conditions") or [], wanted, generation, stamp)
@@ -199,6 +224,12 @@ def decide(
         new["readyReplicas"] = observed.deployment.ready_replicas
         new["replicas"] = observed.deployment.replicas
     return plan
+
+
+def _was_inconclusive(status: Obj) -> bool:
+    """The previous pass found the release inconclusive (its Progressing condition says)."""
+    progressing = conditions.find(status.get("conditions") or [], conditions.PROGRESSING)
+    return progressing is not None and progressing.get("reason") == INCONCLUSIVE_REASON
 
 
 def _judge(spec: ClusterSpec, observed: Observed, record: Obj, now: datetime) -> Verdict:
@@ -218,6 +249,7 @@ def _judge(spec: ClusterSpec, observed: Observed, record: Obj, now: datetime) ->
         spec.rollout.progress_deadline_seconds,
         0.0 if since is None else (now - since).total_seconds(),
         _seconds_since(record.get("available"), now),
+        windows.windows(observed.samples, revision, now, spec.rollout.health),
     )
 
 
@@ -256,6 +288,9 @@ def _conditions(
         message = verdict.message if verdict else f"rolling out revision {current}"
         if verdict is not None and verdict.phase is Phase.OBSERVING:
             reason = "ObservingRelease"
+        if verdict is not None and verdict.phase is Phase.INCONCLUSIVE:
+            # Why the rollout waits: the verdict's own reason leads the message.
+            reason, message = INCONCLUSIVE_REASON, f"{verdict.reason}: {verdict.message}"
         result.append(Condition(conditions.PROGRESSING, True, reason, message))
     elif record is not None:
         result.append(

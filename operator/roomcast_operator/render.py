@@ -350,8 +350,15 @@ def desired_replicas(spec: ClusterSpec, current: int | None) -> int:
 
 
 def deployment(
-    owner: Owner, spec: ClusterSpec, release: Release, revision: int, replicas: int | None = None
+    owner: Owner,
+    spec: ClusterSpec,
+    release: Release,
+    revision: int,
+    replicas: int | None = None,
+    paused: bool = False,
 ) -> Obj:
+    """``paused`` holds a rollout while the release is inconclusive: no further pod is
+    replaced, and the Deployment's progress deadline does not run out meanwhile."""
     meta = _meta(owner, owner.name, release.version)
     meta["annotations"] = {REVISION_ANNOTATION: str(revision)}
     body: Obj = {
@@ -363,6 +370,7 @@ def deployment(
         "progressDeadlineSeconds": spec.rollout.progress_deadline_seconds,
         "revisionHistoryLimit": spec.revision_history_limit,
         "template": pod_template(owner, spec, release, revision),
+        "paused": paused,
     }
     body["replicas"] = desired_replicas(spec, replicas)
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": body}
@@ -493,11 +501,12 @@ def children(
     revision: int,
     capabilities: Capabilities,
     current_replicas: int | None = None,
+    paused: bool = False,
 ) -> list[Obj]:
     """Every object the cluster should own right now, the ConfigMap before the Deployment."""
     objects = [
         config_map(owner, release),
-        deployment(owner, spec, release, revision, current_replicas),
+        deployment(owner, spec, release, revision, current_replicas, paused),
         service(owner, spec),
         pod_disruption_budget(owner),
     ]
