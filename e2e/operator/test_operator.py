@@ -74,6 +74,18 @@ def owned_by_cluster(obj: Obj, uid: str) -> bool:
     )
 
 
+def mounted_config(template: Obj) -> str:
+    """The ConfigMap a pod template mounts its server config from."""
+    volumes = {v["name"]: v for v in template["spec"]["volumes"]}
+    return str(volumes["config"]["configMap"]["name"])
+
+
+def config_of(kube: Kube, namespace: str) -> tuple[str, str]:
+    """(ConfigMap name, config.yaml) of the Deployment's current template."""
+    name = mounted_config(kube.get("deployment", NAME, namespace)["spec"]["template"])
+    return name, kube.get("configmap", name, namespace)["data"]["config.yaml"]
+
+
 def bad_release() -> Obj:
     return {"image": BAD, "podAnnotations": {FAIL_ANNOTATION: "true"}}
 
@@ -102,8 +114,9 @@ def test_create_makes_every_child_and_becomes_ready(
         autoscaling={"metricSource": "prometheus-adapter", "targetConnectionsPerPod": 1000},
     )
     uid = kube.get("roomcastcluster", NAME, namespace)["metadata"]["uid"]
+    config_map, config = config_of(kube, namespace)
     for kind, name in [
-        ("configmap", f"{NAME}-config"),
+        ("configmap", config_map),
         ("deployment", NAME),
         ("service", NAME),
         ("poddisruptionbudget", NAME),
@@ -120,8 +133,8 @@ def test_create_makes_every_child_and_becomes_ready(
     generation = kube.get("roomcastcluster", NAME, namespace)["metadata"]["generation"]
     assert all(c["observedGeneration"] == generation for c in st["conditions"])
 
-    config = kube.get("configmap", f"{NAME}-config", namespace)["data"]["config.yaml"]
     assert "redis://redis-1:6379/0" in config
+    assert kube.get("configmap", config_map, namespace)["immutable"] is True
     printed = kube.run("get", "rcc", NAME, "-n", namespace).stdout
     assert printed.split("\n")[0].split() == [
         "NAME",
@@ -268,19 +281,39 @@ def test_manual_rollback_by_field_and_by_annotation(
 def test_redis_change_rolls_out_and_bad_redis_is_a_condition(
     cluster: Cluster, namespace: str, operator_running: OperatorProcess
 ) -> None:
+    """Each config gets its own immutable ConfigMap: the old release's pods keep theirs
+    (one restarting mid-rollout reads its own config), and it goes with its revision."""
     kube = cluster.kube
-    create(cluster, namespace, redis={"urls": ["redis://redis-a:6379/0"]})
+    create(cluster, namespace, redis={"urls": ["redis://redis-a:6379/0"]}, revisionHistoryLimit=2)
     before = kube.get("deployment", NAME, namespace)["spec"]["template"]["metadata"]
+    first_map, first_config = config_of(kube, namespace)
     patch(kube, namespace, {"redis": {"urls": ["redis://redis-a:6379/0", "redis://b:6379/0"]}})
     st = wait_succeeded(cluster, namespace, 2, GOOD)
     after = kube.get("deployment", NAME, namespace)["spec"]["template"]["metadata"]
     hash_key = "roomcast.io/config-hash"
     assert after["annotations"][hash_key] != before["annotations"][hash_key]
     assert st["releases"][-1]["configHash"] == after["annotations"][hash_key]
-    assert (
-        "redis://b:6379/0"
-        in kube.get("configmap", f"{NAME}-config", namespace)["data"]["config.yaml"]
+    second_map, second_config = config_of(kube, namespace)
+    assert second_map != first_map and "redis://b:6379/0" in second_config
+    # The first release's ReplicaSet still mounts the first ConfigMap, unchanged.
+    mounts = {mounted_config(rs["spec"]["template"]) for rs in kube.items("replicasets", namespace)}
+    assert mounts == {first_map, second_map}
+    assert kube.get("configmap", first_map, namespace)["data"]["config.yaml"] == first_config
+
+    # A third config: revision 1 falls out of the history (limit 2), its ConfigMap with it.
+    patch(kube, namespace, {"redis": {"urls": ["redis://redis-c:6379/0"]}})
+    wait_succeeded(cluster, namespace, 3, GOOD)
+    eventually(
+        lambda: (
+            not kube.run(
+                "get", "configmap", first_map, "-n", namespace, "--ignore-not-found", "-o", "name"
+            ).stdout.strip()
+        ),
+        30,
+        what="revision 1's ConfigMap deleted",
     )
+    assert {r["revision"] for r in kube.items("controllerrevisions", namespace)} == {2, 3}
+    assert kube.get("configmap", second_map, namespace)["data"]["config.yaml"] == second_config
 
     patch(kube, namespace, {"redis": {"urls": ["redis://:6379/zero"]}})
 
@@ -291,7 +324,7 @@ def test_redis_change_rolls_out_and_bad_redis_is_a_condition(
     found = eventually(degraded, 30, what="InvalidSpec condition")
     assert found["status"] == "True" and "has no host" in found["message"]
     st = status(kube, NAME, namespace)
-    assert st["currentRevision"] == 2 and len(st["releases"]) == 2
+    assert st["currentRevision"] == 3 and len(st["releases"]) == 2
     assert serving(kube, NAME, namespace, GOOD)
 
 
@@ -435,3 +468,47 @@ def test_missed_progress_deadline_rolls_back(
         "ProgressDeadlineExceeded",
     )
     assert st["releases"][-1]["cause"] == "AutoRollback"
+
+
+@pytest.mark.bed_only
+def test_unschedulable_resources_after_a_good_release_roll_back(
+    cluster: Cluster, namespace: str, operator_running: OperatorProcess
+) -> None:
+    """Resources no node can hold are a release like any other: gated and rolled back to
+    the good release, its resources restored."""
+    kube = cluster.kube
+    good = {"requests": {"cpu": "100m", "memory": "128Mi"}}
+    create(
+        cluster,
+        namespace,
+        resources=good,
+        rollout={"progressDeadlineSeconds": 10, "healthThresholds": {"observationSeconds": 2}},
+    )
+    patch(kube, namespace, {"resources": {"requests": {"cpu": "1000"}}})
+
+    def rolled_back() -> Obj | None:
+        st = status(kube, NAME, namespace)
+        records = st.get("releases") or []
+        done = (
+            len(records) >= 3
+            and st.get("currentRevision") == 1
+            and records[-1].get("outcome") == "Succeeded"
+        )
+        return st if done and serving(kube, NAME, namespace, GOOD) else None
+
+    st = eventually(rolled_back, cluster.timeout_seconds, what="rollback to revision 1")
+    failed = st["releases"][1]
+    assert (failed["revision"], failed["outcome"]) == (2, "Failed")
+    assert failed["reason"] in ("PodPending", "ProgressDeadlineExceeded"), failed
+    assert [(r["revision"], r["cause"]) for r in st["releases"]] == [
+        (1, "Spec"),
+        (2, "Spec"),
+        (1, "AutoRollback"),
+    ]
+    container = kube.get("deployment", NAME, namespace)["spec"]["template"]["spec"]
+    assert container["containers"][0]["resources"] == good
+    pods = [p for p in kube.items("pods", namespace) if "deletionTimestamp" not in p["metadata"]]
+    assert all(p["spec"]["containers"][0]["resources"] == good for p in pods)
+    assert all(p["status"].get("phase") == "Running" for p in pods)
+    rolled = condition(kube, NAME, namespace, "RolledBack")
+    assert (rolled["status"], rolled["reason"]) == ("True", "AutoRollback")

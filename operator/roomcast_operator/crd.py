@@ -333,8 +333,8 @@ PLACEMENT = _obj(
         },
         "priorityClassName": _str("PriorityClass of the server pods."),
     },
-    "Where the server pods may run. Not part of a release: changing it rolls the pods "
-    "but a rollback keeps it.",
+    "Where the server pods may run. Part of the release: a change is a new release, "
+    "health-gated, and a rollback restores it.",
 )
 
 SPEC = _obj(

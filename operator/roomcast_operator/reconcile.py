@@ -70,6 +70,7 @@ class Reconciler:
         self._capabilities: Capabilities | None = None
         self._validated: dict[str, list[str]] = {}
         self._scrapes = ScrapeMemory()
+        self._legacy_config_gone: set[tuple[str, str]] = set()
 
     async def trigger(self, namespace: str, name: str) -> None:
         """Reconcile now, or right after the pass already running for this cluster."""
@@ -217,6 +218,7 @@ class Reconciler:
                     "event %s for %s/%s not posted: %s", event.reason, namespace, name, error
                 )
         await self._prune_revisions(owner, spec, plan.status, revisions)
+        await self._drop_legacy_config(owner, pods)
 
     async def _mark_pods(
         self,
@@ -275,14 +277,34 @@ class Reconciler:
     async def _prune_revisions(
         self, owner: Owner, spec: ClusterSpec, status: Obj, revisions: list[Revision]
     ) -> None:
+        """Delete the revisions beyond the history limit, and with them the ConfigMaps no
+        kept revision mounts."""
         keep = {status.get(k) for k in ("currentRevision", "lastGoodRevision", "specRevision")}
         ordered = sorted(revisions, key=lambda r: r.number, reverse=True)
-        for revision in ordered[spec.revision_history_limit :]:
-            if revision.number not in keep:
-                name = f"{owner.name}-{revision.release.hash}"
-                await self.kube.delete(
-                    object_path("apps/v1", "ControllerRevision", owner.namespace, name)
-                )
+        pruned = [r for r in ordered[spec.revision_history_limit :] if r.number not in keep]
+        kept_configs = {r.release.config_hash for r in revisions if r not in pruned}
+        for revision in pruned:
+            name = f"{owner.name}-{revision.release.hash}"
+            await self.kube.delete(
+                object_path("apps/v1", "ControllerRevision", owner.namespace, name)
+            )
+            if revision.release.config_hash not in kept_configs:
+                config = render.config_map_name(owner, revision.release.config_hash)
+                await self.kube.delete(object_path("v1", "ConfigMap", owner.namespace, config))
+
+    async def _drop_legacy_config(self, owner: Owner, pods: list[Obj]) -> None:
+        """Delete the one shared ConfigMap of older operators once no pod mounts it
+        (once per cluster and operator process)."""
+        key = (owner.namespace, owner.name)
+        legacy = owner.name + render.LEGACY_CONFIG_MAP_SUFFIX
+        if key in self._legacy_config_gone:
+            return
+        for pod in pods:
+            for volume in (pod.get("spec") or {}).get("volumes") or []:
+                if (volume.get("configMap") or {}).get("name") == legacy:
+                    return
+        await self.kube.delete(object_path("v1", "ConfigMap", owner.namespace, legacy))
+        self._legacy_config_gone.add(key)
 
     async def _post_event(self, body: Obj, event: Event) -> None:
         meta = body["metadata"]
