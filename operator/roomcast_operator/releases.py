@@ -1,9 +1,10 @@
 """Releases, revisions and rollback: the operator's state machine, as a pure function.
 
-Every distinct release (image plus rendered config plus pod annotations) gets a revision
-number the first time it is rolled out; going back to identical content reuses the
-number. The revisions live in ControllerRevisions, the rollout history in the status, so
-a restarted operator picks up exactly where the last one stopped.
+Every distinct release (everything that reaches the pod template, see
+:class:`render.Release`) gets a revision number the first time it is rolled out; going
+back to identical content reuses the number. The revisions live in ControllerRevisions,
+the rollout history in the status, so a restarted operator picks up exactly where the
+last one stopped.
 
 The spec is acted on when its release changes (``status.specHash``); a rollback, manual
 or automatic, makes the Deployment run an older revision without touching the spec, and
