@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime
 from typing import Any
 
 import pytest
 
-from e2e.bed import FAIL_ANNOTATION, eventually
+from e2e.bed import FAIL_ANNOTATION, KWOK_NODE_ANNOTATION, NODE_LABEL, eventually
 from e2e.cluster import Cluster
 from e2e.kube import Kube, KubectlError, Obj
 from e2e.operator.harness import (
@@ -512,3 +513,67 @@ def test_unschedulable_resources_after_a_good_release_roll_back(
     assert all(p["status"].get("phase") == "Running" for p in pods)
     rolled = condition(kube, NAME, namespace, "RolledBack")
     assert (rolled["status"], rolled["reason"]) == ("True", "AutoRollback")
+
+
+@pytest.mark.bed_only
+def test_pods_pending_for_a_node_being_added_do_not_roll_back(
+    cluster: Cluster, namespace: str, operator_running: OperatorProcess
+) -> None:
+    """A release whose pods wait for capacity (a node being added) well past
+    readyTimeoutSeconds is not failed: Pending is judged against the progress deadline."""
+    kube = cluster.kube
+    create(
+        cluster,
+        namespace,
+        rollout={
+            "progressDeadlineSeconds": 120,
+            "healthThresholds": {"observationSeconds": 2, "readyTimeoutSeconds": 5},
+        },
+    )
+    # No node of the bed has 40 CPUs: the first new pod waits.
+    patch(kube, namespace, {"resources": {"requests": {"cpu": "40"}}})
+    waited = 15
+
+    def pending_long() -> bool:
+        st = status(kube, NAME, namespace)
+        pending = [
+            p
+            for p in kube.items("pods", namespace)
+            if p["status"].get("phase") == "Pending"
+            and p["spec"]["containers"][0]["resources"].get("requests", {}).get("cpu") == "40"
+        ]
+        return st.get("currentRevision") == 2 and any(
+            time.time() - _created(p) > waited for p in pending
+        )
+
+    eventually(pending_long, 60, what=f"a new pod Pending for {waited}s")
+    assert status(kube, NAME, namespace)["releases"][-1]["outcome"] == "Progressing"
+    node = f"kwok-big-{namespace}"[:63]
+    kube.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": node,
+                "annotations": {KWOK_NODE_ANNOTATION: "fake"},
+                "labels": {NODE_LABEL: "kwok", "type": "kwok", "kubernetes.io/hostname": node},
+            },
+            "status": {
+                "allocatable": {"cpu": "128", "memory": "256Gi", "pods": "110"},
+                "capacity": {"cpu": "128", "memory": "256Gi", "pods": "110"},
+            },
+        }
+    )
+    try:
+        st = wait_succeeded(cluster, namespace, 2, GOOD)
+    finally:
+        kube.delete("node", node, wait=False)
+    assert [(r["revision"], r["outcome"]) for r in st["releases"]] == [
+        (1, "Succeeded"),
+        (2, "Succeeded"),
+    ]
+
+
+def _created(obj: Obj) -> float:
+    stamp = obj["metadata"]["creationTimestamp"].replace("Z", "+00:00")
+    return datetime.fromisoformat(stamp).timestamp()

@@ -323,7 +323,8 @@ def judge_window(
 ) -> WindowResult:
     """One window of the release (``new``) beside the other releases' live pods (``old``).
 
-    Empty unless some pod of the release was scraped over at least half the window. A
+    Empty while the release's scrapes span less than half the window (summed over its
+    pods): too little to judge, as right after an operator restart. A
     problem the old release shows too (a Redis outage raises backplane errors on every
     pod) is not the release's; a window with only such problems is SHARED.
     """
