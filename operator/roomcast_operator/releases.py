@@ -209,14 +209,10 @@ def decide(
                     ),
                 )
 
-    if _was_inconclusive(status) and (verdict is None or verdict.phase is not Phase.INCONCLUSIVE):
-        plan.events.append(
-            Event(
-                "Normal",
-                "ReleaseResumed",
-                verdict.message if verdict is not None else "no release in progress",
-            )
-        )
+    resumed = (Phase.PROGRESSING, Phase.OBSERVING, Phase.SUCCEEDED)
+    if _was_inconclusive(status) and verdict is not None and verdict.phase in resumed:
+        # A release that fails or is superseded instead says so in its own event.
+        plan.events.append(Event("Normal", "ReleaseResumed", verdict.message))
     del records[: max(0, len(records) - spec.revision_history_limit)]
     wanted.extend(_conditions(spec, new, observed, verdict))
     new["conditions"] = conditions.merge(status.get("conditions") or [], wanted, generation, stamp)

@@ -322,3 +322,22 @@ def test_connect_errors_caused_by_the_release_roll_back_after_three_windows() ->
     failed = rollout.status["releases"][1]
     assert (failed["outcome"], failed["reason"]) == ("Failed", "UnhealthyMetrics")
     assert rollout.status["currentRevision"] == 1
+
+
+def test_an_inconclusive_release_that_then_crash_loops_rolls_back() -> None:
+    # Redis is down for the first 100 s (every pod unready); then the new pod crash-loops.
+    def pods(t: float) -> list[PodState]:
+        down = t < 100
+        metrics = serving(t, engine_available=not down)
+        unready = {"ready": False, "unready_seconds": t} if down else {}
+        restarts = 0 if down else 3
+        return [
+            pod("old-a", 1, t, age_seconds=3600, metrics=metrics, **unready),
+            pod("new-a", 2, t, ready=False, unready_seconds=t, restarts=restarts, metrics=metrics),
+        ]
+
+    rollout = Rollout()
+    rollout.run(pods, 150, deployment=lambda t: ROLLING)
+    assert rollout.events == ["ReleaseInconclusive", "ReleaseFailed", "AutoRollback"]
+    assert rollout.status["releases"][1]["reason"] == "ContainerRestarts"
+    assert rollout.status["currentRevision"] == 1
