@@ -577,3 +577,61 @@ def test_pods_pending_for_a_node_being_added_do_not_roll_back(
 def _created(obj: Obj) -> float:
     stamp = obj["metadata"]["creationTimestamp"].replace("Z", "+00:00")
     return datetime.fromisoformat(stamp).timestamp()
+
+
+@pytest.mark.bed_only
+def test_the_shared_config_map_of_older_operators_is_deleted(
+    cluster: Cluster, namespace: str, operator_running: OperatorProcess
+) -> None:
+    """Older operators kept one mutable ``<cluster>-config``; once no pod mounts it, a new
+    operator deletes it, but a ConfigMap of that name the cluster does not own stays."""
+    kube = cluster.kube
+    create(cluster, namespace)
+    uid = kube.get("roomcastcluster", NAME, namespace)["metadata"]["uid"]
+    legacy = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": f"{NAME}-config",
+            "ownerReferences": [
+                {
+                    "apiVersion": "roomcast.io/v1alpha1",
+                    "kind": "RoomcastCluster",
+                    "name": NAME,
+                    "uid": uid,
+                    "controller": True,
+                }
+            ],
+        },
+        "data": {"config.yaml": "{}"},
+    }
+    operator_running.kill()
+    kube.create(legacy, namespace)
+    operator_running.start()
+
+    def listed() -> list[str]:
+        return kube.run("get", "configmap", "-n", namespace, "-o", "name").stdout.split()
+
+    eventually(
+        lambda: f"configmap/{NAME}-config" not in listed(), 60, what="the shared ConfigMap deleted"
+    )
+    assert wait_succeeded(cluster, namespace, 1, GOOD)["currentRevision"] == 1
+
+    # A ConfigMap of that name the cluster does not own is someone else's.
+    operator_running.kill()
+    kube.create({**legacy, "metadata": {"name": f"{NAME}-config"}}, namespace)
+    operator_running.start()
+    for _ in range(2):  # the second request is cleared by a pass after the first one ended
+        kube.run("annotate", "roomcastcluster", NAME, "-n", namespace, "roomcast.io/rollback-to=1")
+        eventually(
+            lambda: (
+                "roomcast.io/rollback-to"
+                not in (
+                    kube.get("roomcastcluster", NAME, namespace)["metadata"].get("annotations")
+                    or {}
+                )
+            ),
+            30,
+            what="a reconcile pass",
+        )
+    assert f"configmap/{NAME}-config" in listed()

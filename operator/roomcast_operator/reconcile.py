@@ -150,24 +150,25 @@ class Reconciler:
                 render.REVISION_ANNOTATION, ""
             )
             deployment_revision = int(annotation) if annotation.isdigit() else None
-        pod_states = [
-            PodState.from_object(
-                p,
-                now,
-                metrics.get(p["metadata"]["name"]),
-                unscrapable=p["metadata"]["name"] in metrics
-                and metrics[p["metadata"]["name"]] is None,
-            )
-            for p in pods
-        ]
         observed = Observed(
             revisions=revisions,
             deployment=DeploymentState.from_object(deployment) if deployment else None,
             deployment_revision=deployment_revision,
-            pods=pod_states,
+            pods=[
+                PodState.from_object(
+                    p,
+                    now,
+                    metrics.get(p["metadata"]["name"]),
+                    unscrapable=p["metadata"]["name"] in metrics
+                    and metrics[p["metadata"]["name"]] is None,
+                )
+                for p in pods
+            ],
             rollback_request=rollback_request(body),
             invalid_spec="; ".join(problems) if problems else None,
-            samples=self._scrapes.record((namespace, name), now, pod_states, spec.rollout.health),
+        )
+        observed.samples = self._scrapes.record(
+            (namespace, name), now, observed.pods, spec.rollout.health
         )
         plan = releases.decide(spec, meta.get("generation", 0), status, spec_release, observed, now)
 
@@ -293,8 +294,9 @@ class Reconciler:
                 await self.kube.delete(object_path("v1", "ConfigMap", owner.namespace, config))
 
     async def _drop_legacy_config(self, owner: Owner, pods: list[Obj]) -> None:
-        """Delete the one shared ConfigMap of older operators once no pod mounts it
-        (once per cluster and operator process)."""
+        """Delete the one shared ConfigMap older operators made for the cluster once no
+        pod mounts it (looked for once per cluster and operator process; a ConfigMap of
+        that name the cluster does not own is left alone)."""
         key = (owner.namespace, owner.name)
         legacy = owner.name + render.LEGACY_CONFIG_MAP_SUFFIX
         if key in self._legacy_config_gone:
@@ -303,7 +305,11 @@ class Reconciler:
             for volume in (pod.get("spec") or {}).get("volumes") or []:
                 if (volume.get("configMap") or {}).get("name") == legacy:
                     return
-        await self.kube.delete(object_path("v1", "ConfigMap", owner.namespace, legacy))
+        path = object_path("v1", "ConfigMap", owner.namespace, legacy)
+        found = await self.kube.get(path)
+        owners = ((found or {}).get("metadata") or {}).get("ownerReferences") or []
+        if any(ref.get("uid") == owner.uid for ref in owners):
+            await self.kube.delete(path)
         self._legacy_config_gone.add(key)
 
     async def _post_event(self, body: Obj, event: Event) -> None:
