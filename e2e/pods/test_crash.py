@@ -10,7 +10,11 @@ With clients subscribed and a publisher running on three server pods and one Red
   gets SIGKILL: the servers fail fast, publishes fail (never acknowledged), every pod's
   /ready answers 503 for a moment, Redis restarts from its AOF, and the servers and
   clients catch up. The operator must not roll the release back for this blip: it
-  succeeds as a good release.
+  succeeds as a good release;
+* then Redis is frozen (SIGSTOP) and a release rolls out into the outage: every pod, old
+  and new, stays unready past ``readyTimeoutSeconds``. The old release is as unhealthy as
+  the new one, so the release is inconclusive, not failed: the operator pauses its
+  Deployment and says why, and resumes it once Redis answers again (SIGCONT).
 
 Afterwards every acknowledged publication must be with every subscriber.
 """
@@ -18,16 +22,19 @@ Afterwards every acknowledged publication must be with every subscriber.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from typing import Any
 
 from e2e import node as real_node
 from e2e.bed import eventually
+from e2e.operator.harness import events
 from e2e.pods.images import IMAGE, NEXT_IMAGE
-from e2e.pods.release import Release, loaded
+from e2e.pods.release import CLUSTER_NAME, Release, loaded
 from e2e.pods.report import write_report
 from e2e.pods.watch import busiest
-from e2e.pods.workloads import kill_container, pods, restarts
+from e2e.pods.workloads import container_pid, kill_container, pods, restarts
 
 CLIENTS = 200
 ROLLOUT = {
@@ -35,7 +42,7 @@ ROLLOUT = {
     "progressDeadlineSeconds": 120,
     # A short observation keeps the suite short; the windows keep their defaults (three
     # of 20 s), which is what must ride out the Redis blip.
-    "healthThresholds": {"observationSeconds": 15},
+    "healthThresholds": {"observationSeconds": 15, "readyTimeoutSeconds": 10},
 }
 
 
@@ -116,16 +123,63 @@ async def test_kill_9_of_a_server_and_of_redis(
             "release_to_judged_seconds": round(time.monotonic() - release_started, 1),
             "redis_kill_to_judged_seconds": round(time.monotonic() - started, 1),
         }
+        after_blip = release.status()
+
+        # 3. Redis frozen, and a release (back to the first image) rolled out into it.
+        redis_pod = pods(release.kube, release.namespace, "app=redis")[0]
+        redis_pid = container_pid(node_layout, redis_pod)
+        started = time.monotonic()
+        os.kill(redis_pid, signal.SIGSTOP)
+        try:
+            await asyncio.to_thread(
+                eventually,
+                lambda: not any(_ready(p) for p in release.server_pods()),
+                60,
+                what="every server pod unready",
+            )
+            release.patch_spec({"image": IMAGE})
+
+            def paused() -> dict[str, Any] | None:
+                deployment = release.kube.get("deployment", CLUSTER_NAME, release.namespace)
+                progressing = _condition(release.status(), "Progressing")
+                inconclusive = progressing.get("reason") == "ReleaseInconclusive"
+                return progressing if inconclusive and deployment["spec"].get("paused") else None
+
+            inconclusive = await asyncio.to_thread(
+                eventually, paused, 90, what="the release inconclusive, its rollout paused"
+            )
+            paused_after = time.monotonic() - started
+        finally:
+            os.kill(redis_pid, signal.SIGCONT)
+        thawed = time.monotonic()
+        await asyncio.to_thread(
+            eventually,
+            lambda: (
+                not release.kube.get("deployment", CLUSTER_NAME, release.namespace)["spec"].get(
+                    "paused"
+                )
+            ),
+            90,
+            what="the rollout resumed",
+        )
+        figures["redis_outage_mid_rollout"] = {
+            "freeze_to_paused_seconds": round(paused_after, 1),
+            "thaw_to_resumed_seconds": round(time.monotonic() - thawed, 1),
+            "condition": inconclusive["message"],
+        }
         await asyncio.sleep(2)
         await traffic.stop_publishing()
-        await traffic.settle(timeout=90)
+        await traffic.settle(timeout=120)
 
     report = traffic.verify()
     write_report("crash", {**report.to_dict(), **figures})
-    status = release.status()
     assert verdict["outcome"] == "Succeeded", (verdict, release.operator_log())
-    assert status["currentRevision"] == 2 and status["lastGoodRevision"] == 2, status
+    assert after_blip["currentRevision"] == 2 and after_blip["lastGoodRevision"] == 2, after_blip
+    assert "OldReleaseUnready" in inconclusive["message"], inconclusive
+    status = release.status()
     assert not [r for r in status["releases"] if r["outcome"] == "Failed"], status
+    reasons = [e["reason"] for e in events(release.kube, CLUSTER_NAME, release.namespace)]
+    assert reasons.count("ReleaseInconclusive") == 1 and "ReleaseResumed" in reasons, reasons
     assert report.lost == 0
     assert acked_before_redis > 0 and report.acknowledged > acked_before_redis
     assert report.clients_reconnected >= load * 0.9, "the killed pod's clients did not move"
@@ -135,3 +189,15 @@ def _record(status: dict[str, Any], revision: int) -> dict[str, Any] | None:
     """The latest release record of ``revision``."""
     found = [r for r in status.get("releases") or [] if r.get("revision") == revision]
     return found[-1] if found else None
+
+
+def _condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
+    found = [c for c in status.get("conditions") or [] if c.get("type") == kind]
+    return found[0] if found else {}
+
+
+def _ready(pod: dict[str, Any]) -> bool:
+    return any(
+        c["type"] == "Ready" and c["status"] == "True"
+        for c in pod["status"].get("conditions") or []
+    )

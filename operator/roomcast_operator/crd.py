@@ -437,6 +437,11 @@ RELEASE = _obj(
         "started": _str("When the rollout began.", format="date-time"),
         "available": _str("When every pod of the release was first available.", format="date-time"),
         "finished": _str("When the rollout ended.", format="date-time"),
+        "resumed": _str(
+            "When the release last stopped being inconclusive; a new pod's unready time is "
+            "judged from then at the earliest.",
+            format="date-time",
+        ),
         "outcome": _str(
             "Progressing, Succeeded, Failed, RolledBack or Superseded.",
             enum=["Progressing", "Succeeded", "Failed", "RolledBack", "Superseded"],

@@ -406,6 +406,7 @@ def judge_rollout(
     stalled_seconds: float,
     available_seconds: float | None,
     windows: Sequence[WindowResult] = (),
+    resumed_seconds: float | None = None,
 ) -> Verdict:
     """Decide on the release ``revision`` being rolled out.
 
@@ -415,6 +416,11 @@ def judge_rollout(
     observation: no deadline applies any more, since an autoscaler's scale-up or a
     replaced pod makes the Deployment incomplete again without saying anything about the
     release; its new pods are still judged one by one.
+
+    ``resumed_seconds``: since the release was last inconclusive (None: never). An outage
+    that kept every pod unready ends for the pods one by one, as each reconnects: a new
+    pod is not failed as unready until ``readyTimeoutSeconds`` after the old release's
+    pods came back.
 
     ``windows`` are the release's latest metric windows, oldest first (see
     :mod:`windows`). The release fails on metrics only when the last
@@ -446,6 +452,8 @@ def judge_rollout(
             excuse = shared_unreadiness(pod, pods, revision)
             if excuse is not None:
                 return Verdict(Phase.INCONCLUSIVE, excuse[0], f"{problem[1]}; {excuse[1]}")
+            if resumed_seconds is not None and resumed_seconds <= limits.ready_timeout_seconds:
+                continue
         return Verdict(Phase.FAILED, *problem)
     count = limits.consecutive_bad_windows
     latest = windows[-1] if windows else None

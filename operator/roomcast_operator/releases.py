@@ -181,7 +181,11 @@ def decide(
     record = records[-1] if records else None
     verdict: Verdict | None = None
     if record is not None and record["outcome"] == IN_PROGRESS and plan.run is not None:
-        verdict = _judge(spec, observed, record, now)
+        was_inconclusive = _was_inconclusive(status)
+        resumed = 0.0 if was_inconclusive else _seconds_since(record.get("resumed"), now)
+        verdict = _judge(spec, observed, record, now, resumed)
+        if was_inconclusive and verdict.phase is not Phase.INCONCLUSIVE:
+            record["resumed"] = stamp
         if verdict.phase is Phase.OBSERVING and "available" not in record:
             record["available"] = stamp
         elif verdict.phase is Phase.SUCCEEDED:
@@ -209,8 +213,8 @@ def decide(
                     ),
                 )
 
-    resumed = (Phase.PROGRESSING, Phase.OBSERVING, Phase.SUCCEEDED)
-    if _was_inconclusive(status) and verdict is not None and verdict.phase in resumed:
+    going_on = (Phase.PROGRESSING, Phase.OBSERVING, Phase.SUCCEEDED)
+    if _was_inconclusive(status) and verdict is not None and verdict.phase in going_on:
         # A release that fails or is superseded instead says so in its own event.
         plan.events.append(Event("Normal", "ReleaseResumed", verdict.message))
     del records[: max(0, len(records) - spec.revision_history_limit)]
@@ -229,7 +233,9 @@ def _was_inconclusive(status: Obj) -> bool:
     return progressing is not None and progressing.get("reason") == INCONCLUSIVE_REASON
 
 
-def _judge(spec: ClusterSpec, observed: Observed, record: Obj, now: datetime) -> Verdict:
+def _judge(
+    spec: ClusterSpec, observed: Observed, record: Obj, now: datetime, resumed: float | None
+) -> Verdict:
     revision = record["revision"]
     if observed.deployment is None or observed.deployment_revision != revision:
         return Verdict(Phase.PROGRESSING, "Applying", f"applying revision {revision}")
@@ -247,6 +253,7 @@ def _judge(spec: ClusterSpec, observed: Observed, record: Obj, now: datetime) ->
         0.0 if since is None else (now - since).total_seconds(),
         _seconds_since(record.get("available"), now),
         windows.windows(observed.samples, revision, now, spec.rollout.health),
+        resumed,
     )
 
 

@@ -212,6 +212,33 @@ def test_redis_outage_mid_rollout_pauses_the_release_instead_of_failing_it() -> 
     assert succeeded(rollout), rollout.status
 
 
+def test_new_pod_back_a_little_after_the_old_ones_is_not_failed() -> None:
+    # Redis down from second 10 to 100; the old pods are Ready again at 103, the new pod,
+    # whose reconnect backoff was longer, only at 110.
+    def pods(t: float) -> list[PodState]:
+        old_down = 10 <= t < 103
+        new_down = t < 110
+        metrics = serving(t, engine_available=not 10 <= t < 100)
+        return [
+            pod(
+                "old-a",
+                1,
+                t,
+                age_seconds=3600,
+                ready=not old_down,
+                unready_seconds=t - 10,
+                metrics=metrics,
+            ),
+            pod("new-a", 2, t, ready=not new_down, unready_seconds=t, metrics=metrics),
+        ]
+
+    rollout = Rollout()
+    rollout.run(pods, 300, deployment=lambda t: ROLLING if t < 110 else COMPLETE)
+    assert rollout.events.count("ReleaseInconclusive") == 1
+    assert "ReleaseFailed" not in rollout.events
+    assert succeeded(rollout), rollout.status
+
+
 def test_backplane_errors_the_old_release_shares_are_inconclusive() -> None:
     # Both releases ready, but every pod's Redis calls fail at 10/s.
     def pods(t: float) -> list[PodState]:
@@ -341,3 +368,31 @@ def test_an_inconclusive_release_that_then_crash_loops_rolls_back() -> None:
     assert rollout.events == ["ReleaseInconclusive", "ReleaseFailed", "AutoRollback"]
     assert rollout.status["releases"][1]["reason"] == "ContainerRestarts"
     assert rollout.status["currentRevision"] == 1
+
+
+def test_new_pod_still_unready_after_an_outage_fails_a_ready_timeout_later() -> None:
+    # The outage ends at 100 for the old pods; the new pod never becomes Ready.
+    def pods(t: float) -> list[PodState]:
+        down = 10 <= t < 100
+        metrics = serving(t, engine_available=not down)
+        return [
+            pod(
+                "old-a",
+                1,
+                t,
+                age_seconds=3600,
+                ready=not down,
+                unready_seconds=t - 10,
+                metrics=metrics,
+            ),
+            pod("new-a", 2, t, ready=False, unready_seconds=t, metrics=metrics),
+        ]
+
+    rollout = Rollout()
+    rollout.run(pods, 300, deployment=lambda t: ROLLING)
+    failed = rollout.status["releases"][1]
+    assert (failed["outcome"], failed["reason"]) == ("Failed", "PodNotReady")
+    resumed = datetime.fromisoformat(failed["resumed"].replace("Z", "+00:00"))
+    finished = datetime.fromisoformat(failed["finished"].replace("Z", "+00:00"))
+    assert resumed - T0 == timedelta(seconds=102)
+    assert finished - resumed > timedelta(seconds=LIMITS.ready_timeout_seconds)
