@@ -385,14 +385,14 @@ def shared_unreadiness(
     old = [p for p in live if p.revision != revision]
     if old and not any(p.ready for p in old):
         return "OldReleaseUnready", (
-            f"pod {pod.name} is not Ready, but neither is any pod of the old release "
-            f"({', '.join(p.name for p in old)}): the cause is outside the release"
+            f"no pod of the old release is Ready either ({', '.join(p.name for p in old)}): "
+            "the cause is outside the release"
         )
     backplane_down = pod.metrics is not None and pod.metrics.engine_available is False
     if backplane_down and not any(p.metrics and p.metrics.engine_available for p in live):
         return "BackplaneUnavailable", (
-            f"pod {pod.name} is not Ready and no pod reaches the backplane (Redis): "
-            "the cause is outside the release"
+            f"pod {pod.name} reports its backplane (Redis) unavailable and no pod reaches "
+            "it: the cause is outside the release"
         )
     return None
 
@@ -451,7 +451,7 @@ def judge_rollout(
         if problem[0] == "PodNotReady":
             excuse = shared_unreadiness(pod, pods, revision)
             if excuse is not None:
-                return Verdict(Phase.INCONCLUSIVE, excuse[0], f"{problem[1]}; {excuse[1]}")
+                return Verdict(Phase.INCONCLUSIVE, excuse[0], f"{problem[1]}, but {excuse[1]}")
             if resumed_seconds is not None and resumed_seconds <= limits.ready_timeout_seconds:
                 continue
         return Verdict(Phase.FAILED, *problem)

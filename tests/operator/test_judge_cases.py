@@ -202,7 +202,8 @@ def test_redis_outage_mid_rollout_pauses_the_release_instead_of_failing_it() -> 
     assert plan.paused
     progressing = rollout.condition("Progressing")
     assert progressing["reason"] == "ReleaseInconclusive"
-    assert "OldReleaseUnready" in progressing["message"]
+    assert progressing["message"].startswith("OldReleaseUnready: pod new-a not Ready for ")
+    assert "but no pod of the old release is Ready either (old-a, old-b)" in progressing["message"]
     assert rollout.events.count("ReleaseInconclusive") == 1
     assert "ReleaseFailed" not in rollout.events
     # Redis is back: the rollout resumes and completes, and the release is judged as usual.
