@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime
 from typing import Any
 
 import pytest
 
-from e2e.bed import FAIL_ANNOTATION, eventually
+from e2e.bed import FAIL_ANNOTATION, KWOK_NODE_ANNOTATION, NODE_LABEL, eventually
 from e2e.cluster import Cluster
 from e2e.kube import Kube, KubectlError, Obj
 from e2e.operator.harness import (
@@ -74,6 +75,18 @@ def owned_by_cluster(obj: Obj, uid: str) -> bool:
     )
 
 
+def mounted_config(template: Obj) -> str:
+    """The ConfigMap a pod template mounts its server config from."""
+    volumes = {v["name"]: v for v in template["spec"]["volumes"]}
+    return str(volumes["config"]["configMap"]["name"])
+
+
+def config_of(kube: Kube, namespace: str) -> tuple[str, str]:
+    """(ConfigMap name, config.yaml) of the Deployment's current template."""
+    name = mounted_config(kube.get("deployment", NAME, namespace)["spec"]["template"])
+    return name, kube.get("configmap", name, namespace)["data"]["config.yaml"]
+
+
 def bad_release() -> Obj:
     return {"image": BAD, "podAnnotations": {FAIL_ANNOTATION: "true"}}
 
@@ -102,8 +115,9 @@ def test_create_makes_every_child_and_becomes_ready(
         autoscaling={"metricSource": "prometheus-adapter", "targetConnectionsPerPod": 1000},
     )
     uid = kube.get("roomcastcluster", NAME, namespace)["metadata"]["uid"]
+    config_map, config = config_of(kube, namespace)
     for kind, name in [
-        ("configmap", f"{NAME}-config"),
+        ("configmap", config_map),
         ("deployment", NAME),
         ("service", NAME),
         ("poddisruptionbudget", NAME),
@@ -120,8 +134,8 @@ def test_create_makes_every_child_and_becomes_ready(
     generation = kube.get("roomcastcluster", NAME, namespace)["metadata"]["generation"]
     assert all(c["observedGeneration"] == generation for c in st["conditions"])
 
-    config = kube.get("configmap", f"{NAME}-config", namespace)["data"]["config.yaml"]
     assert "redis://redis-1:6379/0" in config
+    assert kube.get("configmap", config_map, namespace)["immutable"] is True
     printed = kube.run("get", "rcc", NAME, "-n", namespace).stdout
     assert printed.split("\n")[0].split() == [
         "NAME",
@@ -268,19 +282,39 @@ def test_manual_rollback_by_field_and_by_annotation(
 def test_redis_change_rolls_out_and_bad_redis_is_a_condition(
     cluster: Cluster, namespace: str, operator_running: OperatorProcess
 ) -> None:
+    """Each config gets its own immutable ConfigMap: the old release's pods keep theirs
+    (one restarting mid-rollout reads its own config), and it goes with its revision."""
     kube = cluster.kube
-    create(cluster, namespace, redis={"urls": ["redis://redis-a:6379/0"]})
+    create(cluster, namespace, redis={"urls": ["redis://redis-a:6379/0"]}, revisionHistoryLimit=2)
     before = kube.get("deployment", NAME, namespace)["spec"]["template"]["metadata"]
+    first_map, first_config = config_of(kube, namespace)
     patch(kube, namespace, {"redis": {"urls": ["redis://redis-a:6379/0", "redis://b:6379/0"]}})
     st = wait_succeeded(cluster, namespace, 2, GOOD)
     after = kube.get("deployment", NAME, namespace)["spec"]["template"]["metadata"]
     hash_key = "roomcast.io/config-hash"
     assert after["annotations"][hash_key] != before["annotations"][hash_key]
     assert st["releases"][-1]["configHash"] == after["annotations"][hash_key]
-    assert (
-        "redis://b:6379/0"
-        in kube.get("configmap", f"{NAME}-config", namespace)["data"]["config.yaml"]
+    second_map, second_config = config_of(kube, namespace)
+    assert second_map != first_map and "redis://b:6379/0" in second_config
+    # The first release's ReplicaSet still mounts the first ConfigMap, unchanged.
+    mounts = {mounted_config(rs["spec"]["template"]) for rs in kube.items("replicasets", namespace)}
+    assert mounts == {first_map, second_map}
+    assert kube.get("configmap", first_map, namespace)["data"]["config.yaml"] == first_config
+
+    # A third config: revision 1 falls out of the history (limit 2), its ConfigMap with it.
+    patch(kube, namespace, {"redis": {"urls": ["redis://redis-c:6379/0"]}})
+    wait_succeeded(cluster, namespace, 3, GOOD)
+    eventually(
+        lambda: (
+            not kube.run(
+                "get", "configmap", first_map, "-n", namespace, "--ignore-not-found", "-o", "name"
+            ).stdout.strip()
+        ),
+        30,
+        what="revision 1's ConfigMap deleted",
     )
+    assert {r["revision"] for r in kube.items("controllerrevisions", namespace)} == {2, 3}
+    assert kube.get("configmap", second_map, namespace)["data"]["config.yaml"] == second_config
 
     patch(kube, namespace, {"redis": {"urls": ["redis://:6379/zero"]}})
 
@@ -291,7 +325,7 @@ def test_redis_change_rolls_out_and_bad_redis_is_a_condition(
     found = eventually(degraded, 30, what="InvalidSpec condition")
     assert found["status"] == "True" and "has no host" in found["message"]
     st = status(kube, NAME, namespace)
-    assert st["currentRevision"] == 2 and len(st["releases"]) == 2
+    assert st["currentRevision"] == 3 and len(st["releases"]) == 2
     assert serving(kube, NAME, namespace, GOOD)
 
 
@@ -435,3 +469,169 @@ def test_missed_progress_deadline_rolls_back(
         "ProgressDeadlineExceeded",
     )
     assert st["releases"][-1]["cause"] == "AutoRollback"
+
+
+@pytest.mark.bed_only
+def test_unschedulable_resources_after_a_good_release_roll_back(
+    cluster: Cluster, namespace: str, operator_running: OperatorProcess
+) -> None:
+    """Resources no node can hold are a release like any other: gated and rolled back to
+    the good release, its resources restored."""
+    kube = cluster.kube
+    good = {"requests": {"cpu": "100m", "memory": "128Mi"}}
+    create(
+        cluster,
+        namespace,
+        resources=good,
+        rollout={"progressDeadlineSeconds": 10, "healthThresholds": {"observationSeconds": 2}},
+    )
+    patch(kube, namespace, {"resources": {"requests": {"cpu": "1000"}}})
+
+    def rolled_back() -> Obj | None:
+        st = status(kube, NAME, namespace)
+        records = st.get("releases") or []
+        done = (
+            len(records) >= 3
+            and st.get("currentRevision") == 1
+            and records[-1].get("outcome") == "Succeeded"
+        )
+        return st if done and serving(kube, NAME, namespace, GOOD) else None
+
+    st = eventually(rolled_back, cluster.timeout_seconds, what="rollback to revision 1")
+    failed = st["releases"][1]
+    assert (failed["revision"], failed["outcome"]) == (2, "Failed")
+    assert failed["reason"] in ("PodPending", "ProgressDeadlineExceeded"), failed
+    assert [(r["revision"], r["cause"]) for r in st["releases"]] == [
+        (1, "Spec"),
+        (2, "Spec"),
+        (1, "AutoRollback"),
+    ]
+    container = kube.get("deployment", NAME, namespace)["spec"]["template"]["spec"]
+    assert container["containers"][0]["resources"] == good
+    pods = [p for p in kube.items("pods", namespace) if "deletionTimestamp" not in p["metadata"]]
+    assert all(p["spec"]["containers"][0]["resources"] == good for p in pods)
+    assert all(p["status"].get("phase") == "Running" for p in pods)
+    rolled = condition(kube, NAME, namespace, "RolledBack")
+    assert (rolled["status"], rolled["reason"]) == ("True", "AutoRollback")
+
+
+@pytest.mark.bed_only
+def test_pods_pending_for_a_node_being_added_do_not_roll_back(
+    cluster: Cluster, namespace: str, operator_running: OperatorProcess
+) -> None:
+    """A release whose pods wait for capacity (a node being added) well past
+    readyTimeoutSeconds is not failed: Pending is judged against the progress deadline."""
+    kube = cluster.kube
+    create(
+        cluster,
+        namespace,
+        rollout={
+            "progressDeadlineSeconds": 120,
+            "healthThresholds": {"observationSeconds": 2, "readyTimeoutSeconds": 5},
+        },
+    )
+    # No node of the bed has 40 CPUs: the first new pod waits.
+    patch(kube, namespace, {"resources": {"requests": {"cpu": "40"}}})
+    waited = 15
+
+    def pending_long() -> bool:
+        st = status(kube, NAME, namespace)
+        pending = [
+            p
+            for p in kube.items("pods", namespace)
+            if p["status"].get("phase") == "Pending"
+            and p["spec"]["containers"][0]["resources"].get("requests", {}).get("cpu") == "40"
+        ]
+        return st.get("currentRevision") == 2 and any(
+            time.time() - _created(p) > waited for p in pending
+        )
+
+    eventually(pending_long, 60, what=f"a new pod Pending for {waited}s")
+    assert status(kube, NAME, namespace)["releases"][-1]["outcome"] == "Progressing"
+    node = f"kwok-big-{namespace}"[:63]
+    kube.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": node,
+                "annotations": {KWOK_NODE_ANNOTATION: "fake"},
+                "labels": {NODE_LABEL: "kwok", "type": "kwok", "kubernetes.io/hostname": node},
+            },
+            "status": {
+                "allocatable": {"cpu": "128", "memory": "256Gi", "pods": "110"},
+                "capacity": {"cpu": "128", "memory": "256Gi", "pods": "110"},
+            },
+        }
+    )
+    try:
+        st = wait_succeeded(cluster, namespace, 2, GOOD)
+    finally:
+        kube.delete("node", node, wait=False)
+    assert [(r["revision"], r["outcome"]) for r in st["releases"]] == [
+        (1, "Succeeded"),
+        (2, "Succeeded"),
+    ]
+
+
+def _created(obj: Obj) -> float:
+    stamp = obj["metadata"]["creationTimestamp"].replace("Z", "+00:00")
+    return datetime.fromisoformat(stamp).timestamp()
+
+
+@pytest.mark.bed_only
+def test_the_shared_config_map_of_older_operators_is_deleted(
+    cluster: Cluster, namespace: str, operator_running: OperatorProcess
+) -> None:
+    """Older operators kept one mutable ``<cluster>-config``; once no pod mounts it, a new
+    operator deletes it, but a ConfigMap of that name the cluster does not own stays."""
+    kube = cluster.kube
+    create(cluster, namespace)
+    uid = kube.get("roomcastcluster", NAME, namespace)["metadata"]["uid"]
+    legacy = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": f"{NAME}-config",
+            "ownerReferences": [
+                {
+                    "apiVersion": "roomcast.io/v1alpha1",
+                    "kind": "RoomcastCluster",
+                    "name": NAME,
+                    "uid": uid,
+                    "controller": True,
+                }
+            ],
+        },
+        "data": {"config.yaml": "{}"},
+    }
+    operator_running.kill()
+    kube.create(legacy, namespace)
+    operator_running.start()
+
+    def listed() -> list[str]:
+        return kube.run("get", "configmap", "-n", namespace, "-o", "name").stdout.split()
+
+    eventually(
+        lambda: f"configmap/{NAME}-config" not in listed(), 60, what="the shared ConfigMap deleted"
+    )
+    assert wait_succeeded(cluster, namespace, 1, GOOD)["currentRevision"] == 1
+
+    # A ConfigMap of that name the cluster does not own is someone else's.
+    operator_running.kill()
+    kube.create({**legacy, "metadata": {"name": f"{NAME}-config"}}, namespace)
+    operator_running.start()
+    for _ in range(2):  # the second request is cleared by a pass after the first one ended
+        kube.run("annotate", "roomcastcluster", NAME, "-n", namespace, "roomcast.io/rollback-to=1")
+        eventually(
+            lambda: (
+                "roomcast.io/rollback-to"
+                not in (
+                    kube.get("roomcastcluster", NAME, namespace)["metadata"].get("annotations")
+                    or {}
+                )
+            ),
+            30,
+            what="a reconcile pass",
+        )
+    assert f"configmap/{NAME}-config" in listed()

@@ -7,7 +7,8 @@ clients hold subscriptions and a publisher runs:
   touched (maxUnavailable is 0) and the operator rolls back when the pod stays unready;
 * one that starts, passes every probe and refuses every connect: old pods drain into it,
   the clients' reconnects fail, and only the operator's realtime judge (connect error
-  ratio on the new pods, read from their /metrics) can tell it is bad.
+  ratio on the new pods, from the deltas of their /metrics over two windows in a row)
+  can tell it is bad.
 
 Measured: from the image change to the previous release serving every client again
 (the Deployment back on the old image and every client connected). Then the traffic is
@@ -30,8 +31,11 @@ CLIENTS = 100
 HEALTH = {
     "readyTimeoutSeconds": 20,
     "observationSeconds": 20,
-    "minSamples": 20,
+    "minSamples": 10,
     "maxConnectErrorRatio": 0.2,
+    # Short windows, so the refusing build is caught within the drain of one old pod.
+    "windowSeconds": 5,
+    "consecutiveBadWindows": 2,
 }
 
 

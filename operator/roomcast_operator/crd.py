@@ -215,28 +215,53 @@ HEALTH = _obj(
             default=30,
         ),
         "maxConnectErrorRatio": _num(
-            "Rejected / all connect attempts on new pods.", minimum=0, maximum=1, default=0.2
+            "Rejected / all connect attempts on new pods in a window, not counting "
+            "rejects the client caused (expired token, permission denied, bad request).",
+            minimum=0,
+            maximum=1,
+            default=0.2,
         ),
         "maxTerminalDisconnectsPerSecond": _num(
-            "Terminal disconnects per second per new pod.", minimum=0, default=5
+            "Terminal disconnects per second per new pod in a window, not counting those "
+            "the client caused (invalid token, forced disconnect, permission denied).",
+            minimum=0,
+            default=5,
         ),
         "maxFailedRecoveryRatio": _num(
-            "Failed / all recoveries on new pods.", minimum=0, maximum=1, default=0.2
+            "Failed / all recoveries on new pods in a window.", minimum=0, maximum=1, default=0.2
         ),
         "maxPublishLatencySeconds": _num(
-            "99th percentile publish-to-write latency on new pods.", minimum=0, default=1
+            "99th percentile publish-to-write latency on new pods in a window.",
+            minimum=0,
+            default=1,
         ),
         "maxEngineErrorsPerSecond": _num(
-            "Backplane errors per second per new pod.", minimum=0, default=1
+            "Backplane errors per second per new pod in a window.", minimum=0, default=1
         ),
         "minSamples": _int(
-            "Connect attempts or recoveries needed before a ratio is judged.",
+            "Connect attempts, recoveries or publications a window needs before its ratio "
+            "or latency is judged.",
             minimum=1,
             default=50,
         ),
+        "windowSeconds": _int(
+            "Length of one metrics window: rates and ratios come from the counters' "
+            "deltas between scrapes within it.",
+            minimum=1,
+            maximum=3600,
+            default=20,
+        ),
+        "consecutiveBadWindows": _int(
+            "Bad windows in a row that fail a release on metrics; fewer only hold its "
+            "success back.",
+            minimum=1,
+            maximum=100,
+            default=3,
+        ),
     },
     "When a new release counts as failed. Readiness and restarts come from the pods; "
-    "the ratios and rates from each new pod's /metrics when the operator can reach it.",
+    "the ratios and rates from the new pods' /metrics over windows, beside the old "
+    "release's pods: what both show does not fail the new release but pauses it.",
     default={},
 )
 
@@ -308,8 +333,8 @@ PLACEMENT = _obj(
         },
         "priorityClassName": _str("PriorityClass of the server pods."),
     },
-    "Where the server pods may run. Not part of a release: changing it rolls the pods "
-    "but a rollback keeps it.",
+    "Where the server pods may run. Part of the release: a change is a new release, "
+    "health-gated, and a rollback restores it.",
 )
 
 SPEC = _obj(
@@ -412,6 +437,11 @@ RELEASE = _obj(
         "started": _str("When the rollout began.", format="date-time"),
         "available": _str("When every pod of the release was first available.", format="date-time"),
         "finished": _str("When the rollout ended.", format="date-time"),
+        "resumed": _str(
+            "When the release last stopped being inconclusive; a new pod's unready time is "
+            "judged from then at the earliest.",
+            format="date-time",
+        ),
         "outcome": _str(
             "Progressing, Succeeded, Failed, RolledBack or Superseded.",
             enum=["Progressing", "Succeeded", "Failed", "RolledBack", "Superseded"],

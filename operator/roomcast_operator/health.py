@@ -8,11 +8,21 @@ A pod still Pending (waiting for a node, pulling its image, creating its contain
 not judged as unready: a slow scheduler or registry says nothing about the release. It
 fails the release only once Pending longer than the progress deadline, the longest the
 Deployment itself lets a rollout go without progress.
+
+Realtime metrics are judged over windows (see :mod:`windows`): one window's rates and
+ratios come from the counters' deltas between scrapes, and only ``consecutiveBadWindows``
+bad windows in a row fail a release, so a blip never does. What the client causes
+(expired or invalid tokens, forced disconnects, denied permissions) is not counted
+against the release, and what the old release's pods show in the same window is not
+blamed on the new one: the release is then *inconclusive*, neither failed nor healthy,
+and its rollout waits until the cause outside it goes away.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from datetime import datetime
 from enum import Enum
 from typing import Any
@@ -28,6 +38,8 @@ class Phase(Enum):
     OBSERVING = "Observing"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
+    INCONCLUSIVE = "Inconclusive"
+    """The old release is as unhealthy as the new one: the cause is outside the release."""
 
 
 @dataclass(frozen=True)
@@ -39,16 +51,57 @@ class Verdict:
 
 @dataclass(frozen=True)
 class PodMetrics:
-    """Counters from one pod's /metrics; they start at zero when the pod starts."""
+    """One pod's /metrics. Counters start at zero when the pod's container starts.
+
+    Rejected connects and terminal disconnects are split by who caused them:
+    ``connects_rejected`` and ``terminal_disconnects`` are the server's (internal
+    errors, unavailable backplane, limits), the ``..._by_client`` ones the client's
+    (expired or invalid token, permission denied, bad request, a forced disconnect).
+    """
 
     connections: float = 0.0
     connects_accepted: float = 0.0
     connects_rejected: float = 0.0
+    connects_rejected_by_client: float = 0.0
     terminal_disconnects: float = 0.0
+    terminal_disconnects_by_client: float = 0.0
     recoveries_ok: float = 0.0
     recoveries_failed: float = 0.0
     engine_errors: float = 0.0
-    publish_latency_p99_seconds: float | None = None
+    latency_buckets: tuple[tuple[float, float], ...] = ()
+    """Cumulative publish-to-write histogram: (upper bound, count), +Inf last."""
+    engine_available: bool | None = None
+    """The pod's backplane (Redis) reachable; None when the pod does not say."""
+
+    @property
+    def publish_latency_p99_seconds(self) -> float | None:
+        return quantile(list(self.latency_buckets), 0.99)
+
+    @property
+    def latency_observations(self) -> float:
+        return max((count for _, count in self.latency_buckets), default=0.0)
+
+
+COUNTERS = tuple(
+    f.name
+    for f in fields(PodMetrics)
+    if f.name not in ("connections", "latency_buckets", "engine_available")
+)
+"""The PodMetrics fields that only grow while a container runs."""
+
+
+def quantile(buckets: list[tuple[float, float]], q: float) -> float | None:
+    """Upper bound of the bucket holding quantile ``q`` of a cumulative histogram."""
+    if not buckets:
+        return None
+    ordered = sorted(buckets)
+    total = ordered[-1][1]
+    if total <= 0:
+        return None
+    for bound, count in ordered:
+        if count >= q * total:
+            return bound if not math.isinf(bound) else ordered[-2][0] if len(ordered) > 1 else None
+    return None
 
 
 @dataclass(frozen=True)
@@ -192,34 +245,100 @@ class DeploymentState:
         )
 
 
-def metric_problems(metrics: PodMetrics, age_seconds: float, limits: HealthThresholds) -> list[str]:
-    """Which realtime thresholds a pod breaks (empty when healthy or too few samples)."""
-    problems = []
-    connects = metrics.connects_accepted + metrics.connects_rejected
+@dataclass(frozen=True)
+class WindowTotals:
+    """What a set of pods did during one window: their counters' deltas, summed.
+
+    ``pod_seconds`` is the time the scrapes span, summed over the pods, so rates come out
+    per pod and second however many pods served in the window and for how long.
+    """
+
+    pods: int = 0
+    pod_seconds: float = 0.0
+    deltas: PodMetrics = PodMetrics()
+
+
+def window_problems(totals: WindowTotals, limits: HealthThresholds) -> dict[str, str]:
+    """The realtime thresholds a window breaks, by signal (empty when healthy or too few
+    samples). Client-caused rejects and disconnects are not counted."""
+    problems: dict[str, str] = {}
+    if totals.pod_seconds <= 0:
+        return problems
+    d = totals.deltas
+    connects = d.connects_accepted + d.connects_rejected
     if connects >= limits.min_samples:
-        ratio = metrics.connects_rejected / connects
+        ratio = d.connects_rejected / connects
         if ratio > limits.max_connect_error_ratio:
-            problems.append(f"connect error ratio {ratio:.2f} > {limits.max_connect_error_ratio}")
-    recoveries = metrics.recoveries_ok + metrics.recoveries_failed
+            problems["connects"] = (
+                f"connect error ratio {ratio:.2f} > {limits.max_connect_error_ratio}"
+            )
+    recoveries = d.recoveries_ok + d.recoveries_failed
     if recoveries >= limits.min_samples:
-        ratio = metrics.recoveries_failed / recoveries
+        ratio = d.recoveries_failed / recoveries
         if ratio > limits.max_failed_recovery_ratio:
-            problems.append(
+            problems["recoveries"] = (
                 f"failed recovery ratio {ratio:.2f} > {limits.max_failed_recovery_ratio}"
             )
-    seconds = max(age_seconds, 1.0)
-    rate = metrics.terminal_disconnects / seconds
+    rate = d.terminal_disconnects / totals.pod_seconds
     if rate > limits.max_terminal_disconnects_per_second:
-        problems.append(
-            f"terminal disconnects {rate:.2f}/s > {limits.max_terminal_disconnects_per_second}/s"
+        problems["disconnects"] = (
+            f"terminal disconnects {rate:.2f}/s per pod > "
+            f"{limits.max_terminal_disconnects_per_second}/s"
         )
-    rate = metrics.engine_errors / seconds
+    rate = d.engine_errors / totals.pod_seconds
     if rate > limits.max_engine_errors_per_second:
-        problems.append(f"backplane errors {rate:.2f}/s > {limits.max_engine_errors_per_second}/s")
-    p99 = metrics.publish_latency_p99_seconds
-    if p99 is not None and p99 > limits.max_publish_latency_seconds:
-        problems.append(f"publish latency p99 {p99:.3f}s > {limits.max_publish_latency_seconds}s")
+        problems["engine"] = (
+            f"backplane errors {rate:.2f}/s per pod > {limits.max_engine_errors_per_second}/s"
+        )
+    p99 = d.publish_latency_p99_seconds
+    if (
+        p99 is not None
+        and d.latency_observations >= limits.min_samples
+        and p99 > limits.max_publish_latency_seconds
+    ):
+        problems["latency"] = (
+            f"publish latency p99 {p99:.3f}s > {limits.max_publish_latency_seconds}s"
+        )
     return problems
+
+
+class WindowState(Enum):
+    EMPTY = "Empty"
+    """Too little of the window was scraped to judge it."""
+    GOOD = "Good"
+    BAD = "Bad"
+    """The release breaks a threshold the old release's pods do not."""
+    SHARED = "Shared"
+    """The release breaks thresholds, and so does the old release in the same window."""
+
+
+@dataclass(frozen=True)
+class WindowResult:
+    state: WindowState
+    problems: tuple[str, ...] = ()
+
+
+def judge_window(
+    new: WindowTotals, old: WindowTotals, limits: HealthThresholds, seconds: float
+) -> WindowResult:
+    """One window of the release (``new``) beside the other releases' live pods (``old``).
+
+    Empty while the release's scrapes span less than half the window (summed over its
+    pods): too little to judge, as right after an operator restart. A
+    problem the old release shows too (a Redis outage raises backplane errors on every
+    pod) is not the release's; a window with only such problems is SHARED.
+    """
+    if new.pod_seconds < seconds / 2:
+        return WindowResult(WindowState.EMPTY)
+    mine = window_problems(new, limits)
+    theirs = window_problems(old, limits)
+    own = tuple(text for key, text in mine.items() if key not in theirs)
+    if own:
+        return WindowResult(WindowState.BAD, own)
+    if mine:
+        shared = tuple(f"{text} (old release: {theirs[key]})" for key, text in mine.items())
+        return WindowResult(WindowState.SHARED, shared)
+    return WindowResult(WindowState.GOOD)
 
 
 def pod_problems(
@@ -247,10 +366,34 @@ def pod_problems(
         return "PodNotReady", (
             f"pod {pod.name} not Ready for {unready:.0f}s (limit {limits.ready_timeout_seconds}s)"
         )
-    if pod.metrics is not None:
-        problems = metric_problems(pod.metrics, pod.age_seconds, limits)
-        if problems:
-            return "UnhealthyMetrics", f"pod {pod.name}: " + "; ".join(problems)
+    return None
+
+
+def shared_unreadiness(
+    pod: PodState, pods: list[PodState], revision: int
+) -> tuple[str, str] | None:
+    """(reason, message) when an unready pod of the release is unready for a cause
+    outside it, or None when the release is to blame.
+
+    * The old release's pods are all unready too (their /ready fails as well: a Redis
+      outage makes every pod's /ready answer 503).
+    * The pod reports its backplane unavailable and no pod of any release reports it
+      available: a release whose Redis settings are wrong is still caught while the old
+      release's pods reach Redis.
+    """
+    live = [p for p in pods if not p.terminating and p.pending_reason is None]
+    old = [p for p in live if p.revision != revision]
+    if old and not any(p.ready for p in old):
+        return "OldReleaseUnready", (
+            f"no pod of the old release is Ready either ({', '.join(p.name for p in old)}): "
+            "the cause is outside the release"
+        )
+    backplane_down = pod.metrics is not None and pod.metrics.engine_available is False
+    if backplane_down and not any(p.metrics and p.metrics.engine_available for p in live):
+        return "BackplaneUnavailable", (
+            f"pod {pod.name} reports its backplane (Redis) unavailable and no pod reaches "
+            "it: the cause is outside the release"
+        )
     return None
 
 
@@ -262,6 +405,8 @@ def judge_rollout(
     progress_deadline_seconds: int,
     stalled_seconds: float,
     available_seconds: float | None,
+    windows: Sequence[WindowResult] = (),
+    resumed_seconds: float | None = None,
 ) -> Verdict:
     """Decide on the release ``revision`` being rolled out.
 
@@ -272,14 +417,23 @@ def judge_rollout(
     replaced pod makes the Deployment incomplete again without saying anything about the
     release; its new pods are still judged one by one.
 
+    ``resumed_seconds``: since the release was last inconclusive (None: never). An outage
+    that kept every pod unready ends for the pods one by one, as each reconnects: a new
+    pod is not failed as unready until ``readyTimeoutSeconds`` after the old release's
+    pods came back.
+
+    ``windows`` are the release's latest metric windows, oldest first (see
+    :mod:`windows`). The release fails on metrics only when the last
+    ``consecutive_bad_windows`` of them are all BAD; it is inconclusive while the latest
+    is SHARED, and it does not succeed while the latest is BAD.
+
     A pod whose /metrics the operator could not read has no metrics gates, so it is never
     passed over in silence: every message names the release's unscrapable pods. And a
     release is not called healthy on no data: after its observation period it succeeds
-    only on a pass that read /metrics from at least one of its pods; while none answers,
-    it stays in observation (inconclusive, reason MetricsUnavailable) and is neither
-    rolled back nor recorded as good. The judge keeps no history, so this is asked of the
-    pass that would end the observation, not of every pass in it. With scraping turned
-    off in the operator's settings no pod is unscrapable and the gates are simply off.
+    only once its answering pods filled a window; while none answers it stays in
+    observation (MetricsUnavailable) and is neither rolled back nor recorded as good.
+    With scraping turned off in the operator's settings no pod is unscrapable and no pod
+    has metrics: the metric gates are simply off.
     """
     observing = available_seconds is not None
     live = [p for p in pods if p.revision == revision and not p.terminating]
@@ -292,8 +446,31 @@ def judge_rollout(
         if pod.revision != revision:
             continue
         problem = pod_problems(pod, limits, pending_timeout)
-        if problem is not None:
-            return Verdict(Phase.FAILED, *problem)
+        if problem is None:
+            continue
+        if problem[0] == "PodNotReady":
+            excuse = shared_unreadiness(pod, pods, revision)
+            if excuse is not None:
+                return Verdict(Phase.INCONCLUSIVE, excuse[0], f"{problem[1]}, but {excuse[1]}")
+            if resumed_seconds is not None and resumed_seconds <= limits.ready_timeout_seconds:
+                continue
+        return Verdict(Phase.FAILED, *problem)
+    count = limits.consecutive_bad_windows
+    latest = windows[-1] if windows else None
+    if len(windows) >= count and all(w.state is WindowState.BAD for w in windows[-count:]):
+        return Verdict(
+            Phase.FAILED,
+            "UnhealthyMetrics",
+            f"revision {revision}: {'; '.join(windows[-1].problems)} in {count} consecutive "
+            f"windows of {limits.window_seconds}s",
+        )
+    if latest is not None and latest.state is WindowState.SHARED:
+        return Verdict(
+            Phase.INCONCLUSIVE,
+            "OldReleaseUnhealthy",
+            f"revision {revision}: {'; '.join(latest.problems)}: the old release is as "
+            "unhealthy, so the cause is outside the release",
+        )
     if not deployment.complete and not observing:
         if deployment.deadline_exceeded:
             return Verdict(
@@ -321,6 +498,7 @@ def judge_rollout(
             "ObservingRelease",
             f"revision {revision} available; watching it for {limits.observation_seconds}s"
             + _scaling(deployment)
+            + _bad_window(latest)
             + unscraped,
         )
     if not deployment.complete:
@@ -331,6 +509,13 @@ def judge_rollout(
             + _scaling(deployment)
             + unscraped,
         )
+    if latest is not None and latest.state is WindowState.BAD:
+        return Verdict(
+            Phase.OBSERVING,
+            "ObservingRelease",
+            f"revision {revision} observed; not called healthy while its latest window is "
+            f"bad{_bad_window(latest)}{unscraped}",
+        )
     if live and len(silent) == len(live):
         return Verdict(
             Phase.OBSERVING,
@@ -339,7 +524,21 @@ def judge_rollout(
             f"of none of its pods could be read ({', '.join(silent)}); waiting for one to "
             "answer before calling it healthy",
         )
+    scraped = any(p.metrics is not None for p in live)
+    if scraped and not any(w.state is not WindowState.EMPTY for w in windows):
+        return Verdict(
+            Phase.OBSERVING,
+            "CollectingMetrics",
+            f"revision {revision} observed; waiting for a full window of {limits.window_seconds}s"
+            " of /metrics before calling it healthy" + unscraped,
+        )
     return Verdict(Phase.SUCCEEDED, "ReleaseHealthy", f"revision {revision} is healthy{unscraped}")
+
+
+def _bad_window(window: WindowResult | None) -> str:
+    if window is None or window.state is not WindowState.BAD:
+        return ""
+    return f" (latest window: {'; '.join(window.problems)})"
 
 
 def _scaling(deployment: DeploymentState) -> str:

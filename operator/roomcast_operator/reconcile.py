@@ -22,6 +22,7 @@ from .releases import Event, Observed, Revision
 from .render import Capabilities, Owner, Release
 from .settings import OperatorSettings
 from .spec import ClusterSpec, parse
+from .windows import ScrapeMemory
 
 Obj = dict[str, Any]
 log = logging.getLogger("roomcast_operator")
@@ -72,6 +73,8 @@ class Reconciler:
         self._pending: set[tuple[str, str]] = set()
         self._capabilities: Capabilities | None = None
         self._validated: dict[str, list[str]] = {}
+        self._scrapes = ScrapeMemory()
+        self._legacy_config_gone: set[tuple[str, str]] = set()
 
     async def trigger(self, namespace: str, name: str) -> None:
         """Reconcile now, or right after the pass already running for this cluster."""
@@ -127,6 +130,7 @@ class Reconciler:
         body = await kube.get(path)
         if body is None or body["metadata"].get("deletionTimestamp"):
             self.metrics.forget(namespace, name)
+            self._scrapes.forget((namespace, name))
             return  # the garbage collector removes the children
         meta = body["metadata"]
         owner = Owner(name, namespace, meta["uid"])
@@ -169,6 +173,9 @@ class Reconciler:
             rollback_request=rollback_request(body),
             invalid_spec="; ".join(problems) if problems else None,
         )
+        observed.samples = self._scrapes.record(
+            (namespace, name), now, observed.pods, spec.rollout.health
+        )
         plan = releases.decide(spec, meta.get("generation", 0), status, spec_release, observed, now)
 
         if plan.new_revision is not None:
@@ -199,7 +206,13 @@ class Reconciler:
             capabilities = await self.capabilities()
             replicas = (deployment or {}).get("spec", {}).get("replicas")
             for child in render.children(
-                owner, spec, plan.run.release, plan.run.number, capabilities, replicas
+                owner,
+                spec,
+                plan.run.release,
+                plan.run.number,
+                capabilities,
+                replicas,
+                paused=plan.paused,
             ):
                 await kube.apply(child)
             for api_version, kind in render.obsolete_kinds(spec, capabilities):
@@ -220,6 +233,7 @@ class Reconciler:
                     "event %s for %s/%s not posted: %s", event.reason, namespace, name, error
                 )
         await self._prune_revisions(owner, spec, plan.status, revisions)
+        await self._drop_legacy_config(owner, pods)
 
     async def _mark_pods(
         self,
@@ -278,14 +292,39 @@ class Reconciler:
     async def _prune_revisions(
         self, owner: Owner, spec: ClusterSpec, status: Obj, revisions: list[Revision]
     ) -> None:
+        """Delete the revisions beyond the history limit, and with them the ConfigMaps no
+        kept revision mounts."""
         keep = {status.get(k) for k in ("currentRevision", "lastGoodRevision", "specRevision")}
         ordered = sorted(revisions, key=lambda r: r.number, reverse=True)
-        for revision in ordered[spec.revision_history_limit :]:
-            if revision.number not in keep:
-                name = f"{owner.name}-{revision.release.hash}"
-                await self.kube.delete(
-                    object_path("apps/v1", "ControllerRevision", owner.namespace, name)
-                )
+        pruned = [r for r in ordered[spec.revision_history_limit :] if r.number not in keep]
+        kept_configs = {r.release.config_hash for r in revisions if r not in pruned}
+        for revision in pruned:
+            name = f"{owner.name}-{revision.release.hash}"
+            await self.kube.delete(
+                object_path("apps/v1", "ControllerRevision", owner.namespace, name)
+            )
+            if revision.release.config_hash not in kept_configs:
+                config = render.config_map_name(owner, revision.release.config_hash)
+                await self.kube.delete(object_path("v1", "ConfigMap", owner.namespace, config))
+
+    async def _drop_legacy_config(self, owner: Owner, pods: list[Obj]) -> None:
+        """Delete the one shared ConfigMap older operators made for the cluster once no
+        pod mounts it (looked for once per cluster and operator process; a ConfigMap of
+        that name the cluster does not own is left alone)."""
+        key = (owner.namespace, owner.name)
+        legacy = owner.name + render.LEGACY_CONFIG_MAP_SUFFIX
+        if key in self._legacy_config_gone:
+            return
+        for pod in pods:
+            for volume in (pod.get("spec") or {}).get("volumes") or []:
+                if (volume.get("configMap") or {}).get("name") == legacy:
+                    return
+        path = object_path("v1", "ConfigMap", owner.namespace, legacy)
+        found = await self.kube.get(path)
+        owners = ((found or {}).get("metadata") or {}).get("ownerReferences") or []
+        if any(ref.get("uid") == owner.uid for ref in owners):
+            await self.kube.delete(path)
+        self._legacy_config_gone.add(key)
 
     async def _post_event(self, body: Obj, event: Event) -> None:
         meta = body["metadata"]

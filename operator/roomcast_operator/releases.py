@@ -1,9 +1,10 @@
 """Releases, revisions and rollback: the operator's state machine, as a pure function.
 
-Every distinct release (image plus rendered config plus pod annotations) gets a revision
-number the first time it is rolled out; going back to identical content reuses the
-number. The revisions live in ControllerRevisions, the rollout history in the status, so
-a restarted operator picks up exactly where the last one stopped.
+Every distinct release (everything that reaches the pod template, see
+:class:`render.Release`) gets a revision number the first time it is rolled out; going
+back to identical content reuses the number. The revisions live in ControllerRevisions,
+the rollout history in the status, so a restarted operator picks up exactly where the
+last one stopped.
 
 The spec is acted on when its release changes (``status.specHash``); a rollback, manual
 or automatic, makes the Deployment run an older revision without touching the spec, and
@@ -17,11 +18,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from . import conditions
+from . import conditions, windows
 from .conditions import Condition
 from .health import DeploymentState, Phase, PodState, Verdict, judge_rollout
 from .render import Release
 from .spec import ClusterSpec
+from .windows import Samples
 
 Obj = dict[str, Any]
 
@@ -29,6 +31,9 @@ IN_PROGRESS = "Progressing"
 SUCCEEDED = "Succeeded"
 FAILED = "Failed"
 SUPERSEDED = "Superseded"
+INCONCLUSIVE_REASON = "ReleaseInconclusive"
+"""The Progressing condition's reason (and the event's) while the release waits on a
+cause outside it."""
 
 
 @dataclass(frozen=True)
@@ -54,17 +59,24 @@ class Observed:
     pods: list[PodState]
     rollback_request: int | None
     invalid_spec: str | None = None
+    samples: Samples = field(default_factory=dict)
+    """Recent scrapes of the pods (see :mod:`windows`); empty without scraping."""
 
 
 @dataclass
 class Plan:
-    """What to do: the status to write, the revision to run, what to record and say."""
+    """What to do: the status to write, the revision to run, what to record and say.
+
+    ``paused``: the release is inconclusive, its rollout is held (Deployment paused)
+    until the cause outside it goes away.
+    """
 
     status: Obj
     run: Revision | None
     new_revision: Revision | None = None
     events: list[Event] = field(default_factory=list)
     clear_rollback_request: bool = False
+    paused: bool = False
 
 
 def _parse_time(text: str | None) -> datetime | None:
@@ -169,13 +181,23 @@ def decide(
     record = records[-1] if records else None
     verdict: Verdict | None = None
     if record is not None and record["outcome"] == IN_PROGRESS and plan.run is not None:
-        verdict = _judge(spec, observed, record, now)
+        was_inconclusive = _was_inconclusive(status)
+        resumed = 0.0 if was_inconclusive else _seconds_since(record.get("resumed"), now)
+        verdict = _judge(spec, observed, record, now, resumed)
+        if was_inconclusive and verdict.phase is not Phase.INCONCLUSIVE:
+            record["resumed"] = stamp
         if verdict.phase is Phase.OBSERVING and "available" not in record:
             record["available"] = stamp
         elif verdict.phase is Phase.SUCCEEDED:
             _finish(record, SUCCEEDED, verdict.reason, stamp)
             new["lastGoodRevision"] = record["revision"]
             plan.events.append(Event("Normal", "ReleaseSucceeded", verdict.message))
+        elif verdict.phase is Phase.INCONCLUSIVE:
+            plan.paused = True
+            if not _was_inconclusive(status):
+                plan.events.append(
+                    Event("Warning", INCONCLUSIVE_REASON, f"{verdict.reason}: {verdict.message}")
+                )
         elif verdict.phase is Phase.FAILED:
             _finish(record, FAILED, verdict.reason, stamp)
             plan.events.append(Event("Warning", "ReleaseFailed", verdict.message))
@@ -191,6 +213,10 @@ def decide(
                     ),
                 )
 
+    going_on = (Phase.PROGRESSING, Phase.OBSERVING, Phase.SUCCEEDED)
+    if _was_inconclusive(status) and verdict is not None and verdict.phase in going_on:
+        # A release that fails or is superseded instead says so in its own event.
+        plan.events.append(Event("Normal", "ReleaseResumed", verdict.message))
     del records[: max(0, len(records) - spec.revision_history_limit)]
     wanted.extend(_conditions(spec, new, observed, verdict))
     new["conditions"] = conditions.merge(status.get("conditions") or [], wanted, generation, stamp)
@@ -201,7 +227,15 @@ def decide(
     return plan
 
 
-def _judge(spec: ClusterSpec, observed: Observed, record: Obj, now: datetime) -> Verdict:
+def _was_inconclusive(status: Obj) -> bool:
+    """The previous pass found the release inconclusive (its Progressing condition says)."""
+    progressing = conditions.find(status.get("conditions") or [], conditions.PROGRESSING)
+    return progressing is not None and progressing.get("reason") == INCONCLUSIVE_REASON
+
+
+def _judge(
+    spec: ClusterSpec, observed: Observed, record: Obj, now: datetime, resumed: float | None
+) -> Verdict:
     revision = record["revision"]
     if observed.deployment is None or observed.deployment_revision != revision:
         return Verdict(Phase.PROGRESSING, "Applying", f"applying revision {revision}")
@@ -218,6 +252,8 @@ def _judge(spec: ClusterSpec, observed: Observed, record: Obj, now: datetime) ->
         spec.rollout.progress_deadline_seconds,
         0.0 if since is None else (now - since).total_seconds(),
         _seconds_since(record.get("available"), now),
+        windows.windows(observed.samples, revision, now, spec.rollout.health),
+        resumed,
     )
 
 
@@ -256,6 +292,9 @@ def _conditions(
         message = verdict.message if verdict else f"rolling out revision {current}"
         if verdict is not None and verdict.phase is Phase.OBSERVING:
             reason = "ObservingRelease"
+        if verdict is not None and verdict.phase is Phase.INCONCLUSIVE:
+            # Why the rollout waits: the verdict's own reason leads the message.
+            reason, message = INCONCLUSIVE_REASON, f"{verdict.reason}: {verdict.message}"
         result.append(Condition(conditions.PROGRESSING, True, reason, message))
     elif record is not None:
         result.append(

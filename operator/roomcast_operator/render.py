@@ -1,9 +1,15 @@
 """Spec to desired objects: pure functions, no API calls.
 
-A *release* is what a revision pins: the image and the rendered server config (plus the
-pod annotations). Everything else in the spec (replicas, resources, drain, rollout
-settings) applies to whichever release runs. Every child carries an owner reference to
-the RoomcastCluster, so deleting it garbage-collects them.
+A *release* is what a revision pins: everything that reaches the pod template. That is
+the image, the rendered server config, the pod annotations and the spec fields the pod
+is rendered from (:data:`POD_FIELDS`: resources, Secret references for the environment,
+preStop and drain, placement, pull policy and secrets). Changing any of them makes a new
+release, with its record, its health gate and its rollback; the rest of the spec
+(replicas, autoscaling, rollout settings, Service) applies to whichever release runs.
+Each release's config lives in its own immutable ConfigMap, named by the config's hash,
+so a pod of an older release that restarts mid-rollout still reads its own config. Every
+child carries an owner reference to the RoomcastCluster, so deleting it
+garbage-collects them.
 """
 
 from __future__ import annotations
@@ -17,13 +23,14 @@ from typing import Any
 import yaml
 
 from . import GROUP, KIND, VERSION
-from .spec import ClusterSpec
+from .spec import ClusterSpec, parse
 
 Obj = dict[str, Any]
 
 CONFIG_FILE = "config.yaml"
 CONFIG_DIR = "/etc/roomcast"
 CONFIG_HASH_ANNOTATION = "roomcast.io/config-hash"
+CONFIG_HASH_LABEL = "roomcast.io/config-hash"
 REVISION_ANNOTATION = "roomcast.io/revision"
 RELEASE_HASH_LABEL = "roomcast.io/release-hash"
 SERVING_LABEL = "roomcast.io/serving"
@@ -33,6 +40,18 @@ reconnect to the new release only and move once (see :func:`serving_labels`)."""
 COMPONENT = "server"
 SHUTDOWN_MARGIN_SECONDS = 10
 """Slack between the server's hard shutdown timeout and the kubelet's SIGKILL."""
+POD_FIELDS = (
+    "imagePullPolicy",
+    "resources",
+    "auth",
+    "apiKeySecretRef",
+    "redis",
+    "drain",
+    "placement",
+    "imagePullSecrets",
+)
+"""The spec's fields that reach the pod template (besides the image, the config and the
+pod annotations): a release pins them, a rollback restores them."""
 
 
 @dataclass(frozen=True)
@@ -56,12 +75,18 @@ class Owner:
 
 @dataclass(frozen=True)
 class Release:
-    """The versioned content of a revision: rolling back restores exactly this."""
+    """The versioned content of a revision: rolling back restores exactly this.
+
+    ``pod`` holds the spec's :data:`POD_FIELDS` as written (defaults applied); None only
+    for revisions recorded before releases pinned them, which render with the current
+    spec's fields.
+    """
 
     image: str
     version: str
     config: str
     pod_annotations: dict[str, str]
+    pod: Obj | None = None
 
     @property
     def config_hash(self) -> str:
@@ -69,7 +94,10 @@ class Release:
 
     @property
     def hash(self) -> str:
-        return _digest(json.dumps(asdict(self), sort_keys=True))
+        content = asdict(self)
+        if self.pod is None:
+            del content["pod"]  # as such revisions were named when recorded
+        return _digest(json.dumps(content, sort_keys=True))
 
     def to_data(self) -> Obj:
         return {**asdict(self), "configHash": self.config_hash}
@@ -81,7 +109,14 @@ class Release:
             version=data["version"],
             config=data["config"],
             pod_annotations=dict(data.get("pod_annotations") or {}),
+            pod=copy.deepcopy(data.get("pod")),
         )
+
+    def pod_spec(self, current: ClusterSpec) -> ClusterSpec:
+        """The spec the release's pods are rendered from."""
+        if self.pod is None:
+            return current
+        return parse({**copy.deepcopy(self.pod), "image": self.image, "version": self.version})
 
 
 def _digest(text: str) -> str:
@@ -144,7 +179,8 @@ def _deep_merge(into: Obj, extra: Obj) -> None:
 
 def release_of(spec: ClusterSpec) -> Release:
     text = yaml.safe_dump(server_config(spec), sort_keys=True)
-    return Release(spec.image, spec.version, text, dict(spec.pod_annotations))
+    pod = {key: copy.deepcopy(spec.raw[key]) for key in POD_FIELDS if key in spec.raw}
+    return Release(spec.image, spec.version, text, dict(spec.pod_annotations), pod)
 
 
 # --- labels and metadata ------------------------------------------------------------------
@@ -179,20 +215,29 @@ def _meta(owner: Owner, name: str, version: str | None = None) -> Obj:
     }
 
 
-def config_map_name(owner: Owner) -> str:
-    return f"{owner.name}-config"
+def config_map_name(owner: Owner, config_hash: str) -> str:
+    """One ConfigMap per distinct config, named by its hash (releases that differ only
+    outside the config share it)."""
+    return f"{owner.name}-config-{config_hash}"
+
+
+LEGACY_CONFIG_MAP_SUFFIX = "-config"
+"""The one mutable ConfigMap every revision mounted before configs were per release."""
 
 
 # --- children ------------------------------------------------------------------------------
 
 
 def config_map(owner: Owner, release: Release) -> Obj:
-    meta = _meta(owner, config_map_name(owner))
+    """The release's config, immutable: a change is a new ConfigMap, never an edit."""
+    meta = _meta(owner, config_map_name(owner, release.config_hash))
+    meta["labels"][CONFIG_HASH_LABEL] = release.config_hash
     meta["annotations"] = {CONFIG_HASH_ANNOTATION: release.config_hash}
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": meta,
+        "immutable": True,
         "data": {CONFIG_FILE: release.config},
     }
 
@@ -228,6 +273,8 @@ def termination_grace_seconds(spec: ClusterSpec) -> int:
 
 
 def pod_template(owner: Owner, spec: ClusterSpec, release: Release, revision: int) -> Obj:
+    """The pods of ``release``: rendered from its own pod fields, not the current spec's."""
+    spec = release.pod_spec(spec)
     annotations = {
         **release.pod_annotations,
         CONFIG_HASH_ANNOTATION: release.config_hash,
@@ -276,7 +323,12 @@ def pod_template(owner: Owner, spec: ClusterSpec, release: Release, revision: in
         ],
         "terminationGracePeriodSeconds": termination_grace_seconds(spec),
         "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
-        "volumes": [{"name": "config", "configMap": {"name": config_map_name(owner)}}],
+        "volumes": [
+            {
+                "name": "config",
+                "configMap": {"name": config_map_name(owner, release.config_hash)},
+            }
+        ],
     }
     for field in ("nodeSelector", "tolerations", "affinity", "priorityClassName"):
         if spec.placement.get(field):
@@ -350,8 +402,15 @@ def desired_replicas(spec: ClusterSpec, current: int | None) -> int:
 
 
 def deployment(
-    owner: Owner, spec: ClusterSpec, release: Release, revision: int, replicas: int | None = None
+    owner: Owner,
+    spec: ClusterSpec,
+    release: Release,
+    revision: int,
+    replicas: int | None = None,
+    paused: bool = False,
 ) -> Obj:
+    """``paused`` holds a rollout while the release is inconclusive: no further pod is
+    replaced, and the Deployment's progress deadline does not run out meanwhile."""
     meta = _meta(owner, owner.name, release.version)
     meta["annotations"] = {REVISION_ANNOTATION: str(revision)}
     body: Obj = {
@@ -363,6 +422,7 @@ def deployment(
         "progressDeadlineSeconds": spec.rollout.progress_deadline_seconds,
         "revisionHistoryLimit": spec.revision_history_limit,
         "template": pod_template(owner, spec, release, revision),
+        "paused": paused,
     }
     body["replicas"] = desired_replicas(spec, replicas)
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": body}
@@ -493,11 +553,12 @@ def children(
     revision: int,
     capabilities: Capabilities,
     current_replicas: int | None = None,
+    paused: bool = False,
 ) -> list[Obj]:
     """Every object the cluster should own right now, the ConfigMap before the Deployment."""
     objects = [
         config_map(owner, release),
-        deployment(owner, spec, release, revision, current_replicas),
+        deployment(owner, spec, release, revision, current_replicas, paused),
         service(owner, spec),
         pod_disruption_budget(owner),
     ]

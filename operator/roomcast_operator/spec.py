@@ -62,6 +62,8 @@ class HealthThresholds:
     max_publish_latency_seconds: float
     max_engine_errors_per_second: float
     min_samples: int
+    window_seconds: int
+    consecutive_bad_windows: int
 
 
 @dataclass(frozen=True)
@@ -173,6 +175,8 @@ def parse(raw_spec: Obj) -> ClusterSpec:
                 max_publish_latency_seconds=float(health["maxPublishLatencySeconds"]),
                 max_engine_errors_per_second=float(health["maxEngineErrorsPerSecond"]),
                 min_samples=health["minSamples"],
+                window_seconds=health["windowSeconds"],
+                consecutive_bad_windows=health["consecutiveBadWindows"],
             ),
         ),
         service_type=spec["service"]["type"],

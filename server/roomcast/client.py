@@ -254,9 +254,10 @@ class Client:
             return
         except Exception as exc:
             self.node.metrics.commands[(method, "error")] += 1
-            self._error(cmd_id, self._as_protocol_error(exc, method))
+            error = self._as_protocol_error(exc, method)
+            self._error(cmd_id, error)
             if method == "connect":
-                self._fail_connect()
+                self._fail_connect(error.code)
             return
         self.node.metrics.commands[(method, "ok")] += 1
         if result is not None:
@@ -278,9 +279,10 @@ class Client:
     def _error(self, cmd_id: int, error: ProtocolError) -> None:
         self.transport.send(orjson.dumps({"id": cmd_id, "error": error.to_dict()}))
 
-    def _fail_connect(self) -> None:
+    def _fail_connect(self, code: int) -> None:
         """After an error reply to connect the connection is unusable (Centrifugo)."""
         self.node.metrics.connects["rejected"] += 1
+        self.node.metrics.connect_errors[code] += 1
         self.state = ClientState.CLOSED
         self._loop.call_later(
             self.node.settings.websocket.close_timeout,

@@ -45,6 +45,7 @@ class Metrics:
         self.commands: Counter[tuple[str, str]] = Counter()  # (method, result)
         self.disconnects: Counter[int] = Counter()
         self.connects: Counter[str] = Counter()  # accepted, rejected
+        self.connect_errors: Counter[int] = Counter()  # rejected connects by error code
         self.recoveries: Counter[str] = Counter()  # recovered, failed
         self.engine_errors = 0
         self.gauges: dict[str, Callable[[], float]] = {}
@@ -119,6 +120,13 @@ class _Collector(Collector):
                 "Connect attempts by result.",
                 ["result"],
                 {(result,): n for result, n in m.connects.items()},
+            ),
+            (
+                "roomcast_connect_errors",
+                "Rejected connect attempts by the error code replied (an expired token is "
+                "the client's, an internal error the server's).",
+                ["code"],
+                {(str(code),): n for code, n in m.connect_errors.items()},
             ),
             (
                 "roomcast_recoveries",

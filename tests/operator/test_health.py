@@ -9,8 +9,13 @@ from roomcast_operator.health import (
     Phase,
     PodMetrics,
     PodState,
+    WindowResult,
+    WindowState,
+    WindowTotals,
     judge_rollout,
-    metric_problems,
+    judge_window,
+    quantile,
+    window_problems,
 )
 
 from .helpers import complete_deployment, make_spec
@@ -90,27 +95,106 @@ def test_stale_deadline_of_an_older_template_is_ignored() -> None:
     assert DeploymentState.from_object(raw).deadline_exceeded is True
 
 
-def test_bad_realtime_metrics_fail_the_release() -> None:
-    metrics = PodMetrics(connects_accepted=50, connects_rejected=50)
-    verdict = judge_rollout(ROLLING, [pod(metrics=metrics)], 2, LIMITS, 180, 5, None)
-    assert verdict.phase is Phase.FAILED
-    assert verdict.reason == "UnhealthyMetrics"
-    assert "connect error ratio 0.50" in verdict.message
+BAD = WindowResult(WindowState.BAD, ("connect error ratio 0.50 > 0.2",))
+GOOD = WindowResult(WindowState.GOOD)
+SHARED = WindowResult(WindowState.SHARED, ("backplane errors 3.00/s per pod > 1.0/s",))
+EMPTY = WindowResult(WindowState.EMPTY)
 
 
-def test_metric_thresholds() -> None:
-    assert metric_problems(PodMetrics(), 10, LIMITS) == []
+def test_consecutive_bad_windows_fail_the_release() -> None:
+    assert LIMITS.consecutive_bad_windows == 3
+    verdict = judge_rollout(ROLLING, [pod()], 2, LIMITS, 180, 5, None, [BAD, BAD, BAD])
+    assert (verdict.phase, verdict.reason) == (Phase.FAILED, "UnhealthyMetrics")
+    assert "connect error ratio 0.50 > 0.2 in 3 consecutive windows of 20s" in verdict.message
+
+
+def test_fewer_bad_windows_only_hold_the_success_back() -> None:
+    for windows in ([GOOD, BAD, BAD], [BAD, EMPTY, BAD], [BAD, BAD, GOOD]):
+        assert judge_rollout(ROLLING, [pod()], 2, LIMITS, 180, 5, None, windows).phase is (
+            Phase.PROGRESSING
+        )
+    verdict = judge_rollout(COMPLETE, [pod()], 2, LIMITS, 180, 5, 600, [GOOD, GOOD, BAD])
+    assert verdict.phase is Phase.OBSERVING
+    assert "latest window: connect error ratio 0.50 > 0.2" in verdict.message
+    verdict = judge_rollout(COMPLETE, [pod()], 2, LIMITS, 180, 5, 600, [BAD, BAD, GOOD])
+    assert verdict.phase is Phase.SUCCEEDED
+
+
+def test_a_window_the_old_release_shares_makes_the_release_inconclusive() -> None:
+    verdict = judge_rollout(ROLLING, [pod()], 2, LIMITS, 180, 5, None, [SHARED, SHARED, SHARED])
+    assert (verdict.phase, verdict.reason) == (Phase.INCONCLUSIVE, "OldReleaseUnhealthy")
+    assert "backplane errors" in verdict.message and "outside the release" in verdict.message
+
+
+def test_answering_pods_must_fill_a_window_before_success() -> None:
+    scraped = pod(metrics=PodMetrics())
+    verdict = judge_rollout(COMPLETE, [scraped], 2, LIMITS, 180, 5, 600, [EMPTY, EMPTY, EMPTY])
+    assert (verdict.phase, verdict.reason) == (Phase.OBSERVING, "CollectingMetrics")
+    verdict = judge_rollout(COMPLETE, [scraped], 2, LIMITS, 180, 5, 600, [EMPTY, EMPTY, GOOD])
+    assert verdict.phase is Phase.SUCCEEDED
+
+
+def totals(seconds: float = 20.0, **deltas: object) -> WindowTotals:
+    return WindowTotals(pods=1, pod_seconds=seconds, deltas=PodMetrics(**deltas))  # type: ignore[arg-type]
+
+
+def test_window_thresholds() -> None:
+    assert window_problems(totals(), LIMITS) == {}
     # Too few samples to judge a ratio.
-    assert metric_problems(PodMetrics(connects_rejected=10), 10, LIMITS) == []
-    assert metric_problems(PodMetrics(recoveries_ok=10, recoveries_failed=90), 10, LIMITS) == [
-        "failed recovery ratio 0.90 > 0.2"
-    ]
-    assert metric_problems(PodMetrics(terminal_disconnects=100), 10, LIMITS) == [
-        "terminal disconnects 10.00/s > 5.0/s"
-    ]
-    assert metric_problems(PodMetrics(engine_errors=20), 10, LIMITS) == [
-        "backplane errors 2.00/s > 1.0/s"
-    ]
-    assert metric_problems(PodMetrics(publish_latency_p99_seconds=2.5), 10, LIMITS) == [
-        "publish latency p99 2.500s > 1.0s"
-    ]
+    assert window_problems(totals(connects_rejected=10), LIMITS) == {}
+    assert window_problems(totals(connects_accepted=40, connects_rejected=60), LIMITS) == {
+        "connects": "connect error ratio 0.60 > 0.2"
+    }
+    assert window_problems(totals(recoveries_ok=10, recoveries_failed=90), LIMITS) == {
+        "recoveries": "failed recovery ratio 0.90 > 0.2"
+    }
+    assert window_problems(totals(10, terminal_disconnects=100), LIMITS) == {
+        "disconnects": "terminal disconnects 10.00/s per pod > 5.0/s"
+    }
+    assert window_problems(totals(10, engine_errors=20), LIMITS) == {
+        "engine": "backplane errors 2.00/s per pod > 1.0/s"
+    }
+    slow = ((0.5, 10.0), (2.5, 100.0), (float("inf"), 100.0))
+    assert window_problems(totals(latency_buckets=slow), LIMITS) == {
+        "latency": "publish latency p99 2.500s > 1.0s"
+    }
+    # Too few publications for a p99.
+    assert window_problems(totals(latency_buckets=((2.5, 3.0), (float("inf"), 3.0))), LIMITS) == {}
+
+
+def test_client_caused_rejects_and_disconnects_are_not_counted() -> None:
+    window = totals(
+        10,
+        connects_accepted=40,
+        connects_rejected_by_client=60,
+        terminal_disconnects_by_client=500,
+    )
+    assert window_problems(window, LIMITS) == {}
+
+
+def test_judge_window_compares_with_the_old_release() -> None:
+    seconds = LIMITS.window_seconds
+    sick = totals(engine_errors=100)
+    healthy = totals()
+    assert judge_window(sick, healthy, LIMITS, seconds).state is WindowState.BAD
+    shared = judge_window(sick, totals(engine_errors=80), LIMITS, seconds)
+    assert shared.state is WindowState.SHARED
+    assert "(old release: backplane errors 4.00/s per pod > 1.0/s)" in shared.problems[0]
+    # A problem the old release does not share is still the release's own.
+    both = totals(engine_errors=100, connects_accepted=10, connects_rejected=90)
+    verdict = judge_window(both, totals(engine_errors=80), LIMITS, seconds)
+    assert (verdict.state, verdict.problems) == (
+        WindowState.BAD,
+        ("connect error ratio 0.90 > 0.2",),
+    )
+    assert judge_window(healthy, sick, LIMITS, seconds).state is WindowState.GOOD
+    # Scraped over less than half the window: not judged.
+    assert judge_window(
+        totals(seconds / 2 - 1, engine_errors=100), healthy, LIMITS, seconds
+    ).state is (WindowState.EMPTY)
+
+
+def test_quantile_of_an_empty_histogram_is_unknown() -> None:
+    assert quantile([], 0.99) is None
+    assert quantile([(0.1, 0.0), (float("inf"), 0.0)], 0.99) is None
+    assert quantile([(0.1, 50.0), (0.5, 100.0), (float("inf"), 100.0)], 0.99) == 0.5

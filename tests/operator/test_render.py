@@ -57,13 +57,72 @@ def test_sentinel_settings_reach_the_engine_section() -> None:
     }
 
 
-def test_release_hash_changes_with_image_or_config_only() -> None:
+def test_release_hash_changes_with_what_reaches_the_pods_only() -> None:
     base = render.release_of(make_spec())
-    assert render.release_of(make_spec(minReplicas=5)).hash == base.hash
+    for unrelated in (
+        {"minReplicas": 5},
+        {"rollout": {"maxSurge": 2}},
+        {"service": {"type": "NodePort"}},
+        {"autoscaling": {"targetConnectionsPerPod": 100}},
+    ):
+        assert render.release_of(make_spec(**unrelated)).hash == base.hash, unrelated
     assert render.release_of(make_spec(image="ghcr.io/roomcast/roomcast:1.0.1")).hash != base.hash
     other_config = render.release_of(make_spec(allowedOrigins=["*"]))
     assert other_config.hash != base.hash
     assert other_config.config_hash != base.config_hash
+    for pod_change in (
+        {"resources": {"requests": {"cpu": "64"}}},
+        {"apiKeySecretRef": {"name": "other", "key": "api"}},
+        {"auth": {"hmacSecretRef": {"name": "other", "key": "hmac"}}},
+        {"drain": {"preStopSeconds": 9}},
+        {"placement": {"nodeSelector": {"pool": "rt"}}},
+        {"imagePullSecrets": [{"name": "registry"}]},
+        {"imagePullPolicy": "Always"},
+    ):
+        changed = render.release_of(make_spec(**pod_change))
+        assert changed.hash != base.hash, pod_change
+        assert changed.config_hash == base.config_hash or "auth" in pod_change
+
+
+def test_pods_render_from_their_release_not_the_current_spec() -> None:
+    """Rolling back restores resources, Secret references, preStop and placement too."""
+    old_spec = make_spec(
+        resources={"requests": {"cpu": "250m"}},
+        apiKeySecretRef={"name": "old", "key": "api"},
+        drain={"preStopSeconds": 3, "drainWindowSeconds": 7},
+        placement={"nodeSelector": {"pool": "old"}},
+    )
+    new_spec = make_spec(
+        resources={"requests": {"cpu": "64"}},
+        apiKeySecretRef={"name": "new", "key": "api"},
+        drain={"preStopSeconds": 20, "drainWindowSeconds": 60},
+        placement={"nodeSelector": {"pool": "new"}},
+    )
+    old = render.release_of(old_spec)
+    template = render.pod_template(OWNER, new_spec, old, 1)["spec"]
+    container = template["containers"][0]
+    assert container["resources"] == {"requests": {"cpu": "250m"}}
+    env = {e["name"]: e for e in container["env"]}
+    assert env["ROOMCAST_API_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "old"
+    assert container["lifecycle"]["preStop"]["sleep"]["seconds"] == 3
+    assert template["terminationGracePeriodSeconds"] == render.termination_grace_seconds(old_spec)
+    assert template["nodeSelector"] == {"pool": "old"}
+    assert template == render.pod_template(OWNER, old_spec, old, 1)["spec"]
+
+
+def test_revisions_recorded_before_pod_fields_render_with_the_current_spec() -> None:
+    spec = make_spec(resources={"requests": {"cpu": "1"}})
+    data = render.release_of(spec).to_data()
+    del data["pod"]
+    legacy = render.Release.from_data(data)
+    assert legacy.pod is None
+    # Named as it was when recorded: the hash of the fields it had.
+    assert (
+        legacy.hash
+        == render.Release(legacy.image, legacy.version, legacy.config, legacy.pod_annotations).hash
+    )
+    template = render.pod_template(OWNER, spec, legacy, 1)["spec"]
+    assert template["containers"][0]["resources"] == {"requests": {"cpu": "1"}}
 
 
 def test_release_round_trips_through_a_controller_revision() -> None:
@@ -73,13 +132,27 @@ def test_release_round_trips_through_a_controller_revision() -> None:
     assert render.Release.from_data(data) == release
 
 
-def test_config_map_carries_the_rendered_file_and_its_hash() -> None:
+def test_config_map_per_config_immutable_and_mounted_by_its_pods() -> None:
     release = render.release_of(make_spec())
     config_map = render.config_map(OWNER, release)
-    assert config_map["metadata"]["name"] == "chat-config"
+    name = f"chat-config-{release.config_hash}"
+    assert config_map["metadata"]["name"] == name
+    assert config_map["immutable"] is True
     assert config_map["metadata"]["ownerReferences"] == [OWNER_REF]
+    assert config_map["metadata"]["labels"]["roomcast.io/config-hash"] == release.config_hash
     assert config_map["metadata"]["annotations"] == {"roomcast.io/config-hash": release.config_hash}
     assert yaml.safe_load(config_map["data"]["config.yaml"])["engine"] == {"type": "memory"}
+    volumes = render.pod_template(OWNER, make_spec(), release, 1)["spec"]["volumes"]
+    assert volumes == [{"name": "config", "configMap": {"name": name}}]
+    other = render.release_of(make_spec(allowedOrigins=["*"]))
+    assert render.config_map(OWNER, other)["metadata"]["name"] != name
+
+
+def test_a_paused_release_pauses_its_deployment() -> None:
+    spec = make_spec()
+    release = render.release_of(spec)
+    assert render.deployment(OWNER, spec, release, 1)["spec"]["paused"] is False
+    assert render.deployment(OWNER, spec, release, 1, paused=True)["spec"]["paused"] is True
 
 
 def test_deployment_drains_without_losing_capacity() -> None:
@@ -203,7 +276,7 @@ def test_server_pods_spread_over_zones_and_nodes() -> None:
     assert spread[0]["labelSelector"] == {"matchLabels": render.selector_labels("chat")}
 
 
-def test_placement_reaches_the_pods_and_stays_out_of_the_release() -> None:
+def test_placement_reaches_the_pods_as_part_of_the_release() -> None:
     placement = {
         "nodeSelector": {"pool": "realtime"},
         "tolerations": [
@@ -217,8 +290,8 @@ def test_placement_reaches_the_pods_and_stays_out_of_the_release() -> None:
     assert template["tolerations"] == placement["tolerations"]
     assert template["priorityClassName"] == "realtime"
     assert "affinity" not in template
-    # Where pods run is not part of what a rollback restores.
-    assert render.release_of(spec) == render.release_of(make_spec())
+    # Where pods run is part of what a rollback restores.
+    assert render.release_of(spec).hash != render.release_of(make_spec()).hash
 
 
 def test_no_placement_renders_no_scheduling_fields() -> None:

@@ -7,7 +7,14 @@ from datetime import UTC, datetime, timedelta
 
 from roomcast_operator import render
 from roomcast_operator.conditions import find
-from roomcast_operator.health import Phase, PodMetrics, PodState, judge_rollout
+from roomcast_operator.health import (
+    Phase,
+    PodMetrics,
+    PodState,
+    WindowResult,
+    WindowState,
+    judge_rollout,
+)
 from roomcast_operator.releases import Observed, Revision, decide
 
 from .helpers import complete_deployment, make_spec
@@ -92,7 +99,8 @@ def test_inconclusive_release_is_neither_recorded_good_nor_rolled_back() -> None
 
 def test_one_answering_pod_is_enough_and_the_others_are_named() -> None:
     pods = [silent("chat-a"), pod("chat-b", metrics=PodMetrics())]
-    verdict = judge_rollout(COMPLETE, pods, 2, LIMITS, 180, 10, OBSERVED)
+    good = [WindowResult(WindowState.GOOD)]
+    verdict = judge_rollout(COMPLETE, pods, 2, LIMITS, 180, 10, OBSERVED, good)
     assert verdict.phase is Phase.SUCCEEDED
     assert verdict.message.endswith("no /metrics from chat-a")
 
@@ -114,5 +122,6 @@ def test_with_scraping_turned_off_the_release_succeeds_without_metrics() -> None
 def test_bad_metrics_on_an_answering_pod_still_fail_beside_unscrapable_ones() -> None:
     refusing = PodMetrics(connects_accepted=10, connects_rejected=90)
     pods = [silent("chat-a"), pod("chat-b", metrics=refusing)]
-    verdict = judge_rollout(COMPLETE, pods, 2, LIMITS, 180, 10, 5)
+    bad = [WindowResult(WindowState.BAD, ("connect error ratio 0.90 > 0.2",))] * 3
+    verdict = judge_rollout(COMPLETE, pods, 2, LIMITS, 180, 10, 5, bad)
     assert (verdict.phase, verdict.reason) == (Phase.FAILED, "UnhealthyMetrics")

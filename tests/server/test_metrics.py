@@ -16,6 +16,7 @@ def test_counters_exported_with_labels() -> None:
     m.count_disconnect(3001)
     m.count_disconnect(3500)
     m.connects["rejected"] += 1
+    m.connect_errors[109] += 1
     m.recoveries["failed"] += 1
     m.track_publish_latency(0.0)
     m.frames_written()
@@ -28,6 +29,7 @@ def test_counters_exported_with_labels() -> None:
         'roomcast_disconnects_total{code="3001",terminal="false"} 1.0',
         'roomcast_disconnects_total{code="3500",terminal="true"} 1.0',
         'roomcast_connects_total{result="rejected"} 1.0',
+        'roomcast_connect_errors_total{code="109"} 1.0',
         'roomcast_recoveries_total{result="failed"} 1.0',
         "roomcast_publish_to_write_seconds_count 1.0",
     ):
