@@ -126,6 +126,9 @@ def test_install_upgrade_rollback_uninstall(
     release = f"{RELEASE}-{namespace.rsplit('-', 1)[-1]}"
     timeout = cluster.timeout_seconds
     common = ["-n", namespace, "--set", "cluster.name=chat", "--set", "image.pullPolicy=Never"]
+    # An operator for this namespace: the bed may already have a cluster-wide one (the
+    # operator suite's), beside which the chart refuses to install a second.
+    common += ["--set", f"operator.watchNamespace={namespace}"]
     image = ["--set", "image.repository=ghcr.io/roomcast/roomcast"]
     # Three pods on the dev Redis, as a user would start.
     dev = ["--set", "redis.dev.enabled=true", "--set", "cluster.minReplicas=3"]
