@@ -12,6 +12,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,12 +22,13 @@ import pytest
 import yaml
 from tests.helm.chart import CHART, PRODUCTION_VALUES, run_helm, template_args
 
-from e2e.bed import eventually, tools_bin_dir
+from e2e.bed import FAIL_ANNOTATION, eventually, tools_bin_dir
 from e2e.cluster import Cluster
 from e2e.kube import Obj
 from e2e.operator.harness import (
     RUNNING,
     OperatorProcess,
+    install,
     service_account_kubeconfig,
     serving,
 )
@@ -65,6 +69,13 @@ def test_rendered_objects_pass_server_side_dry_run(
     objects = [o for o in yaml.safe_load_all(rendered.stdout) if o]
     checked = [o for o in objects if (o["apiVersion"], o["kind"]) not in THIRD_PARTY]
     assert len(checked) >= 7
+    # A dry run stores nothing, and a Pod's ServiceAccount must exist: they are created
+    # for real first, as helm's install order does.
+    accounts = [o for o in checked if o["kind"] == "ServiceAccount"]
+    cluster.kube.run(
+        "apply", "--server-side", "-n", namespace, "-f", "-",
+        stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": accounts}),
+    )  # fmt: skip
     stdin = json.dumps({"apiVersion": "v1", "kind": "List", "items": checked})
     result = cluster.kube.run(
         "apply", "--dry-run=server", "--server-side", "-n", namespace, "-f", "-", stdin=stdin
@@ -181,3 +192,75 @@ def test_install_upgrade_rollback_uninstall(
         return True
 
     eventually(nothing_left, timeout, what="nothing left after helm uninstall")
+
+
+@pytest.mark.bed_only
+@pytest.mark.usefixtures("crd_installed")
+def test_a_second_cluster_wide_operator_is_refused(
+    cluster: Cluster, helm: str, namespace: str, tmp_path: Path
+) -> None:
+    """With a cluster-wide operator installed (here the one from manifests/), the chart's
+    default (a cluster-wide operator of its own) fails to install and says what to do
+    instead; an operator for one namespace, or none, installs."""
+    install(cluster.kube, tmp_path)
+    release = f"{RELEASE}-{namespace.rsplit('-', 1)[-1]}"
+    dry = ["install", release, str(CHART), "-n", namespace, "--dry-run=server"]
+    dry.append(f"--kubeconfig={cluster.kube.kubeconfig}")
+    refused = run_helm(helm, *dry, check=False)
+    assert refused.returncode != 0
+    assert "a cluster-wide roomcast operator is already installed" in refused.stderr
+    assert "kubectl apply -k manifests/" in refused.stderr
+    run_helm(helm, *dry, "--set", f"operator.watchNamespace={namespace}")
+    run_helm(helm, *dry, "--set", "operator.enabled=false")
+
+
+@pytest.mark.bed_only
+@pytest.mark.usefixtures("crd_installed")
+def test_release_check_fails_when_the_operator_rolled_back(
+    cluster: Cluster, helm: str, namespace: str, tmp_path: Path, operator_for_release: StartOperator
+) -> None:
+    """The `helm test` release check (files/check_release.py, run here as a process with
+    its ServiceAccount's token, since pods on the bed cannot reach the API server) passes
+    on a good release and fails once the operator rolled a bad one back."""
+    release = f"{RELEASE}-{namespace.rsplit('-', 1)[-1]}"
+    values = [
+        "-n", namespace, "--set", "cluster.name=chat", "--set", "image.pullPolicy=Never",
+        "--set", f"operator.watchNamespace={namespace}",
+        "--set", "cluster.rollout.healthThresholds.observationSeconds=2",
+        "--set", "cluster.rollout.healthThresholds.readyTimeoutSeconds=10",
+    ]  # fmt: skip
+    _helm(helm, cluster, "install", release, str(CHART), *values, "--wait", "--timeout=120s")
+    process = operator_for_release(f"{release}-operator")
+    kubeconfig = service_account_kubeconfig(
+        cluster.kube, namespace, f"{release}-test-release", tmp_path / "check.kubeconfig", "1h"
+    )
+
+    def check() -> subprocess.CompletedProcess[str]:
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(kubeconfig),
+            "ROOMCAST_CLUSTER": "chat",
+            "ROOMCAST_NAMESPACE": namespace,
+            "ROOMCAST_TEST_TIMEOUT_SECONDS": "150",
+        }
+        script = str(CHART / "files" / "check_release.py")
+        return subprocess.run(
+            [sys.executable, script], env=env, capture_output=True, text=True, timeout=200
+        )
+
+    try:
+        good = check()
+        assert good.returncode == 0, good.stdout + good.stderr
+        assert "revision 1 runs the spec and is Ready" in good.stdout
+        escaped = FAIL_ANNOTATION.replace(".", "\\.")  # helm --set splits keys at dots
+        bad = ["--set-string", f"cluster.podAnnotations.{escaped}=true"]
+        _helm(helm, cluster, "upgrade", release, str(CHART), *values, *bad)
+        failed = check()
+        assert failed.returncode == 1, failed.stdout + failed.stderr
+        assert "RolledBack: AutoRollback" in failed.stdout
+    except Exception:
+        print(process.tail())
+        raise
+    finally:
+        process.stop()
+        _helm(helm, cluster, "uninstall", release, "-n", namespace, "--wait")
