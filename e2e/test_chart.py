@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
@@ -264,3 +265,74 @@ def test_release_check_fails_when_the_operator_rolled_back(
     finally:
         process.stop()
         _helm(helm, cluster, "uninstall", release, "-n", namespace, "--wait")
+
+
+@pytest.mark.bed_only
+@pytest.mark.usefixtures("crd_installed")
+def test_install_and_upgrade_bring_the_crd_up_to_date(
+    cluster: Cluster, helm: str, namespace: str, tmp_path: Path
+) -> None:
+    """An older CRD (without spec.imagePullSecrets) in the cluster, as a previous chart
+    version left it: the chart's pre-install/pre-upgrade hook applies this chart's CRD.
+
+    ``helm install`` and ``helm upgrade`` run the hook's objects through the API server
+    (on kwok the Job's pod completes without running, and pods on the bed cannot reach the
+    API server anyway); the hook's command then runs here as a process with a token of the
+    hook's ServiceAccount, bound to the hook's ClusterRole, exactly as rendered."""
+    kube = cluster.kube
+    name = "roomcastclusters.roomcast.io"
+    current = yaml.safe_load((CHART / "crds" / f"{name}.yaml").read_text())
+
+    def spec_fields() -> set[str]:
+        crd = kube.get("crd", name)
+        schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+        return set(schema["properties"]["spec"]["properties"])
+
+    old = copy.deepcopy(current)
+    del old["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"][
+        "imagePullSecrets"
+    ]
+    release = f"{RELEASE}-{namespace.rsplit('-', 1)[-1]}"
+    values = ["-n", namespace, "--set", f"operator.watchNamespace={namespace}"]
+    values += ["--set", "cluster.enabled=false"]
+    hook = [o for o in yaml.safe_load_all(
+        run_helm(helm, *template_args(release=release, namespace=namespace),
+                 "--show-only", "templates/crd-upgrade.yaml").stdout) if o]  # fmt: skip
+    rbac = [o for o in hook if o["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding")]
+    try:
+        kube.run("apply", "--server-side", "-f", "-", stdin=json.dumps(old))
+        assert "imagePullSecrets" not in spec_fields()
+        _helm(helm, cluster, "install", release, str(CHART), *values, "--wait", "--timeout=120s")
+        _helm(helm, cluster, "upgrade", release, str(CHART), *values, "--wait", "--timeout=120s")
+        # The hook's objects are gone once it succeeded.
+        assert not kube.items("jobs", namespace, "app.kubernetes.io/component=crd-upgrade")
+
+        stdin = json.dumps({"apiVersion": "v1", "kind": "List", "items": rbac})
+        kube.run("apply", "-n", namespace, "-f", "-", stdin=stdin)
+        account = next(o for o in rbac if o["kind"] == "ServiceAccount")["metadata"]["name"]
+        kubeconfig = service_account_kubeconfig(
+            kube, namespace, account, tmp_path / "hook.kubeconfig", "1h"
+        )
+        env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+        command = [sys.executable, "-m", "roomcast_operator.crdapply"]
+        command.append(str(CHART / "crds" / f"{name}.yaml"))
+        applied = subprocess.run(
+            command, env=env, capture_output=True, text=True, timeout=120, check=False
+        )
+        assert applied.returncode == 0, applied.stderr
+        assert f"{name} applied and served (v1alpha1)" in applied.stdout
+        assert "imagePullSecrets" in spec_fields()
+        # The hook's rights end at that one CRD.
+        other = kube.as_token(
+            kube.run("create", "token", account, "-n", namespace).stdout.strip()
+        ).run("get", "crd", "scaledobjects.keda.sh", check=False)
+        assert "forbidden" in other.stderr.lower()
+    finally:
+        kube.run(
+            "apply", "--server-side", "--force-conflicts", "-f", "-", stdin=json.dumps(current)
+        )
+        for obj in rbac:
+            if obj["kind"] != "ServiceAccount":
+                kube.run("delete", obj["kind"].lower(), obj["metadata"]["name"], check=False)
+        uninstall = ["uninstall", release, "-n", namespace, "--wait"]
+        run_helm(helm, *uninstall, f"--kubeconfig={kube.kubeconfig}", check=False)

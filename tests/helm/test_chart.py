@@ -45,7 +45,7 @@ def operator_objects(objects: list[dict]) -> list[dict]:
 def test_rbac_matches_the_manifests(helm: str) -> None:
     manifests = list(yaml.safe_load_all((REPO / "manifests" / "rbac.yaml").read_text()))
     expected = next(o for o in manifests if o["kind"] == "ClusterRole")["rules"]
-    assert one(render_chart(helm), "ClusterRole")["rules"] == expected
+    assert one(operator_objects(render_chart(helm)), "ClusterRole")["rules"] == expected
 
 
 def test_watch_namespace_narrows_rbac_to_a_role(helm: str) -> None:
@@ -72,7 +72,7 @@ def test_standard_labels_everywhere(helm: str, values: list[Path]) -> None:
 def _pod_specs(objects: list[dict]) -> list[tuple[str, dict]]:
     specs = []
     for obj in objects:
-        if obj["kind"] in ("Deployment", "StatefulSet"):
+        if obj["kind"] in ("Deployment", "StatefulSet", "Job"):
             specs.append((obj["kind"], obj["spec"]["template"]["spec"]))
         elif obj["kind"] == "Pod":
             specs.append(("Pod", obj["spec"]))
@@ -84,7 +84,7 @@ def _pod_specs(objects: list[dict]) -> list[tuple[str, dict]]:
 )
 def test_pods_meet_the_restricted_pod_security_standard(helm: str, sets: list[str]) -> None:
     specs = _pod_specs(render_chart(helm, sets=sets))
-    assert len(specs) == (4 if sets else 3)
+    assert len(specs) == (5 if sets else 4)
     for kind, pod in specs:
         assert pod["securityContext"]["runAsNonRoot"] is True, kind
         assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault", kind
@@ -208,7 +208,8 @@ def test_production_wires_autoscaling_through_the_cluster(helm: str) -> None:
     assert cluster["autoscaling"]["metricSource"] == "prometheus-adapter"
     # The operator renders the HPA from the spec; the chart must not add a second one.
     assert not by_kind(objects, "HorizontalPodAutoscaler")
-    rules = yaml.safe_load(one(objects, "ConfigMap")["data"]["rules.yaml"])
+    adapter = next(c for c in by_kind(objects, "ConfigMap") if "rules.yaml" in c["data"])
+    rules = yaml.safe_load(adapter["data"]["rules.yaml"])
     assert rules[0]["name"]["as"] == "roomcast_connections"
     hpa = render.horizontal_pod_autoscaler(render.Owner("x", "ns", "uid"), spec.parse(cluster))
     assert hpa["spec"]["metrics"][0]["pods"]["metric"]["name"] == rules[0]["name"]["as"]
@@ -356,3 +357,33 @@ def test_helm_test_checks_the_release_with_read_only_rights(helm: str) -> None:
         o for o in render_chart(helm, sets=["tests.enabled=false"])
         if o["metadata"]["labels"].get("app.kubernetes.io/component") == "test"
     ]  # fmt: skip
+
+
+def test_crd_upgrade_hook_applies_the_charts_crd_with_rights_to_it_only(helm: str) -> None:
+    objects = by_component(render_chart(helm, namespace="chat"), "crd-upgrade")
+    assert sorted(o["kind"] for o in objects) == [
+        "ClusterRole", "ClusterRoleBinding", "ConfigMap", "Job", "ServiceAccount",
+    ]  # fmt: skip
+    for obj in objects:
+        annotations = obj["metadata"]["annotations"]
+        assert annotations["helm.sh/hook"] == "pre-install,pre-upgrade"
+        assert annotations["helm.sh/hook-delete-policy"] == "before-hook-creation,hook-succeeded"
+    weights = {o["kind"]: int(o["metadata"]["annotations"]["helm.sh/hook-weight"]) for o in objects}
+    assert weights["Job"] > max(w for kind, w in weights.items() if kind != "Job")
+    config = one(objects, "ConfigMap")["data"]["crd.yaml"]
+    assert config == (CHART / "crds" / crd.MANIFEST.name).read_text()
+    assert one(objects, "ClusterRole")["rules"] == [
+        {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"],
+         "resourceNames": ["roomcastclusters.roomcast.io"], "verbs": ["get", "patch"]}
+    ]  # fmt: skip
+    pod = one(objects, "Job")["spec"]["template"]["spec"]
+    assert pod["containers"][0]["command"][:3] == ["python", "-m", "roomcast_operator.crdapply"]
+    assert not by_component(render_chart(helm, sets=["crds.upgrade=false"]), "crd-upgrade")
+
+
+def by_component(objects: list[dict], component: str) -> list[dict]:
+    return [
+        o
+        for o in objects
+        if o["metadata"]["labels"].get("app.kubernetes.io/component") == component
+    ]
