@@ -274,3 +274,47 @@ def test_keda_installed_later_is_used(
         assert replicas(kube, namespace) == 2
     finally:
         kube.run("delete", "crd", "scaledobjects.keda.sh", "--wait=false")
+
+
+@pytest.mark.bed_only
+def test_leader_hands_over_on_shutdown_and_exits_when_its_lease_is_taken(
+    cluster: Cluster, operator_running: OperatorProcess
+) -> None:
+    """On a Lease of their own: a stopped leader releases the Lease, so the standby takes
+    over well within the lease duration (12 s here); a leader that finds the Lease held by
+    someone else stops acting and exits with status 1."""
+    kube = cluster.kube
+    lease = f"roomcast-operator-{int(time.time())}"
+
+    def process(suffix: str) -> OperatorProcess:
+        return OperatorProcess(
+            operator_running.kubeconfig,
+            operator_running.log.with_name(f"operator-{lease}-{suffix}.log"),
+            scrape_metrics=False,
+            lease_namespace=OPERATOR_NAMESPACE,
+            extra_env={"ROOMCAST_OPERATOR_LEASE_NAME": lease},
+        )
+
+    first, second = process("a"), process("b")
+    try:
+        first.start()
+        eventually(lambda: leader_log_line(first), 30, what="first process leads")
+        second.start()
+        time.sleep(4)  # two renewals: the standby has seen the Lease held
+        assert not leader_log_line(second)
+        first.stop()
+        stopped = time.monotonic()
+        eventually(lambda: leader_log_line(second), 30, what="second process leads")
+        assert time.monotonic() - stopped < 8, "took over without waiting out the Lease"
+
+        kube.run(
+            "patch", "lease", lease, "-n", OPERATOR_NAMESPACE, "--type=merge",
+            "-p", json.dumps({"spec": {"holderIdentity": "intruder"}}),
+        )  # fmt: skip
+        eventually(lambda: not second.running(), 30, what="the deposed leader exited")
+        assert second.process is not None and second.process.returncode == 1
+        assert "exiting: leadership lost" in second.tail()
+    finally:
+        first.stop()
+        second.stop()
+        kube.run("delete", "lease", lease, "-n", OPERATOR_NAMESPACE, check=False)
