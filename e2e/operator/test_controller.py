@@ -112,7 +112,7 @@ def test_a_cluster_at_rest_costs_no_writes(
     wait_succeeded(cluster, namespace, 1, GOOD)
     time.sleep(3)  # the pass that follows success settles the conditions
     since = datetime.now(UTC)
-    time.sleep(30)
+    time.sleep(20)
     mine = [
         w
         for w in writes_by(cluster.bed, OPERATOR_NAMESPACE, SERVICE_ACCOUNT, since)
@@ -123,9 +123,9 @@ def test_a_cluster_at_rest_costs_no_writes(
         for w in writes_by(cluster.bed, OPERATOR_NAMESPACE, SERVICE_ACCOUNT, since)
         if w.resource == "leases"
     ]
-    record_property("writes_at_rest_30s", len(mine))
-    record_property("lease_renewals_30s", len(leases))
-    print(f"\n30 s at rest: {summary(mine)}; lease: {summary(leases)}")
+    record_property("writes_at_rest_20s", len(mine))
+    record_property("lease_renewals_20s", len(leases))
+    print(f"\n20 s at rest: {summary(mine)}; lease: {summary(leases)}")
     assert not mine, summary(mine)
 
 

@@ -21,7 +21,7 @@ from e2e.pods.release import Release, loaded
 from e2e.pods.report import write_report
 from e2e.pods.traffic import connection_token
 
-MEASURE_SECONDS = 120.0
+MEASURE_SECONDS = 90.0
 CHURN_CLIENTS = 30
 MOST_WRITES_PER_MINUTE = 6.0
 """Lease renewals (every 15 s by default: 4 a minute) plus a status write for the

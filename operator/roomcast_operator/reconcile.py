@@ -29,7 +29,7 @@ from . import (
     validation,
 )
 from .applied import AppliedObjects
-from .discovery import Discovery
+from .discovery import CapabilitiesUnknown, Discovery
 from .health import DeploymentState, PodMetrics, PodState
 from .kube import ApiError, Kube, collection_path, object_path
 from .pacing import StatusPacer
@@ -139,7 +139,7 @@ class Reconciler:
                 except Conflict:
                     log.info("reconcile %s/%s: changed meanwhile, again", namespace, name)
                     self._pending.add(key)
-                except ApiError as error:
+                except (ApiError, CapabilitiesUnknown) as error:
                     log.warning("reconcile %s/%s: %s", namespace, name, error)
                 if key not in self._pending:
                     break
