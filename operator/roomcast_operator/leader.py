@@ -80,13 +80,14 @@ class LeaderElector:
         cfg = self.config
         log.info("leader election: %s/%s as %s", cfg.namespace, cfg.name, cfg.identity)
         while True:
+            attempt = self._clock()  # the Lease's validity runs from before the request
             try:
                 held = await self._acquire_or_renew()
             except (ApiError, OSError) as error:
                 log.warning("leader election: %s", error)
                 held = False
             if held:
-                self._renewed_at = self._clock()
+                self._renewed_at = attempt
                 if not self.leading.is_set():
                     log.info("leader election: %s leads", cfg.identity)
                     self.leading.set()
@@ -95,7 +96,9 @@ class LeaderElector:
                 self.leading.clear()
                 on_lost()
                 return
-            await asyncio.sleep(cfg.renew_seconds if self.leading.is_set() else cfg.retry_seconds)
+            # A leader whose renewal failed retries sooner, as a candidate does.
+            renewed = held and self.leading.is_set()
+            await asyncio.sleep(cfg.renew_seconds if renewed else cfg.retry_seconds)
 
     async def _acquire_or_renew(self) -> bool:
         cfg = self.config
