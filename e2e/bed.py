@@ -451,9 +451,11 @@ class Bed:
             return max(1.0, deadline - time.monotonic())
 
         (run / "logs").mkdir()
+        (run / AUDIT_LOG).parent.mkdir()
         pki = run / "pki"
         pki.mkdir(mode=0o700)
         tokens = _make_pki(pki)
+        (pki / "audit-policy.yaml").write_text(AUDIT_POLICY)
         ports = state.ports
         server = f"https://127.0.0.1:{ports['apiserver']}"
         for user in ("controller-manager", "scheduler", "kwok"):
@@ -515,6 +517,11 @@ class Bed:
                 "--endpoint-reconciler-type=none",
                 "--allow-privileged=true",
                 "--profiling=false",
+                f"--audit-policy-file={pki / 'audit-policy.yaml'}",
+                f"--audit-log-path={run / AUDIT_LOG}",
+                "--audit-log-format=json",
+                "--audit-log-maxsize=200",
+                "--audit-log-maxbackup=1",
             ],
         )
         api = self.client(state)
@@ -761,6 +768,20 @@ class Bed:
         for name, path in self.log_files().items():
             parts.append(f"----- {name} ({path}) -----\n{_tail(path, lines)}")
         return "\n".join(parts)
+
+
+AUDIT_LOG = "audit/audit.log"
+"""Under the run directory: every write a ServiceAccount makes (see ``e2e.audit``)."""
+AUDIT_POLICY = """\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+    userGroups: ["system:serviceaccounts"]
+    verbs: [create, update, patch, delete, deletecollection]
+  - level: None
+"""
 
 
 def _node_ready(node: dict[str, Any]) -> bool:

@@ -13,9 +13,12 @@
 
 from __future__ import annotations
 
+import copy
 import glob
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,12 +26,13 @@ import pytest
 import yaml
 from tests.helm.chart import CHART, PRODUCTION_VALUES, run_helm, template_args
 
-from e2e.bed import eventually, tools_bin_dir
+from e2e.bed import FAIL_ANNOTATION, eventually, tools_bin_dir
 from e2e.cluster import Cluster
 from e2e.kube import Obj
 from e2e.operator.harness import (
     RUNNING,
     OperatorProcess,
+    install,
     service_account_kubeconfig,
     serving,
 )
@@ -94,6 +98,13 @@ def test_rendered_objects_pass_server_side_dry_run(
     unchecked = set() if monitoring_crds else THIRD_PARTY
     checked = [o for o in objects if (o["apiVersion"], o["kind"]) not in unchecked]
     assert len(checked) >= 7
+    # A dry run stores nothing, and a Pod's ServiceAccount must exist: they are created
+    # for real first, as helm's install order does.
+    accounts = [o for o in checked if o["kind"] == "ServiceAccount"]
+    cluster.kube.run(
+        "apply", "--server-side", "-n", namespace, "-f", "-",
+        stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": accounts}),
+    )  # fmt: skip
     stdin = json.dumps({"apiVersion": "v1", "kind": "List", "items": checked})
     result = cluster.kube.run(
         "apply", "--dry-run=server", "--server-side", "-n", namespace, "-f", "-", stdin=stdin
@@ -155,6 +166,9 @@ def test_install_upgrade_rollback_uninstall(
     release = f"{RELEASE}-{namespace.rsplit('-', 1)[-1]}"
     timeout = cluster.timeout_seconds
     common = ["-n", namespace, "--set", "cluster.name=chat", "--set", "image.pullPolicy=Never"]
+    # An operator for this namespace: the bed may already have a cluster-wide one (the
+    # operator suite's), beside which the chart refuses to install a second.
+    common += ["--set", f"operator.watchNamespace={namespace}"]
     image = ["--set", "image.repository=ghcr.io/roomcast/roomcast"]
     # Three pods on the dev Redis, as a user would start.
     dev = ["--set", "redis.dev.enabled=true", "--set", "cluster.minReplicas=3"]
@@ -207,3 +221,146 @@ def test_install_upgrade_rollback_uninstall(
         return True
 
     eventually(nothing_left, timeout, what="nothing left after helm uninstall")
+
+
+@pytest.mark.bed_only
+@pytest.mark.usefixtures("crd_installed")
+def test_a_second_cluster_wide_operator_is_refused(
+    cluster: Cluster, helm: str, namespace: str, tmp_path: Path
+) -> None:
+    """With a cluster-wide operator installed (here the one from manifests/), the chart's
+    default (a cluster-wide operator of its own) fails to install and says what to do
+    instead; an operator for one namespace, or none, installs."""
+    install(cluster.kube, tmp_path)
+    release = f"{RELEASE}-{namespace.rsplit('-', 1)[-1]}"
+    dry = ["install", release, str(CHART), "-n", namespace, "--dry-run=server"]
+    dry.append(f"--kubeconfig={cluster.kube.kubeconfig}")
+    refused = run_helm(helm, *dry, check=False)
+    assert refused.returncode != 0
+    assert "a cluster-wide roomcast operator is already installed" in refused.stderr
+    assert "kubectl apply -k manifests/" in refused.stderr
+    run_helm(helm, *dry, "--set", f"operator.watchNamespace={namespace}")
+    run_helm(helm, *dry, "--set", "operator.enabled=false")
+
+
+@pytest.mark.bed_only
+@pytest.mark.usefixtures("crd_installed")
+def test_release_check_fails_when_the_operator_rolled_back(
+    cluster: Cluster, helm: str, namespace: str, tmp_path: Path, operator_for_release: StartOperator
+) -> None:
+    """The `helm test` release check (files/check_release.py, run here as a process with
+    its ServiceAccount's token, since pods on the bed cannot reach the API server) passes
+    on a good release and fails once the operator rolled a bad one back."""
+    release = f"{RELEASE}-{namespace.rsplit('-', 1)[-1]}"
+    values = [
+        "-n", namespace, "--set", "cluster.name=chat", "--set", "image.pullPolicy=Never",
+        "--set", f"operator.watchNamespace={namespace}",
+        "--set", "cluster.rollout.healthThresholds.observationSeconds=2",
+        "--set", "cluster.rollout.healthThresholds.readyTimeoutSeconds=10",
+    ]  # fmt: skip
+    _helm(helm, cluster, "install", release, str(CHART), *values, "--wait", "--timeout=120s")
+    process = operator_for_release(f"{release}-operator")
+    kubeconfig = service_account_kubeconfig(
+        cluster.kube, namespace, f"{release}-test-release", tmp_path / "check.kubeconfig", "1h"
+    )
+
+    def check() -> subprocess.CompletedProcess[str]:
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(kubeconfig),
+            "ROOMCAST_CLUSTER": "chat",
+            "ROOMCAST_NAMESPACE": namespace,
+            "ROOMCAST_TEST_TIMEOUT_SECONDS": "150",
+        }
+        script = str(CHART / "files" / "check_release.py")
+        return subprocess.run(
+            [sys.executable, script], env=env, capture_output=True, text=True, timeout=200
+        )
+
+    try:
+        good = check()
+        assert good.returncode == 0, good.stdout + good.stderr
+        assert "revision 1 runs the spec and is Ready" in good.stdout
+        escaped = FAIL_ANNOTATION.replace(".", "\\.")  # helm --set splits keys at dots
+        bad = ["--set-string", f"cluster.podAnnotations.{escaped}=true"]
+        _helm(helm, cluster, "upgrade", release, str(CHART), *values, *bad)
+        failed = check()
+        assert failed.returncode == 1, failed.stdout + failed.stderr
+        assert "RolledBack: AutoRollback" in failed.stdout
+    except Exception:
+        print(process.tail())
+        raise
+    finally:
+        process.stop()
+        _helm(helm, cluster, "uninstall", release, "-n", namespace, "--wait")
+
+
+@pytest.mark.bed_only
+@pytest.mark.usefixtures("crd_installed")
+def test_install_and_upgrade_bring_the_crd_up_to_date(
+    cluster: Cluster, helm: str, namespace: str, tmp_path: Path
+) -> None:
+    """An older CRD (without spec.imagePullSecrets) in the cluster, as a previous chart
+    version left it: the chart's pre-install/pre-upgrade hook applies this chart's CRD.
+
+    ``helm install`` and ``helm upgrade`` run the hook's objects through the API server
+    (on kwok the Job's pod completes without running, and pods on the bed cannot reach the
+    API server anyway); the hook's command then runs here as a process with a token of the
+    hook's ServiceAccount, bound to the hook's ClusterRole, exactly as rendered."""
+    kube = cluster.kube
+    name = "roomcastclusters.roomcast.io"
+    current = yaml.safe_load((CHART / "crds" / f"{name}.yaml").read_text())
+
+    def spec_fields() -> set[str]:
+        crd = kube.get("crd", name)
+        schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+        return set(schema["properties"]["spec"]["properties"])
+
+    old = copy.deepcopy(current)
+    del old["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"][
+        "imagePullSecrets"
+    ]
+    release = f"{RELEASE}-{namespace.rsplit('-', 1)[-1]}"
+    values = ["-n", namespace, "--set", f"operator.watchNamespace={namespace}"]
+    values += ["--set", "cluster.enabled=false"]
+    hook = [o for o in yaml.safe_load_all(
+        run_helm(helm, *template_args(release=release, namespace=namespace),
+                 "--show-only", "templates/crd-upgrade.yaml").stdout) if o]  # fmt: skip
+    rbac = [o for o in hook if o["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding")]
+    try:
+        kube.run("apply", "--server-side", "-f", "-", stdin=json.dumps(old))
+        assert "imagePullSecrets" not in spec_fields()
+        _helm(helm, cluster, "install", release, str(CHART), *values, "--wait", "--timeout=120s")
+        _helm(helm, cluster, "upgrade", release, str(CHART), *values, "--wait", "--timeout=120s")
+        # The hook's objects are gone once it succeeded.
+        assert not kube.items("jobs", namespace, "app.kubernetes.io/component=crd-upgrade")
+
+        stdin = json.dumps({"apiVersion": "v1", "kind": "List", "items": rbac})
+        kube.run("apply", "-n", namespace, "-f", "-", stdin=stdin)
+        account = next(o for o in rbac if o["kind"] == "ServiceAccount")["metadata"]["name"]
+        kubeconfig = service_account_kubeconfig(
+            kube, namespace, account, tmp_path / "hook.kubeconfig", "1h"
+        )
+        env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+        command = [sys.executable, "-m", "roomcast_operator.crdapply"]
+        command.append(str(CHART / "crds" / f"{name}.yaml"))
+        applied = subprocess.run(
+            command, env=env, capture_output=True, text=True, timeout=120, check=False
+        )
+        assert applied.returncode == 0, applied.stderr
+        assert f"{name} applied and served (v1alpha1)" in applied.stdout
+        assert "imagePullSecrets" in spec_fields()
+        # The hook's rights end at that one CRD.
+        other = kube.as_token(
+            kube.run("create", "token", account, "-n", namespace).stdout.strip()
+        ).run("get", "crd", "scaledobjects.keda.sh", check=False)
+        assert "forbidden" in other.stderr.lower()
+    finally:
+        kube.run(
+            "apply", "--server-side", "--force-conflicts", "-f", "-", stdin=json.dumps(current)
+        )
+        for obj in rbac:
+            if obj["kind"] != "ServiceAccount":
+                kube.run("delete", obj["kind"].lower(), obj["metadata"]["name"], check=False)
+        uninstall = ["uninstall", release, "-n", namespace, "--wait"]
+        run_helm(helm, *uninstall, f"--kubeconfig={kube.kubeconfig}", check=False)

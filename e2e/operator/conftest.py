@@ -7,7 +7,7 @@ from collections.abc import Generator, Iterator
 import pytest
 
 from e2e.cluster import Cluster
-from e2e.operator.harness import OperatorProcess, install
+from e2e.operator.harness import OPERATOR_NAMESPACE, OperatorProcess, install
 
 OPERATOR_KEY = pytest.StashKey[OperatorProcess]()
 
@@ -18,7 +18,12 @@ def roomcast_operator(
 ) -> Iterator[OperatorProcess]:
     workdir = tmp_path_factory.mktemp("operator")
     kubeconfig = install(cluster.kube, workdir)
-    process = OperatorProcess(kubeconfig, workdir / "operator.log", scrape_metrics=False)
+    process = OperatorProcess(
+        kubeconfig,
+        workdir / "operator.log",
+        scrape_metrics=False,
+        lease_namespace=OPERATOR_NAMESPACE,
+    )
     request.config.stash[OPERATOR_KEY] = process
     process.start()
     try:

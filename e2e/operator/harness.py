@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +90,10 @@ class OperatorProcess:
     /metrics, and the judge would (rightly) never call such a release good."""
     metrics_port: int = 0
     """Serve the operator's own /metrics on this loopback port (0: not at all)."""
+    lease_namespace: str = ""
+    """Where the leader Lease is (the operator's own namespace when cluster-wide); empty:
+    the namespace it watches."""
+    extra_env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -101,6 +105,13 @@ class OperatorProcess:
             "ROOMCAST_OPERATOR_RESYNC_INTERVAL_SECONDS": "2",
             "ROOMCAST_OPERATOR_SCRAPE_TIMEOUT_SECONDS": "0.5",
             "ROOMCAST_OPERATOR_SCRAPE_METRICS": str(self.scrape_metrics).lower(),
+            "ROOMCAST_OPERATOR_LEASE_NAMESPACE": self.lease_namespace,
+            # A takeover within seconds, and margin for a busy test machine.
+            "ROOMCAST_OPERATOR_LEASE_DURATION_SECONDS": "12",
+            "ROOMCAST_OPERATOR_LEASE_RENEW_SECONDS": "2",
+            "ROOMCAST_OPERATOR_LEASE_DEADLINE_SECONDS": "9",
+            "ROOMCAST_OPERATOR_DISCOVERY_INTERVAL_SECONDS": "2",
+            **self.extra_env,
         }
         with self.log.open("ab") as log:
             log.write(f"----- start {time.strftime('%H:%M:%S')} -----\n".encode())
@@ -175,6 +186,14 @@ def serving(kube: Kube, name: str, namespace: str, image: str) -> bool:
         and st.get("replicas") == desired
         and st.get("availableReplicas") == desired
     )
+
+
+def leader_log_line(process: OperatorProcess) -> bool:
+    """Whether the process's log says it was elected (since its last start)."""
+    with contextlib.suppress(FileNotFoundError):
+        text = process.log.read_text(errors="replace")
+        return " leads" in text.rsplit("----- start", 1)[-1]
+    return False
 
 
 def events(kube: Kube, name: str, namespace: str) -> list[Obj]:

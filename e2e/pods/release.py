@@ -64,6 +64,9 @@ class Release:
         return result.stdout
 
     def install(self, values: Obj) -> None:
+        # An operator for this namespace only: the chart refuses a second cluster-wide one.
+        operator = {**values.get("operator", {}), "watchNamespace": self.namespace}
+        values = {**values, "operator": operator}
         self.values = values
         path = self.workdir / "values.json"
         path.write_text(json.dumps(values))

@@ -32,7 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--verbose", "-v", action="store_true")
     args = parser.parse_args(argv)
-    settings = OperatorSettings.from_environ()
+    try:
+        settings = OperatorSettings.from_environ()
+    except ValueError as error:
+        parser.error(str(error))
     namespace = args.namespace if args.namespace is not None else settings.namespace
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -47,14 +50,24 @@ def main(argv: list[str] | None = None) -> int:
     from . import handlers  # registers the kopf handlers
 
     del handlers
-    asyncio.run(
-        kopf.operator(
+    stop_flag = asyncio.Event()
+    memo = kopf.Memo(stop_flag=stop_flag)
+
+    async def run() -> None:
+        # kopf's own peering is off: leader election is the operator's (a Lease).
+        await kopf.operator(
             standalone=True,
             liveness_endpoint=args.liveness,
             clusterwide=not namespace,
             namespaces=[namespace] if namespace else (),
+            stop_flag=stop_flag,
+            memo=memo,
         )
-    )
+
+    asyncio.run(run())
+    if memo.get("lost_leadership"):
+        logging.getLogger("roomcast_operator").error("exiting: leadership lost")
+        return 1
     return 0
 
 

@@ -26,6 +26,7 @@ KINDS: dict[tuple[str, str], str] = {
     ("v1", "Event"): "events",
     ("apps/v1", "Deployment"): "deployments",
     ("apps/v1", "ControllerRevision"): "controllerrevisions",
+    ("coordination.k8s.io/v1", "Lease"): "leases",
     ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
     ("autoscaling/v2", "HorizontalPodAutoscaler"): "horizontalpodautoscalers",
     ("keda.sh/v1alpha1", "ScaledObject"): "scaledobjects",
@@ -110,15 +111,15 @@ class Kube:
         result = await self.request("GET", path, query=query)
         return list((result or {}).get("items") or [])
 
-    async def apply(self, obj: Obj) -> Obj:
-        """Server-side apply as the operator's field manager, taking over conflicts."""
+    async def apply(self, obj: Obj, field_manager: str = FIELD_MANAGER, force: bool = True) -> Obj:
+        """Server-side apply, by default as the operator's field manager taking over conflicts."""
         meta = obj["metadata"]
         path = object_path(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
         result = await self.request(
             "PATCH",
             path,
             body=obj,
-            query={"fieldManager": FIELD_MANAGER, "force": "true"},
+            query={"fieldManager": field_manager, "force": str(force).lower()},
             content_type="application/apply-patch+yaml",
         )
         return result or {}
@@ -144,9 +145,15 @@ class Kube:
         return result or {}
 
     async def serves(self, api_version: str, plural: str) -> bool:
-        """True if the API server serves ``plural`` in ``api_version`` (discovery)."""
+        """True if the API server serves ``plural`` in ``api_version`` (discovery).
+
+        An unknown group is a plain False; any other error (an aggregated API down, the
+        API server overloaded) raises, since it says nothing about what is served.
+        """
         try:
             found = await self.request("GET", f"/apis/{api_version}")
-        except ApiError:
-            return False
+        except ApiError as error:
+            if error.status == 404:
+                return False
+            raise
         return any(r.get("name") == plural for r in (found or {}).get("resources") or [])

@@ -11,13 +11,29 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from . import FIELD_MANAGER, GROUP, KIND, VERSION, podmetrics, releases, render, validation
+from . import (
+    FIELD_MANAGER,
+    GROUP,
+    KIND,
+    VERSION,
+    applied,
+    podmetrics,
+    releases,
+    render,
+    scaling,
+    validation,
+)
+from .applied import AppliedObjects
+from .discovery import CapabilitiesUnknown, Discovery
 from .health import DeploymentState, PodMetrics, PodState
 from .kube import ApiError, Kube, collection_path, object_path
 from .metrics import METRICS, OperatorMetrics
+from .pacing import StatusPacer
 from .releases import Event, Observed, Revision
 from .render import Capabilities, Owner, Release
 from .settings import OperatorSettings
@@ -60,36 +76,77 @@ def controller_revision(owner: Owner, revision: Revision) -> Obj:
     }
 
 
+class Conflict(Exception):
+    """The RoomcastCluster changed after this pass read it; the pass is run again."""
+
+
+ObjectKey = tuple[str, str, str]
+"""(kind, namespace, name)"""
+
+
 class Reconciler:
-    """Runs reconcile passes, at most one at a time per cluster, coalescing triggers."""
+    """Runs reconcile passes, at most one at a time per cluster, coalescing triggers.
+
+    Only writes that change something are made (see :mod:`applied` and :mod:`pacing`),
+    and the watch events the operator's own writes cause are recognised by their
+    resourceVersion and do not start another pass, so a cluster at rest costs the API
+    server reads only.
+    """
 
     def __init__(
-        self, kube: Kube, settings: OperatorSettings, metrics: OperatorMetrics | None = None
+        self,
+        kube: Kube,
+        settings: OperatorSettings,
+        leading: Callable[[], bool] = lambda: True,
+        clock: Callable[[], float] = time.monotonic,
+        metrics: OperatorMetrics | None = None,
     ) -> None:
         self.kube = kube
         self.settings = settings
         self.metrics = metrics or METRICS
+        self.leading = leading
+        self._clock = clock
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._pending: set[tuple[str, str]] = set()
-        self._capabilities: Capabilities | None = None
+        self.discovery = Discovery(kube.serves, settings.discovery_interval_seconds, clock)
+        self.applied = AppliedObjects(settings.reapply_interval_seconds, clock)
         self._validated: dict[str, list[str]] = {}
         self._scrapes = ScrapeMemory()
         self._legacy_config_gone: set[tuple[str, str]] = set()
+        self._own_versions: dict[ObjectKey, str] = {}
+        self.status_pacer = StatusPacer(settings.connections_status_interval_seconds, clock)
+
+    def own_write(self, kind: str, namespace: str, name: str, resource_version: str) -> bool:
+        """True if the object is exactly as this operator's last write left it."""
+        return self._own_versions.get((kind, namespace, name)) == resource_version
+
+    def _remember(self, kind: str, obj: Obj | None) -> None:
+        meta = (obj or {}).get("metadata") or {}
+        if meta.get("resourceVersion") and meta.get("name"):
+            if len(self._own_versions) > 10000:
+                self._own_versions.clear()
+            key = (kind, meta.get("namespace", ""), meta["name"])
+            self._own_versions[key] = meta["resourceVersion"]
 
     async def trigger(self, namespace: str, name: str) -> None:
         """Reconcile now, or right after the pass already running for this cluster."""
+        if not self.leading():
+            return
         key = (namespace, name)
         lock = self._locks.setdefault(key, asyncio.Lock())
         if lock.locked():
             self._pending.add(key)
             return
         async with lock:
-            while True:
+            while self.leading():
                 self._pending.discard(key)
                 try:
                     with self.metrics.reconcile(namespace, name):
                         await self.reconcile(namespace, name)
-                except ApiError as error:
+                except Conflict:
+                    log.info("reconcile %s/%s: changed meanwhile, again", namespace, name)
+                    self._pending.add(key)
+                except (ApiError, CapabilitiesUnknown) as error:
                     log.warning("reconcile %s/%s: %s", namespace, name, error)
                 if key not in self._pending:
                     break
@@ -97,24 +154,18 @@ class Reconciler:
     async def resync(self) -> None:
         """Reconcile every RoomcastCluster periodically: deadlines pass without events."""
         while True:
-            try:
-                path = collection_path(RCC_VERSION, KIND, self.settings.namespace or None)
-                for item in await self.kube.list(path):
-                    meta = item["metadata"]
-                    await self.trigger(meta["namespace"], meta["name"])
-            except Exception:
-                log.exception("resync failed")
+            if self.leading():
+                try:
+                    path = collection_path(RCC_VERSION, KIND, self.settings.namespace or None)
+                    for item in await self.kube.list(path):
+                        meta = item["metadata"]
+                        await self.trigger(meta["namespace"], meta["name"])
+                except Exception:
+                    log.exception("resync failed")
             await asyncio.sleep(self.settings.resync_interval_seconds)
 
     async def capabilities(self) -> Capabilities:
-        if self._capabilities is None:
-            self._capabilities = Capabilities(
-                service_monitors=await self.kube.serves(
-                    "monitoring.coreos.com/v1", "servicemonitors"
-                ),
-                scaled_objects=await self.kube.serves("keda.sh/v1alpha1", "scaledobjects"),
-            )
-        return self._capabilities
+        return await self.discovery.capabilities()
 
     def problems(self, spec: ClusterSpec, release: Release) -> list[str]:
         key = release.hash + str(spec.redis)
@@ -186,11 +237,23 @@ class Reconciler:
                     raise
         # The status is the operator's memory and records the decision before it is carried
         # out: a pass that fails halfway is finished by the next one, never re-decided.
-        plan.status["connections"] = int(
-            sum(m.connections for m in metrics.values() if m is not None)
-        )
-        if plan.status != status:
-            await kube.merge_patch(path + "/status", {"status": _with_nulls(status, plan.status)})
+        # The write names the resourceVersion the decision was made on: if anything
+        # (another operator, a user) changed the cluster since, nothing is written and
+        # the pass starts over from what is there now.
+        connections = int(sum(m.connections for m in metrics.values() if m is not None))
+        if self.status_pacer.to_write((namespace, name), status, plan.status, connections):
+            patch = {
+                "metadata": {"resourceVersion": meta["resourceVersion"]},
+                "status": _with_nulls(status, plan.status),
+            }
+            try:
+                written = await kube.merge_patch(path + "/status", patch)
+            except ApiError as error:
+                if error.status == 409:
+                    raise Conflict() from error
+                raise
+            self._remember(KIND, written)
+            self.status_pacer.written((namespace, name))
         self.metrics.record_pass(
             namespace,
             name,
@@ -203,28 +266,16 @@ class Reconciler:
         # carry it before a selector that asks for it is applied.
         await self._mark_pods(namespace, pods, metrics, plan.run.number if plan.run else None)
         if plan.run is not None:
-            capabilities = await self.capabilities()
-            replicas = (deployment or {}).get("spec", {}).get("replicas")
-            for child in render.children(
-                owner,
-                spec,
-                plan.run.release,
-                plan.run.number,
-                capabilities,
-                replicas,
-                paused=plan.paused,
-            ):
-                await kube.apply(child)
-            for api_version, kind in render.obsolete_kinds(spec, capabilities):
-                await kube.delete(object_path(api_version, kind, namespace, name))
+            await self._apply_children(owner, spec, plan.run, deployment, paused=plan.paused)
         if plan.clear_rollback_request:
-            await kube.merge_patch(
+            written = await kube.merge_patch(
                 path,
                 {
                     "metadata": {"annotations": {ROLLBACK_ANNOTATION: None}},
                     "spec": {"rollbackTo": None},
                 },
             )
+            self._remember(KIND, written)
         for event in plan.events:
             try:
                 await self._post_event(body, event)
@@ -234,6 +285,73 @@ class Reconciler:
                 )
         await self._prune_revisions(owner, spec, plan.status, revisions)
         await self._drop_legacy_config(owner, pods)
+
+    async def _apply_children(
+        self,
+        owner: Owner,
+        spec: ClusterSpec,
+        run: Revision,
+        deployment: Obj | None,
+        *,
+        paused: bool = False,
+    ) -> None:
+        """Apply the children that changed; leave the replica count to an autoscaler."""
+        kube = self.kube
+        capabilities = await self.capabilities()
+        children = render.children(
+            owner, spec, run.release, run.number, capabilities, paused=paused
+        )
+        autoscaled = scaling.autoscaled(spec, capabilities)
+        handover_after: int | None = None
+        if not autoscaled:
+            scaling.set_replicas(children, spec.min_replicas)
+        elif deployment is None:
+            # Created at minReplicas, then at once shared with the handover manager.
+            scaling.set_replicas(children, spec.min_replicas)
+            handover_after = spec.min_replicas
+        else:
+            scaling.set_replicas(children, None)
+            if scaling.owns_replicas(deployment):
+                await self._handover(deployment, (deployment.get("spec") or {}).get("replicas"))
+        live_generation = (deployment or {}).get("metadata", {}).get("generation")
+        for child in children:
+            key = applied.key_of(child)
+            body_digest = applied.digest(child)
+            is_deployment = child["kind"] == "Deployment"
+            generation = live_generation if is_deployment else None
+            if is_deployment and deployment is None:
+                generation = -1  # gone (deleted by hand): apply whatever was recorded
+            if not self.applied.due(key, body_digest, generation):
+                continue
+            result = await kube.apply(child)
+            self.applied.record(key, body_digest, result)
+            if is_deployment:
+                self._remember("Deployment", result)
+                if handover_after is not None:
+                    await self._handover(result, handover_after)
+        for api_version, kind in render.obsolete_kinds(spec, capabilities):
+            gone: Obj = {"apiVersion": api_version, "kind": kind}
+            gone["metadata"] = {"namespace": owner.namespace, "name": owner.name}
+            key = applied.key_of(gone)
+            if self.applied.due(key, "absent"):
+                await kube.delete(object_path(api_version, kind, owner.namespace, owner.name))
+                self.applied.record(key, "absent")
+
+    async def _handover(self, deployment: Obj, replicas: int | None) -> None:
+        """Let the handover manager share spec.replicas (see :mod:`scaling`)."""
+        if replicas is None:
+            return
+        try:
+            await self.kube.apply(
+                scaling.handover(deployment, replicas),
+                field_manager=scaling.HANDOVER_MANAGER,
+                force=False,
+            )
+        except ApiError as error:
+            # 409: the autoscaler changed the count since it was read, and with that took
+            # the field from every applier; nothing is left to hand over.
+            if error.status != 409:
+                raise
 
     async def _mark_pods(
         self,
@@ -260,19 +378,23 @@ class Reconciler:
                 patch["labels"] = {render.SERVING_LABEL: label}
             scraped = metrics.get(meta["name"])
             if scraped is not None:
-                cost = str(render.deletion_cost(scraped.connections))
                 annotations = meta.get("annotations") or {}
-                if annotations.get(render.DELETION_COST_ANNOTATION) != cost:
+                cost = cost_to_write(
+                    annotations.get(render.DELETION_COST_ANNOTATION), scraped.connections
+                )
+                if cost is not None:
                     patch["annotations"] = {render.DELETION_COST_ANNOTATION: cost}
             if not patch:
                 continue
             try:
-                await self.kube.merge_patch(
+                written = await self.kube.merge_patch(
                     object_path("v1", "Pod", namespace, meta["name"]), {"metadata": patch}
                 )
             except ApiError as error:
                 if error.status != 404:  # gone meanwhile: nothing to mark
                     raise
+            else:
+                self._remember("Pod", written)
 
     async def _scrape(self, pods: list[Obj]) -> dict[str, PodMetrics | None]:
         """Metrics of every pod with an address; None for those that did not answer."""
@@ -356,6 +478,20 @@ class Reconciler:
                 "reportingInstance": FIELD_MANAGER,
             }
         )
+
+
+def cost_to_write(current: str | None, connections: float) -> str | None:
+    """The deletion cost to write on a pod, or None to leave its annotation as it is.
+
+    The cost moves only once the pod's bucket (see :func:`render.deletion_cost`) is two
+    or more buckets away from the written one: a pod whose count hovers around a power
+    of two would otherwise flip its annotation, a pod write each, on every pass.
+    """
+    wanted = render.deletion_cost(connections)
+    if current is None or not current.strip().lstrip("-").isdigit():
+        return str(wanted)
+    step = abs(wanted.bit_length() - max(0, int(current)).bit_length())
+    return str(wanted) if step >= 2 else None
 
 
 def _with_nulls(old: Obj, new: Obj) -> Obj:

@@ -498,9 +498,11 @@ def scale_down_behavior(spec: ClusterSpec) -> Obj:
 
 
 def scaled_object(owner: Owner, spec: ClusterSpec) -> Obj:
+    # max by pod first: a pod scraped by both the operator's ServiceMonitor and the
+    # chart's PodMonitor has two series, which a plain sum would count twice.
     query = (
-        f'sum(roomcast_connections{{namespace="{owner.namespace}",'
-        f'pod=~"{owner.name}-[a-z0-9]+-[a-z0-9]+"}})'
+        f'sum(max by (pod) (roomcast_connections{{namespace="{owner.namespace}",'
+        f'pod=~"{owner.name}-[a-z0-9]+-[a-z0-9]+"}}))'
     )
     return {
         "apiVersion": "keda.sh/v1alpha1",

@@ -33,16 +33,28 @@ def test_crd_is_the_generated_one() -> None:
     assert chart_crd.read_text() == crd.MANIFEST.read_text()
 
 
+def operator_objects(objects: list[dict]) -> list[dict]:
+    """The operator's objects (the helm test has RBAC of its own)."""
+    return [
+        o
+        for o in objects
+        if o["metadata"]["labels"].get("app.kubernetes.io/component") == "operator"
+    ]
+
+
 def test_rbac_matches_the_manifests(helm: str) -> None:
     manifests = list(yaml.safe_load_all((REPO / "manifests" / "rbac.yaml").read_text()))
     expected = next(o for o in manifests if o["kind"] == "ClusterRole")["rules"]
-    assert one(render_chart(helm), "ClusterRole")["rules"] == expected
+    assert one(operator_objects(render_chart(helm)), "ClusterRole")["rules"] == expected
 
 
 def test_watch_namespace_narrows_rbac_to_a_role(helm: str) -> None:
-    objects = render_chart(helm, sets=["operator.watchNamespace=chat"])
+    objects = operator_objects(render_chart(helm, sets=["operator.watchNamespace=chat"]))
     assert not by_kind(objects, "ClusterRole") and not by_kind(objects, "ClusterRoleBinding")
     role, binding = one(objects, "Role"), one(objects, "RoleBinding")
+    # Leader election in the watched namespace: the Role grants the Lease there.
+    assert {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+            "verbs": ["get", "create", "update"]} in role["rules"]  # fmt: skip
     assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == "chat"
     args = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--namespace=chat" in args
@@ -60,7 +72,7 @@ def test_standard_labels_everywhere(helm: str, values: list[Path]) -> None:
 def _pod_specs(objects: list[dict]) -> list[tuple[str, dict]]:
     specs = []
     for obj in objects:
-        if obj["kind"] in ("Deployment", "StatefulSet"):
+        if obj["kind"] in ("Deployment", "StatefulSet", "Job"):
             specs.append((obj["kind"], obj["spec"]["template"]["spec"]))
         elif obj["kind"] == "Pod":
             specs.append(("Pod", obj["spec"]))
@@ -72,7 +84,7 @@ def _pod_specs(objects: list[dict]) -> list[tuple[str, dict]]:
 )
 def test_pods_meet_the_restricted_pod_security_standard(helm: str, sets: list[str]) -> None:
     specs = _pod_specs(render_chart(helm, sets=sets))
-    assert len(specs) == (3 if sets else 2)
+    assert len(specs) == (5 if sets else 4)
     for kind, pod in specs:
         assert pod["securityContext"]["runAsNonRoot"] is True, kind
         assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault", kind
@@ -242,7 +254,7 @@ def test_chart_made_secret_rolls_pods_when_it_changes(helm: str) -> None:
 
 
 def test_helm_test_pod_runs_the_client_script(helm: str) -> None:
-    pod = one(render_chart(helm), "Pod")
+    pod = next(p for p in by_kind(render_chart(helm), "Pod") if "connect" in p["metadata"]["name"])
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
     command = pod["spec"]["containers"][0]["command"]
     assert command[:2] == ["python", "-c"]
@@ -293,3 +305,86 @@ def test_placement_values_become_the_clusters_placement(helm: str, tmp_path: Pat
 def test_image_pull_secrets_reach_the_cluster(helm: str) -> None:
     cluster = one(render_chart(helm, sets=["imagePullSecrets[0].name=registry"]), "RoomcastCluster")
     assert cluster["spec"]["imagePullSecrets"] == [{"name": "registry"}]
+
+
+def test_operator_elects_a_leader_in_the_release_namespace(helm: str) -> None:
+    objects = render_chart(helm, namespace="chat", sets=["operator.replicas=2"])
+    deployment = next(d for d in by_kind(objects, "Deployment"))
+    assert deployment["spec"]["replicas"] == 2 and "strategy" not in deployment["spec"]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["ROOMCAST_OPERATOR_LEADER_ELECTION"] == "true"
+    assert env["ROOMCAST_OPERATOR_LEASE_NAMESPACE"] == "chat"
+    assert env["ROOMCAST_OPERATOR_LEASE_DURATION_SECONDS"] == "60"
+    role = next(r for r in by_kind(objects, "Role") if r["metadata"]["name"].endswith("-election"))
+    assert role["metadata"]["namespace"] == "chat"
+    assert role["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+         "verbs": ["get", "create", "update"]}
+    ]  # fmt: skip
+    single = render_chart(helm, sets=["operator.leaderElection.enabled=false"])
+    deployment = next(d for d in by_kind(single, "Deployment"))
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert not [r for r in by_kind(single, "Role") if r["metadata"]["name"].endswith("-election")]
+
+
+def test_network_policy_admits_the_operator_wherever_it_runs(helm: str) -> None:
+    objects = render_chart(helm, values=[PRODUCTION_VALUES], sets=["redis.dev.enabled=false"])
+    name = one(objects, "RoomcastCluster")["metadata"]["name"]
+    policy = next(p for p in by_kind(objects, "NetworkPolicy") if p["metadata"]["name"] == name)
+    peers = policy["spec"]["ingress"][0]["from"]
+    anywhere = {"matchLabels": {"roomcast.io/operator": "true"}}
+    assert {"namespaceSelector": {}, "podSelector": anywhere} in peers
+    operator_pod = one(objects, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert operator_pod["roomcast.io/operator"] == "true"
+    manifests = list(yaml.safe_load_all((REPO / "manifests" / "operator.yaml").read_text()))
+    assert manifests[0]["spec"]["template"]["metadata"]["labels"]["roomcast.io/operator"] == "true"
+
+
+def test_helm_test_checks_the_release_with_read_only_rights(helm: str) -> None:
+    objects = render_chart(helm, namespace="chat")
+    pod = next(p for p in by_kind(objects, "Pod") if p["metadata"]["name"].endswith("-release"))
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    assert pod["spec"]["containers"][0]["command"][2] == (
+        (CHART / "files" / "check_release.py").read_text()
+    )
+    role = next(r for r in by_kind(objects, "Role") if r["metadata"]["name"].endswith("-release"))
+    assert role["rules"] == [
+        {"apiGroups": ["roomcast.io"], "resources": ["roomcastclusters"],
+         "resourceNames": ["roomcast"], "verbs": ["get"]}
+    ]  # fmt: skip
+    assert pod["spec"]["serviceAccountName"] == role["metadata"]["name"]
+    assert not [
+        o for o in render_chart(helm, sets=["tests.enabled=false"])
+        if o["metadata"]["labels"].get("app.kubernetes.io/component") == "test"
+    ]  # fmt: skip
+
+
+def test_crd_upgrade_hook_applies_the_charts_crd_with_rights_to_it_only(helm: str) -> None:
+    objects = by_component(render_chart(helm, namespace="chat"), "crd-upgrade")
+    assert sorted(o["kind"] for o in objects) == [
+        "ClusterRole", "ClusterRoleBinding", "ConfigMap", "Job", "ServiceAccount",
+    ]  # fmt: skip
+    for obj in objects:
+        annotations = obj["metadata"]["annotations"]
+        assert annotations["helm.sh/hook"] == "pre-install,pre-upgrade"
+        assert annotations["helm.sh/hook-delete-policy"] == "before-hook-creation,hook-succeeded"
+    weights = {o["kind"]: int(o["metadata"]["annotations"]["helm.sh/hook-weight"]) for o in objects}
+    assert weights["Job"] > max(w for kind, w in weights.items() if kind != "Job")
+    config = one(objects, "ConfigMap")["data"]["crd.yaml"]
+    assert config == (CHART / "crds" / crd.MANIFEST.name).read_text()
+    assert one(objects, "ClusterRole")["rules"] == [
+        {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"],
+         "resourceNames": ["roomcastclusters.roomcast.io"], "verbs": ["get", "patch"]}
+    ]  # fmt: skip
+    pod = one(objects, "Job")["spec"]["template"]["spec"]
+    assert pod["containers"][0]["command"][:3] == ["python", "-m", "roomcast_operator.crdapply"]
+    assert not by_component(render_chart(helm, sets=["crds.upgrade=false"]), "crd-upgrade")
+
+
+def by_component(objects: list[dict], component: str) -> list[dict]:
+    return [
+        o
+        for o in objects
+        if o["metadata"]["labels"].get("app.kubernetes.io/component") == component
+    ]

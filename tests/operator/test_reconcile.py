@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from roomcast_operator import render
-from roomcast_operator.reconcile import controller_revision, rollback_request
+from roomcast_operator.reconcile import controller_revision, cost_to_write, rollback_request
 from roomcast_operator.releases import Revision
 
 from .helpers import OWNER, make_spec
@@ -25,3 +25,15 @@ def test_controller_revision_holds_the_whole_release() -> None:
     assert obj["metadata"]["ownerReferences"][0]["uid"] == OWNER.uid
     assert obj["revision"] == 5
     assert render.Release.from_data(obj["data"]) == release
+
+
+def test_deletion_cost_moves_only_two_buckets_away() -> None:
+    assert cost_to_write(None, 5) == "4"  # never written
+    assert cost_to_write("4", 7) is None  # same bucket
+    assert cost_to_write("4", 8) is None  # hovering at a power of two: one bucket
+    assert cost_to_write("4", 3) is None
+    assert cost_to_write("4", 16) == "16"
+    assert cost_to_write("4", 1) == "1"
+    assert cost_to_write("0", 1) is None
+    assert cost_to_write("0", 2) == "2"
+    assert cost_to_write("garbage", 0) == "0"
