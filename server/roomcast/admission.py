@@ -2,7 +2,7 @@
 
 Refusals are HTTP answers before the upgrade, so a load balancer or browser sees a
 plain status: 503 while draining or at the connection limit (try another pod), 403
-for a foreign Origin, 400 for a client that only speaks the Protobuf protocol.
+for a foreign Origin.
 """
 
 from __future__ import annotations
@@ -29,7 +29,4 @@ def upgrade_refusal(
         return 503, "connection limit"
     if not origins.allows(origin, host):
         return 403, "origin not allowed"
-    offered = [p.strip() for p in subprotocols.split(",")]
-    if "centrifuge-protobuf" in offered and "centrifuge-json" not in offered:
-        return 400, "only the JSON protocol is supported"
     return None

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
-from . import __version__
+from . import __version__, protobuf
 from .channels import ChannelInfo
 from .codes import (
     UNSUBSCRIBE_REASONS,
@@ -39,7 +39,7 @@ from .fields import (
     optional_position,
     optional_str,
 )
-from .hub import Subscriber, encode_push, string_wire
+from .hub import Subscriber, string_wire
 from .permissions import may_publish, may_read_history, may_see_presence, may_subscribe
 from .ratelimit import TokenBucket
 from .recovery import is_recovered, merge_live
@@ -79,7 +79,9 @@ _TOKEN_FAILURES: dict[str, tuple[ProtocolError | Disconnect, ProtocolError | Dis
     ),
 }
 
-_PONG = b"{}"
+#: a server ping (and, from the client, its pong) is an empty message in each encoding
+_PING_JSON = b"{}"
+_PING_PROTOBUF = protobuf.encode_reply({})
 _MAX_ID = 2**32 - 1
 
 
@@ -127,9 +129,10 @@ class _SubscribeRequest:
     chan_info: bytes | None = None
 
 
-def _pub_wire(pubs: list[Publication], delta: bool) -> list[dict[str, Any]]:
-    """Publications for a reply; full text as JSON strings once a delta is negotiated."""
-    return [string_wire(p) if delta else p.wire() for p in pubs]
+def _pub_wire(pubs: list[Publication], as_strings: bool) -> list[dict[str, Any]]:
+    """Publications for a reply; full text as JSON strings once a JSON client negotiated
+    deltas (a Protobuf client's payloads are bytes either way)."""
+    return [string_wire(p) if as_strings else p.wire() for p in pubs]
 
 
 class Client:
@@ -138,6 +141,7 @@ class Client:
     __slots__ = (
         "_bucket",
         "_cleaned",
+        "_encode",
         "_expiry_timer",
         "_loop",
         "_rejections",
@@ -179,11 +183,21 @@ class Client:
         node.heartbeat.watch_stale(self, time.monotonic() + client_settings.stale_close_delay)
         self._expiry_timer: asyncio.TimerHandle | None = None
         self._cleaned = False
+        self._encode: Callable[[dict[str, Any]], bytes] = (
+            protobuf.encode_reply if transport.binary else orjson.dumps
+        )
 
     # Transport events ---------------------------------------------------
-    async def handle_frame(self, text: str) -> None:
-        """Process one text frame: newline-separated commands, in order."""
-        for line in text.split("\n"):
+    async def handle_frame(self, data: str | bytes) -> None:
+        """Process one frame's commands in order: newline-separated JSON in a text frame,
+        length-prefixed Protobuf in a binary one (on a connection that chose it)."""
+        if isinstance(data, bytes):
+            await self._handle_protobuf(data)
+            return
+        if self.transport.binary:
+            self.disconnect(DisconnectCode.INAPPROPRIATE_PROTOCOL)
+            return
+        for line in data.split("\n"):
             if self.state is ClientState.CLOSED or self.transport.closed:
                 return
             line = line.strip()
@@ -199,8 +213,23 @@ class Client:
                 return
             await self._handle_command(command)
 
+    async def _handle_protobuf(self, frame: bytes) -> None:
+        try:
+            commands = protobuf.decode_commands(frame)
+        except protobuf.DecodeError:
+            self.disconnect(DisconnectCode.BAD_REQUEST)
+            return
+        for command in commands:
+            if self.state is ClientState.CLOSED or self.transport.closed:
+                return
+            await self._handle_command(command)
+
+    def push(self, channel: str, kind: str, body: object) -> None:
+        """An asynchronous message to this client, in its encoding."""
+        self.transport.send(self._encode({"push": {"channel": channel, kind: body}}))
+
     def handle_binary(self, payload: bytes = b"") -> None:
-        """Binary frames belong to the Protobuf protocol, which this server does not speak."""
+        """A binary frame on a JSON connection: the client mixed up the encodings."""
         self.disconnect(DisconnectCode.INAPPROPRIATE_PROTOCOL)
 
     async def _handle_command(self, command: dict[str, Any]) -> None:
@@ -262,7 +291,7 @@ class Client:
         self.node.metrics.commands[(method, "ok")] += 1
         if result is not None:
             reply, after = result
-            self.transport.send(orjson.dumps({"id": cmd_id, method: reply}))
+            self.transport.send(self._encode({"id": cmd_id, method: reply}))
             if after is not None:
                 after()
 
@@ -277,7 +306,7 @@ class Client:
         return ProtocolError(ErrorCode.INTERNAL)
 
     def _error(self, cmd_id: int, error: ProtocolError) -> None:
-        self.transport.send(orjson.dumps({"id": cmd_id, "error": error.to_dict()}))
+        self.transport.send(self._encode({"id": cmd_id, "error": error.to_dict()}))
 
     def _fail_connect(self, code: int) -> None:
         """After an error reply to connect the connection is unusable (Centrifugo)."""
@@ -293,7 +322,7 @@ class Client:
 
     def send_ping(self) -> None:
         self.ping_pending = True
-        self.transport.send(_PONG)
+        self.transport.send(_PING_PROTOBUF if self.transport.binary else _PING_JSON)
 
     def disconnect(self, code: int, reason: str | None = None) -> None:
         """Close the connection with a protocol disconnect code (idempotent)."""
@@ -576,10 +605,12 @@ class Client:
         client_info = ClientInfo(self.user, self.id, self.conn_info, req.chan_info)
         channel = req.channel
         delta = req.delta and "fossil" in info.options.allowed_delta_types
+        binary = self.transport.binary
         subscriber = Subscriber(
             self.id,
             self.transport.send,
             resolved.push_join_leave,
+            binary=binary,
             delta=delta,
             delta_publish=delta and info.options.delta_publish,
         )
@@ -642,7 +673,7 @@ class Client:
             if subscriber.buffer:
                 subscriber.buffer = later
         if publications:
-            result["publications"] = _pub_wire(publications, delta)
+            result["publications"] = _pub_wire(publications, delta and not binary)
         if recovered:
             result["recovered"] = True
         if top is not None:
@@ -684,8 +715,7 @@ class Client:
                         self.disconnect(DisconnectCode.INSUFFICIENT_STATE)
                         return
                     last = pub.offset
-                wire = string_wire(pub) if delta else pub.wire()
-                self.transport.send(encode_push(channel, "pub", wire))
+                self.push(channel, "pub", string_wire(pub) if delta and not binary else pub.wire())
             if top is not None:
                 node.hub.deliver_after(channel, self.id, last)
             if join_leave:
@@ -718,11 +748,7 @@ class Client:
         sub = self.subs.get(channel)
         if sub is None:
             return
-        self.transport.send(
-            encode_push(
-                channel, "unsubscribe", {"code": int(code), "reason": UNSUBSCRIBE_REASONS[code]}
-            )
-        )
+        self.push(channel, "unsubscribe", {"code": int(code), "reason": UNSUBSCRIBE_REASONS[code]})
         self.node.spawn(self._drop_subscription(sub))
 
     def insufficient_state(self, channel: str) -> None:
@@ -761,7 +787,7 @@ class Client:
         except ConnectionGone:
             return
         result.pop("was_recovering", None)
-        self.transport.send(encode_push(channel, "subscribe", result))
+        self.push(channel, "subscribe", result)
         commit()
 
     def _check_open(self) -> None:

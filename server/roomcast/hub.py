@@ -16,9 +16,10 @@ reaches it, and is skipped for the offsets it already has. Only channels with
 such a subscriber pay for the check, and only until it catches up.
 
 A subscriber that negotiated fossil deltas receives each publication's data as a JSON
-string: the full text, or a delta against the data it received before. The delta is
-computed once per publication for all of them, and only channels with such a
-subscriber pay for it.
+string (in the JSON encoding; as bytes in Protobuf): the full text, or a delta against
+the data it received before. Subscribers on Protobuf connections get the publication in
+that encoding. Each variant is encoded once per publication for all who need it, and
+only channels with such a subscriber pay for the check.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from . import fossil
+from . import fossil, protobuf
 from .engine import ClientInfo, Publication
 
 if TYPE_CHECKING:
@@ -47,6 +48,8 @@ class Subscriber:
     push_join_leave: bool
     #: set while pending: publications that arrived before the subscribe reply
     buffer: list[Publication] | None = field(default_factory=list)
+    #: the connection speaks the Protobuf encoding
+    binary: bool = False
     #: fossil delta negotiated: data goes as a JSON string (full text or delta)
     delta: bool = False
     #: the namespace publishes deltas (``delta_publish``), not only full strings
@@ -55,8 +58,9 @@ class Subscriber:
     delta_base: bool = False
 
 
-def encode_push(channel: str, kind: str, body: object) -> bytes:
-    return orjson.dumps({"push": {"channel": channel, kind: body}})
+def encode_push(channel: str, kind: str, body: object, binary: bool = False) -> bytes:
+    push = {"push": {"channel": channel, kind: body}}
+    return protobuf.encode_reply(push) if binary else orjson.dumps(push)
 
 
 def string_wire(pub: Publication, data: bytes | None = None) -> dict[str, Any]:
@@ -81,8 +85,9 @@ class Hub:
         self._ahead: dict[str, dict[str, int]] = {}
         #: channel -> offset of the last publication fanned out here
         self._offsets: dict[str, int] = {}
-        #: channel -> live delta subscribers here, and the data they last received
-        self._delta_subs: dict[str, int] = {}
+        #: channel -> live subscribers here that are binary or take deltas (the slow path)
+        self._special: dict[str, int] = {}
+        #: channel -> the data its delta subscribers last received
         self._delta_prev: dict[str, bytes] = {}
         self._metrics = metrics
         self._num_subs = 0
@@ -105,11 +110,11 @@ class Hub:
         buffered, sub.buffer = sub.buffer or [], None
         self._channels.setdefault(channel, {})[client_id] = sub
         self._num_subs += 1
-        if sub.delta:
-            # What the client holds is the subscribe reply's last publication, not
+        if sub.delta or sub.binary:
+            # What a delta client holds is the subscribe reply's last publication, not
             # necessarily this node's: its first live publication goes in full.
             sub.delta_base = False
-            self._delta_subs[channel] = self._delta_subs.get(channel, 0) + 1
+            self._special[channel] = self._special.get(channel, 0) + 1
         return buffered
 
     def deliver_after(self, channel: str, client_id: str, offset: int) -> None:
@@ -129,10 +134,10 @@ class Hub:
         removed = subs.pop(client_id, None) if subs is not None else None
         if subs is not None and removed is not None:
             self._num_subs -= 1
-            if removed.delta:
-                self._delta_subs[channel] -= 1
-                if not self._delta_subs[channel]:
-                    del self._delta_subs[channel]
+            if removed.delta or removed.binary:
+                self._special[channel] -= 1
+                if not self._special[channel]:
+                    del self._special[channel]
                     self._delta_prev.pop(channel, None)
             if not subs:
                 del self._channels[channel]
@@ -182,8 +187,8 @@ class Hub:
         if pub.offset:
             self._offsets[channel] = pub.offset
         ahead = self._ahead.get(channel)
-        if channel in self._delta_subs:
-            delivered = self._send_with_deltas(channel, subs, ahead, pub, message)
+        if channel in self._special:
+            delivered = self._send_special(channel, subs, ahead, pub, message)
         elif ahead is not None and pub.offset:
             delivered = self._send_skipping(channel, subs, ahead, pub.offset, message)
         else:
@@ -220,7 +225,7 @@ class Hub:
             del self._ahead[channel]
         return skip
 
-    def _send_with_deltas(
+    def _send_special(
         self,
         channel: str,
         subs: dict[str, Subscriber],
@@ -228,34 +233,44 @@ class Hub:
         pub: Publication,
         message: bytes,
     ) -> int:
-        """Fan out on a channel with delta subscribers: each gets the shared delta when
-        it holds the previous data, else the full text (and holds it from then on)."""
+        """Fan out on a channel with binary or delta subscribers. A delta subscriber gets
+        the shared delta when it holds the previous data, else the full payload (and holds
+        it from then on); each variant is encoded once, when first needed."""
         skip = self._take_skips(channel, ahead, pub.offset) if ahead and pub.offset else set()
         prev = self._delta_prev.get(channel)
-        full: bytes | None = None
-        delta: bytes | None = None
+        # (binary, variant) -> message; variant 0 plain, 1 full string, 2 delta
+        encoded: dict[tuple[bool, int], bytes] = {(False, 0): message}
+        patch: bytes | None = None
+
+        def variant(binary: bool, kind: int) -> bytes:
+            out = encoded.get((binary, kind))
+            if out is None:
+                if kind == 2:
+                    assert patch
+                    wire = string_wire(pub, patch) if not binary else pub.wire()
+                    if binary:
+                        wire.update(data=patch, delta=True)
+                else:
+                    wire = string_wire(pub) if kind == 1 and not binary else pub.wire()
+                out = encoded[(binary, kind)] = encode_push(channel, "pub", wire, binary)
+            return out
+
         for client_id, sub in subs.items():
             if client_id in skip:
                 sub.delta_base = False  # it holds the recovered data, not ``prev``
                 continue
             if not sub.delta:
-                sub.send(message)
+                sub.send(variant(sub.binary, 0))
                 continue
             if prev is not None and sub.delta_base and sub.delta_publish:
-                if delta is None:
-                    patch = fossil.create(prev, pub.data)
+                if patch is None:
+                    made = fossil.create(prev, pub.data)
                     # A delta no smaller than the data is not worth applying.
-                    delta = (
-                        encode_push(channel, "pub", string_wire(pub, patch))
-                        if len(patch) < len(pub.data)
-                        else b""
-                    )
-                if delta:
-                    sub.send(delta)
+                    patch = made if len(made) < len(pub.data) else b""
+                if patch:
+                    sub.send(variant(sub.binary, 2))
                     continue
-            if full is None:
-                full = encode_push(channel, "pub", string_wire(pub))
-            sub.send(full)
+            sub.send(variant(sub.binary, 0 if sub.binary else 1))
             sub.delta_base = True
         self._delta_prev[channel] = pub.data
         return len(subs) - len(skip)
@@ -264,7 +279,11 @@ class Hub:
         subs = self._channels.get(channel)
         if not subs:
             return
-        message = encode_push(channel, kind, {"info": info.wire()})
+        body = {"info": info.wire()}
+        encoded: dict[bool, bytes] = {}
         for sub in subs.values():
             if sub.push_join_leave and not (kind == "leave" and sub.client_id == info.client):
+                message = encoded.get(sub.binary)
+                if message is None:
+                    message = encoded[sub.binary] = encode_push(channel, kind, body, sub.binary)
                 sub.send(message)

@@ -170,12 +170,26 @@ class Node:
         return HistoryOptions(o.history_size, o.history_ttl, meta)
 
     def validate_data(self, info: ChannelInfo, data: Any) -> bytes:
-        """Check a payload against the namespace's data format; return compact JSON."""
+        """Check a payload against the namespace's data format; return it as JSON text.
+
+        A JSON command's payload is a parsed value and goes out compact. A Protobuf
+        command's payload is the bytes the client sent: kept exactly when they are JSON
+        on one line (JSON frames are newline-delimited), else made compact.
+        """
         fmt = info.options.publication_data_format
+        raw: bytes | None = None
+        if isinstance(data, bytes):
+            raw = data
+            try:
+                data = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                raise ProtocolError(ErrorCode.BAD_REQUEST, "data must be JSON") from None
         if data is None and fmt != "binary":
             raise ProtocolError(ErrorCode.BAD_REQUEST, "data required")
         if fmt == "json_object" and not isinstance(data, dict):
             raise ProtocolError(ErrorCode.BAD_REQUEST, "data must be a JSON object")
+        if raw is not None and b"\n" not in raw and b"\r" not in raw:
+            return raw
         return json_bytes(data, "data")
 
     async def publish(

@@ -6,10 +6,10 @@ ping, an empty ``Command`` its pong). This module translates between those bytes
 same dictionaries the JSON encoding produces and consumes, so the command handlers and
 the fan-out do not know which encoding a connection uses.
 
-Payloads (``data``) are bytes on this wire. Roomcast's publications are JSON, so payload
-bytes a client sends are parsed as JSON; bytes that are not JSON stay ``bytes`` in the
-dictionary, and the field readers answer them with a bad request. Payloads the server
-sends are written as their JSON text. Field numbers are those of the protocol's schema.
+Payloads (``data``) are bytes on this wire and stay ``bytes`` in the dictionaries; where
+a payload is used it is checked as JSON (Roomcast's publications are JSON) and kept as
+sent. Payloads the server sends are written as their JSON text. Field numbers are those
+of the protocol's schema.
 """
 
 from __future__ import annotations
@@ -325,14 +325,6 @@ def _skip(buf: bytes, pos: int, wire_type: int) -> int:
     raise DecodeError(f"unsupported wire type {wire_type}")
 
 
-def _data_value(raw: bytes) -> object:
-    """A payload the client sent: its JSON value, or the bytes when they are not JSON."""
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return raw
-
-
 def decode_message(message: str, buf: bytes, depth: int = 0) -> dict[str, Any]:
     """One message into its dictionary; unknown fields are skipped, as proto3 does."""
     if depth > _MAX_DEPTH:
@@ -365,7 +357,7 @@ def decode_message(message: str, buf: bytes, depth: int = 0) -> dict[str, Any]:
         if kind == _STR:
             out[name] = _text(chunk, message, name)
         elif kind == _DATA:
-            out[name] = _data_value(chunk)
+            out[name] = chunk
         elif kind == _MSG:
             out[name] = decode_message(sub or "", chunk, depth + 1)
         elif kind == _REPEATED:

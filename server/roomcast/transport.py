@@ -20,3 +20,8 @@ class Transport(Protocol):
 
     @property
     def closed(self) -> bool: ...
+
+    @property
+    def binary(self) -> bool:
+        """The connection speaks the Protobuf encoding (binary frames), not JSON."""
+        ...

@@ -21,13 +21,6 @@ def test_refusals_in_order() -> None:
         403,
         "origin not allowed",
     )
-    assert upgrade_refusal(node, [], origins, None, "h", "centrifuge-protobuf") == (
-        400,
-        "only the JSON protocol is supported",
-    )
-    assert (
-        upgrade_refusal(node, [], origins, None, "h", "centrifuge-protobuf, centrifuge-json")
-        is None
-    )
+    assert upgrade_refusal(node, [], origins, None, "h", "centrifuge-protobuf") is None
     node.draining = True
     assert upgrade_refusal(node, [], origins, *ok) == (503, "draining")

@@ -439,3 +439,32 @@ async def test_delta_negotiation(protocol_server: ServerProcess) -> None:
         assert "delta" not in plain["subscribe"]
         await c.send({"id": 99, "subscribe": {"channel": channel("delta:"), "delta": "zstd"}})
         assert await c.closed() == 3501
+
+
+async def test_protobuf_connection_frames(protocol_server: ServerProcess) -> None:
+    """centrifuge-protobuf alone makes the connection binary: a ping is an empty Reply,
+    a text frame there is the wrong encoding (3506), malformed Protobuf a bad request (3501)."""
+    import aiohttp
+
+    from roomcast import protobuf
+
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(
+            protocol_server.ws_url, protocols=("centrifuge-protobuf",)
+        ) as ws:
+            assert ws.protocol == "centrifuge-protobuf"
+            connect = protobuf.encode_message("Command", {"id": 1, "connect": {"token": token()}})
+            await ws.send_bytes(protobuf._varint(len(connect)) + connect)
+            reply = await ws.receive_bytes(timeout=5)
+            length, start = protobuf._read_varint(reply, 0)
+            decoded = protobuf.decode_message("Reply", reply[start : start + length])
+            assert decoded["id"] == 1 and decoded["connect"]["client"]
+            await ws.send_str('{"id": 2, "presence": {"channel": "x"}}')
+            assert (await ws.receive(timeout=5)).type == aiohttp.WSMsgType.CLOSE
+            assert ws.close_code == 3506
+        async with session.ws_connect(
+            protocol_server.ws_url, protocols=("centrifuge-protobuf",)
+        ) as ws:
+            await ws.send_bytes(b"\x05\x08")  # a length past the end of the frame
+            assert (await ws.receive(timeout=5)).type == aiohttp.WSMsgType.CLOSE
+            assert ws.close_code == 3501

@@ -150,7 +150,7 @@ def test_last_delta_subscriber_leaving_drops_the_channel_state() -> None:
     hub.broadcast_publication("c", Publication(b'{"n":1}', offset=1))
     assert hub._delta_prev
     hub.remove("c", "a")
-    assert hub._delta_prev == {} and hub._delta_subs == {}
+    assert hub._delta_prev == {} and hub._special == {}
 
 
 def orjson_doc(n: int) -> bytes:

@@ -408,18 +408,8 @@ async def test_websocket_ping_close_and_invalid_utf8(protocol_server: ServerProc
             },
             400,
         ),
-        (
-            {
-                "Upgrade": "websocket",
-                "Connection": "Upgrade",
-                "Sec-WebSocket-Version": "13",
-                "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
-                "Sec-WebSocket-Protocol": "centrifuge-protobuf",
-            },
-            400,
-        ),
     ],
-    ids=["plain-get", "version", "bad-key", "protobuf-only"],
+    ids=["plain-get", "version", "bad-key"],
 )
 async def test_bad_upgrades_get_http_errors(
     protocol_server: ServerProcess, headers: dict[str, str], status: int

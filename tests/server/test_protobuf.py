@@ -134,7 +134,7 @@ def test_commands_as_the_sdk_sends_them() -> None:
     ]
     decoded = protobuf.decode_commands(SDK.encode_commands(commands))
     assert decoded == [
-        {"id": 1, "connect": {"token": "t", "name": "python", "data": {"x": 1}}},
+        {"id": 1, "connect": {"token": "t", "name": "python", "data": b'{"x":1}'}},
         {
             "id": 2,
             "subscribe": {
@@ -146,7 +146,7 @@ def test_commands_as_the_sdk_sends_them() -> None:
                 "flag": 2,
             },
         },
-        {"id": 3, "publish": {"channel": "chat", "data": {"text": "hi"}}},
+        {"id": 3, "publish": {"channel": "chat", "data": b'{"text":"hi"}'}},
         {"id": 4, "history": {"channel": "chat", "limit": -1, "since": {"offset": 3}}},
         {"id": 5, "presence_stats": {"channel": "chat"}},
         {"id": 6, "publish": {"channel": "chat", "data": b"\xff\x00 not json"}},

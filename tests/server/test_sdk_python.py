@@ -209,3 +209,32 @@ async def test_fossil_deltas_live_and_after_recovery(
     protocol_server.api("publish", {"channel": ch, "data": {**board, "round": 6}})
     after = [(await next_item(events.publications)).pub for _ in range(3)]
     assert [(p.offset, p.data["round"]) for p in after] == [(4, 4), (5, 5), (6, 6)]
+
+
+async def test_protobuf_client_with_json_client_on_one_channel(
+    clients: list[Client], protocol_server: ServerProcess
+) -> None:
+    """A Protobuf connection (subprotocol centrifuge-protobuf, binary frames) and a JSON one
+    share a channel: each receives the other's publications in its own encoding, the
+    Protobuf client's payload bytes exactly as sent; history and presence answer it too."""
+    ch = f"py{uuid.uuid4().hex[:8]}"
+    binary = Client(protocol_server.ws_url, token=token("pb"), use_protobuf=True)
+    text = Client(protocol_server.ws_url, token=token("js"))
+    clients.extend([binary, text])
+    await asyncio.gather(binary.connect(), text.connect())
+    ev_binary, ev_text = Recorder(), Recorder()
+    sub_binary = binary.new_subscription(ch, events=ev_binary, delta=DeltaType.FOSSIL)
+    sub_text = text.new_subscription(ch, events=ev_text)
+    await asyncio.gather(sub_binary.subscribe(), sub_text.subscribe())
+    await sub_binary.publish(b'{"from": "protobuf"}')
+    assert (await next_item(ev_text.publications)).pub.data == {"from": "protobuf"}
+    assert (await next_item(ev_binary.publications)).pub.data == b'{"from": "protobuf"}'
+    await sub_text.publish({"from": "json"})
+    assert (await next_item(ev_binary.publications)).pub.data == b'{"from":"json"}'
+    history = await sub_binary.history(limit=10)
+    assert [p.data for p in history.publications] == [b'{"from": "protobuf"}', b'{"from":"json"}']
+    presence = await sub_binary.presence()
+    assert sorted(info.user for info in presence.clients.values()) == ["js", "pb"]
+    with pytest.raises(ReplyError) as refused:
+        await sub_binary.publish(b"not json")
+    assert refused.value.code == 107

@@ -83,6 +83,10 @@ def text_frame(payload: bytes) -> bytes:
     return server_frame(OP_TEXT, payload)
 
 
+def binary_frame(payload: bytes) -> bytes:
+    return server_frame(OP_BINARY, payload)
+
+
 def parse_close(payload: bytes) -> tuple[int, str]:
     """The code and reason of a close frame; 1005 (no code) when it carries none."""
     if not payload:

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 SUBPROTOCOL = "centrifuge-json"
+#: offered alone (SDKs with ``protocol: "protobuf"``), it makes the connection binary
+PROTOBUF_SUBPROTOCOL = "centrifuge-protobuf"
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,9 +37,10 @@ class Refusal:
 
 @dataclass(frozen=True, slots=True)
 class Acceptance:
-    """The headers of the 101 answer."""
+    """The headers of the 101 answer, and the encoding the connection speaks."""
 
     headers: tuple[tuple[str, str], ...]
+    binary: bool = False
 
 
 def parse_headers(block: bytes) -> dict[str, str] | None:
@@ -93,6 +96,10 @@ def answer(
         return Refusal(*refusal)
     accept = base64.b64encode(hashlib.sha1(key.encode() + _GUID).digest()).decode()
     reply = [("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Accept", accept)]
-    if SUBPROTOCOL in [p.strip() for p in subprotocols.split(",")]:
+    offered = [p.strip() for p in subprotocols.split(",")]
+    if SUBPROTOCOL in offered:
         reply.append(("Sec-WebSocket-Protocol", SUBPROTOCOL))
+    elif PROTOBUF_SUBPROTOCOL in offered:
+        reply.append(("Sec-WebSocket-Protocol", PROTOBUF_SUBPROTOCOL))
+        return Acceptance(tuple(reply), binary=True)
     return Acceptance(tuple(reply))

@@ -1,7 +1,8 @@
 """Per-connection outboxes flushed once per loop turn.
 
 Messages bound for one connection in the same loop turn are joined with ``\\n``
-(the JSON protocol allows several messages per frame) and written with one
+(the JSON protocol allows several messages per frame; Protobuf messages carry their
+length and are simply concatenated into binary frames) and written with one
 ``transport.write``: the syscall, not Python, dominates fan-out cost. A lone
 message, the usual case in fan-out, is framed once and the frame shared by every
 recipient of that loop turn.
@@ -12,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Protocol
 
-from .frames import text_frame
+from .frames import binary_frame, text_frame
 
 if TYPE_CHECKING:
     from roomcast.metrics import Metrics
@@ -20,7 +21,9 @@ if TYPE_CHECKING:
 _MAX_FRAME_PAYLOAD_BYTES = 65_536
 
 
-def outbox_frames(outbox: list[bytes], frames: dict[int, bytes] | None) -> bytes:
+def outbox_frames(
+    outbox: list[bytes], frames: dict[int, bytes] | None, *, binary: bool = False
+) -> bytes:
     """The bytes of one flush: messages joined into as few frames as possible.
 
     ``frames`` caches the frame of a lone message by the message object's id, for
@@ -31,10 +34,12 @@ def outbox_frames(outbox: list[bytes], frames: dict[int, bytes] | None) -> bytes
         key = id(message)
         data = frames.get(key) if frames is not None else None
         if data is None:
-            data = text_frame(message)
+            data = binary_frame(message) if binary else text_frame(message)
             if frames is not None:
                 frames[key] = data
         return data
+    if binary:
+        return b"".join(binary_frame(b"".join(chunk)) for chunk in chunks(outbox))
     return b"".join(text_frame(b"\n".join(chunk)) for chunk in chunks(outbox))
 
 

@@ -75,9 +75,11 @@ class _State(enum.Enum):
 class Session(Protocol):
     """What an upgraded connection hands its messages to: a ``Client`` in production."""
 
-    async def handle_frame(self, text: str) -> None: ...
+    async def handle_frame(self, data: str | bytes) -> None:
+        """Commands: a text frame (JSON), or a binary frame on a binary connection."""
 
-    def handle_binary(self, payload: bytes) -> None: ...
+    def handle_binary(self, payload: bytes) -> None:
+        """A binary frame on a text connection."""
 
     async def cleanup(self) -> None: ...
 
@@ -154,7 +156,7 @@ def upgrade_handler(gateway: Gateway) -> Callable[[web.Request], Awaitable[web.S
             if not lost.done():
                 lost.set_result(None)
 
-        connection.adopt(raw, forget)
+        connection.adopt(raw, forget, binary=decision.binary)
         http.set_parser(_Forward(connection))  # type: ignore[arg-type]  # bytes already read
         raw.set_protocol(connection)
         await lost
@@ -184,6 +186,7 @@ class ConnectionProtocol(asyncio.Protocol):
 
     __slots__ = (
         "_backlog",
+        "_binary",
         "_busy",
         "_client",
         "_deadline",
@@ -209,7 +212,8 @@ class ConnectionProtocol(asyncio.Protocol):
         self._client: Session | None = None
         self._outbox: list[bytes] = []
         self._busy: asyncio.Task[None] | None = None
-        self._backlog: collections.deque[str] | None = None
+        self._backlog: collections.deque[str | bytes] | None = None
+        self._binary = False
         self._reading_paused = False
         self._writing_paused = False
         self._pong: bytes | None = None
@@ -307,7 +311,7 @@ class ConnectionProtocol(asyncio.Protocol):
         lines = "".join(f"{name}: {value}\r\n" for name, value in decision.headers)
         raw.write(f"HTTP/1.1 101 Switching Protocols\r\n{lines}\r\n".encode())
         self._log_request(101)
-        self.adopt(raw, None)
+        self.adopt(raw, None, binary=decision.binary)
         if rest:
             self._receive_frames(rest)
 
@@ -342,10 +346,16 @@ class ConnectionProtocol(asyncio.Protocol):
         raw.close()
 
     def adopt(
-        self, raw: asyncio.Transport, on_lost: Callable[[BaseException | None], None] | None
+        self,
+        raw: asyncio.Transport,
+        on_lost: Callable[[BaseException | None], None] | None,
+        *,
+        binary: bool = False,
     ) -> None:
-        """Serve ``raw`` as an open WebSocket (the 101 is written) with a new session."""
+        """Serve ``raw`` as an open WebSocket (the 101 is written) with a new session;
+        ``binary`` connections speak the Protobuf encoding in binary frames."""
         gateway = self._gateway
+        self._binary = binary
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
@@ -392,7 +402,11 @@ class ConnectionProtocol(asyncio.Protocol):
                     return
                 self._handle_text(text)
             elif opcode == OP_BINARY:
-                if self._state is _State.OPEN and self._client is not None:
+                if self._state is not _State.OPEN or self._client is None:
+                    continue
+                if self._binary:
+                    self._handle_text(frame.payload)
+                else:
                     self._client.handle_binary(frame.payload)
             elif opcode == OP_CLOSE:
                 self._peer_closed(frame.payload)
@@ -400,24 +414,24 @@ class ConnectionProtocol(asyncio.Protocol):
             elif opcode == OP_PING:
                 self._write_pong(frame.payload)
 
-    def _handle_text(self, text: str) -> None:
+    def _handle_text(self, data: str | bytes) -> None:
         if self._busy is None:
-            self._busy = asyncio.ensure_future(self._run(text))
+            self._busy = asyncio.ensure_future(self._run(data))
             return
         backlog = self._backlog
         if backlog is None:
             backlog = self._backlog = collections.deque()
-        backlog.append(text)
+        backlog.append(data)
         if len(backlog) >= _BACKLOG_PAUSE and not self._reading_paused and self._raw is not None:
             self._reading_paused = True
             self._raw.pause_reading()
 
-    async def _run(self, text: str) -> None:
+    async def _run(self, data: str | bytes) -> None:
         """Handle frames strictly in order: connect must finish before the next command."""
         client = self._client
         assert client is not None
         try:
-            await client.handle_frame(text)
+            await client.handle_frame(data)
             backlog = self._backlog
             while backlog and self._state is _State.OPEN:
                 await client.handle_frame(backlog.popleft())
@@ -481,6 +495,10 @@ class ConnectionProtocol(asyncio.Protocol):
     def closed(self) -> bool:
         return self._state is not _State.OPEN
 
+    @property
+    def binary(self) -> bool:
+        return self._binary
+
     def send(self, message: bytes) -> None:
         if self._state is not _State.OPEN:
             return
@@ -499,7 +517,7 @@ class ConnectionProtocol(asyncio.Protocol):
         if raw is None or raw.is_closing():
             outbox.clear()
             return
-        data = outbox_frames(outbox, frames)
+        data = outbox_frames(outbox, frames, binary=self._binary)
         outbox.clear()  # reused: no list per connection per flush for the collector to chase
         raw.write(data)
         if raw.get_write_buffer_size() > self._gateway.queue_max:
