@@ -27,3 +27,17 @@ def complete_deployment(replicas: int = 3) -> DeploymentState:
         available_replicas=replicas,
         deadline_exceeded=False,
     )
+
+
+def two_pod_deployment(complete: bool = True) -> DeploymentState:
+    """Two desired pods: all updated, or mid-rollout with one updated and a surge pod."""
+    return DeploymentState(
+        generation=1,
+        observed_generation=1,
+        replicas=2 if complete else 3,
+        desired_replicas=2,
+        updated_replicas=2 if complete else 1,
+        ready_replicas=2,
+        available_replicas=2,
+        deadline_exceeded=False,
+    )

@@ -10,28 +10,15 @@ from typing import Any
 import pytest
 
 from roomcast_operator import render
-from roomcast_operator.health import DeploymentState, PodState
+from roomcast_operator.health import PodState
 from roomcast_operator.metrics import OperatorMetrics, resource_of, serve
 from roomcast_operator.releases import Observed, Revision, decide
 from roomcast_operator.spec import ClusterSpec
 
-from .helpers import make_spec
+from .helpers import make_spec, two_pod_deployment
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 BAD_IMAGE = "ghcr.io/roomcast/roomcast:1.1.0"
-
-
-def _deployment(complete: bool) -> DeploymentState:
-    return DeploymentState(
-        generation=1,
-        observed_generation=1,
-        replicas=2 if complete else 3,
-        desired_replicas=2,
-        updated_replicas=2 if complete else 1,
-        ready_replicas=2,
-        available_replicas=2,
-        deadline_exceeded=False,
-    )
 
 
 class Passes:
@@ -55,7 +42,7 @@ class Passes:
         self.now += timedelta(seconds=seconds)
         observed = Observed(
             revisions=list(self.revisions),
-            deployment=_deployment(complete),
+            deployment=two_pod_deployment(complete),
             deployment_revision=running
             if running is not None
             else self.status.get("currentRevision"),
