@@ -86,17 +86,20 @@ class PrometheusServer:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"prometheus exited:\n{self.log()}")
-            with contextlib.suppress(OSError, AssertionError):
-                targets = self.get("/api/v1/targets")["activeTargets"]
-                if targets and all(t["health"] == "up" for t in targets):
-                    return self
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"prometheus did not become ready:\n{self.log()}")
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"prometheus exited:\n{self.log()}")
+                with contextlib.suppress(OSError, AssertionError):
+                    targets = self.get("/api/v1/targets")["activeTargets"]
+                    if targets and all(t["health"] == "up" for t in targets):
+                        return self
+                time.sleep(0.2)
+            raise RuntimeError(f"prometheus did not become ready:\n{self.log()}")
+        except BaseException:
+            self.stop()  # never leave it running behind a failed start
+            raise
 
     def get(self, path: str, **params: str) -> Any:
         """GET an API path; the ``data`` of a successful answer, else AssertionError."""
@@ -105,7 +108,11 @@ class PrometheusServer:
             with urllib.request.urlopen(url, timeout=30) as response:
                 body = json.loads(response.read())
         except urllib.error.HTTPError as error:
-            body = json.loads(error.read() or b"{}")
+            raw = error.read()
+            try:
+                body = json.loads(raw or b"{}")
+            except json.JSONDecodeError:  # "Service Unavailable" while it starts
+                raise AssertionError(f"{path}: HTTP {error.code} {raw[:200]!r}") from None
         assert body.get("status") == "success", f"{path} {params}: {body}"
         return body["data"]
 

@@ -35,7 +35,11 @@ def test_operator_panels_tell_the_rollback(
     )
     operator.start()
     target = ("roomcast-operator", f"127.0.0.1:{port}", {"namespace": "roomcast-system"})
-    prometheus = PrometheusServer([target], tmp_path).start()
+    try:
+        prometheus = PrometheusServer([target], tmp_path).start()
+    except BaseException:
+        operator.stop()
+        raise
     try:
         create(cluster, namespace, image=GOOD)
         patch(cluster.kube, namespace, bad_release())
