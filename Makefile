@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 JS_STAMP := tests/js/node_modules/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install run test unit lint format bench test-deps clean wheelhouse base-image image chart-lint
+.PHONY: help install run test unit lint format bench bench-peers test-deps clean wheelhouse base-image image chart-lint
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -52,6 +52,9 @@ test: test-deps lint unit e2e ## Install what the tests need, then run them all
 bench: install ## Benchmarks: results as JSON in bench/results/ plus a table
 	$(PYTHON) bench/run.py $(BENCH_ARGS)
 
+bench-peers: install ## Roomcast beside Centrifugo, socket.io, python-socketio and ws (builds them)
+	$(PYTHON) bench/peers/compare.py $(BENCH_ARGS)
+
 BASE_IMAGE ?= python:3.11-slim
 IMAGE ?= roomcast:dev
 HELM ?= $$(ls -d $${XDG_CACHE_HOME:-$$HOME/.cache}/roomcast/tools/*/bin | tail -n1)/helm
@@ -71,6 +74,6 @@ chart-lint: $(STAMP) ## helm lint --strict and the chart's unit tests
 	$(PYTHON) -m pytest tests/helm $(PYTEST_ARGS)
 
 clean: ## Remove the virtualenv and caches
-	rm -rf $(VENV) tests/js/node_modules .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) tests/js/node_modules bench/peers/node_modules .mypy_cache .ruff_cache .pytest_cache
 
 include e2e/bed.mk

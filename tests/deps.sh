@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Install the non-Python programs the tests start: redis-server (and redis-sentinel).
+# Install the non-Python programs the tests start: redis-server (and redis-sentinel), and
+# the comparison benchmark's peers (Centrifugo built from the Go module proxy, the Node
+# peers from npm; both cached, so a warm run returns at once).
 # Uses apt-get when run as root on Debian/Ubuntu; otherwise says what is missing.
 set -euo pipefail
 missing=()
@@ -17,3 +19,4 @@ if ((${#missing[@]})); then
         exit 1
     fi
 fi
+"$(dirname "${BASH_SOURCE[0]}")/../bench/peers/install.sh" >/dev/null
