@@ -28,6 +28,11 @@
  * {"commands":[{"publish":{...}},...]}, the shape Centrifugo's API has.
  * The report counts the WebSocket frames that carried publications, so a server
  * that joins publications into fewer frames is visible.
+ * With --rooms K subscriber i joins room <channel>-<i mod K>, and the publications are
+ * sent by the subscribers themselves, each into its own room, in turn (no publisher
+ * connection): a publish command (centrifuge), a "publish" event with an ack
+ * (socketio), or a {"data":DATA} frame (ws, which has no acks). Every member of the
+ * room receives it, the sender too.
  *
  * Output: JSON lines on stdout. With --wait the run has phases driven by the
  * caller (the benchmark runner reads server CPU between them):
@@ -156,7 +161,7 @@ enum proto { P_CENTRIFUGE, P_SOCKETIO, P_WS };
 typedef struct {
     const char *host, *path, *channel, *tokens_file, *pub_token, *api_key, *api_path;
     enum proto proto;
-    int port, conns, concurrency, batch, size, wait;
+    int port, conns, concurrency, batch, size, wait, rooms;
     long pubs, warmup;
     double rate, gap_ms, timeout_s;
 } config_t;
@@ -170,6 +175,7 @@ static config_t cfg = {
     .api_key = NULL,
     .api_path = "/api",
     .proto = P_CENTRIFUGE,
+    .rooms = 0,
     .port = 0,
     .conns = 1,
     .concurrency = 64,
@@ -401,6 +407,17 @@ static void start_connection(conn_t *c) {
 
 static void became_ready(conn_t *c);
 
+/* The channel a subscriber joins: --channel, or its room of --rooms. */
+static const char *conn_channel(const conn_t *c) {
+    static char name[300];
+    if (!cfg.rooms) return cfg.channel;
+    snprintf(name, sizeof name, "%s-%d", cfg.channel, c->index % cfg.rooms);
+    return name;
+}
+
+/* Members per room: everyone in one room, or --conns / --rooms. */
+static uint64_t room_size(void);
+
 static const char *conn_token(conn_t *c) {
     return c->is_publisher ? cfg.pub_token : n_tokens ? tokens[c->index % n_tokens] : "";
 }
@@ -412,7 +429,7 @@ static void sio_after_connect(conn_t *c) {
         return;
     }
     char msg[512];
-    int n = snprintf(msg, sizeof msg, "420[\"subscribe\",\"%s\"]", cfg.channel);
+    int n = snprintf(msg, sizeof msg, "420[\"subscribe\",\"%s\"]", conn_channel(c));
     send_text(c, msg, (size_t)n);
 }
 
@@ -421,7 +438,7 @@ static void send_hello(conn_t *c) {
     if (cfg.proto == P_SOCKETIO) return; /* the server speaks first (the open packet) */
     if (cfg.proto == P_WS) {
         int n = snprintf(msg, sizeof msg, "{\"token\":\"%s\",\"channel\":\"%s\"}",
-                         conn_token(c), cfg.channel);
+                         conn_token(c), c->is_publisher ? "" : conn_channel(c));
         if ((size_t)n >= sizeof msg) die("token too long");
         send_text(c, msg, (size_t)n);
         return;
@@ -432,7 +449,7 @@ static void send_hello(conn_t *c) {
     c->replies_needed = 1;
     if (!c->is_publisher && cfg.channel[0]) {
         n += snprintf(msg + n, sizeof msg - (size_t)n, "\n{\"id\":2,\"subscribe\":{\"channel\":\"%s\"}}",
-                      cfg.channel);
+                      conn_channel(c));
         c->replies_needed = 2;
     }
     if ((size_t)n >= sizeof msg) die("token too long");
@@ -503,6 +520,16 @@ static void handle_sio(conn_t *c, const char *m, size_t n, uint64_t t) {
         became_ready(c);
         return;
     }
+    if (n >= 2 && m[0] == '4' && m[1] == '3' && cfg.rooms) { /* a member publication's ack */
+        if (memmem(m, n, "[true]", 6)) {
+            replies_ok++;
+            pub_acks++;
+        } else {
+            err_reply++;
+            pub_errors++;
+        }
+        return;
+    }
     if (n >= 2 && m[0] == '4' && (m[1] == '4' || m[1] == '1')) { /* refused or disconnected */
         err_reply++;
         conn_close(c);
@@ -552,14 +579,14 @@ static void handle_message(conn_t *c, const char *m, size_t n, uint64_t t) {
         uint64_t id = parse_u64(m + 6, m + n, &q);
         if (q + 9 <= m + n && memcmp(q, ",\"error\":", 9) == 0) {
             err_reply++;
-            if (c->is_publisher && c->state == S_READY) pub_errors++;
+            if ((c->is_publisher || cfg.rooms) && c->state == S_READY) pub_errors++;
             if (c->state == S_HELLO) conn_close(c);
             return;
         }
         replies_ok++;
         if (c->state == S_HELLO && id <= 2) {
             if (--c->replies_needed == 0) became_ready(c);
-        } else if (c->is_publisher) {
+        } else if (c->is_publisher || cfg.rooms) {
             pub_acks++;
         }
         return;
@@ -759,7 +786,50 @@ static void on_writable(conn_t *c) {
 
 /* ------------------------------------------------------------- publishing */
 
-static conn_t *publisher(void) { return cfg.pubs > 0 ? &conns[cfg.conns] : NULL; }
+static conn_t *publisher(void) { return cfg.pubs > 0 && !cfg.rooms ? &conns[cfg.conns] : NULL; }
+
+static uint64_t room_size(void) {
+    return cfg.rooms ? (uint64_t)(cfg.conns / cfg.rooms) : (uint64_t)ready_subs;
+}
+
+static size_t put_data(char *buf, size_t cap, size_t n, uint64_t stamp);
+
+/* --rooms: the next ready subscriber sends one publication into its own room. */
+static void send_member_pub(uint64_t stamp) {
+    static int next_sender;
+    conn_t *c = NULL;
+    for (int tries = 0; tries < cfg.conns && !c; tries++) {
+        conn_t *candidate = &conns[next_sender++ % cfg.conns];
+        if (candidate->state == S_READY) c = candidate;
+    }
+    if (!c) return;
+    char msg[4096];
+    size_t n;
+    if (cfg.proto == P_CENTRIFUGE)
+        n = (size_t)snprintf(msg, sizeof msg, "{\"id\":%ld,\"publish\":{\"channel\":\"%s\",\"data\":",
+                             ++next_cmd_id, conn_channel(c));
+    else if (cfg.proto == P_SOCKETIO)
+        n = (size_t)snprintf(msg, sizeof msg, "42%ld[\"publish\",{\"channel\":\"%s\",\"data\":",
+                             ++next_cmd_id, conn_channel(c));
+    else
+        n = (size_t)snprintf(msg, sizeof msg, "{\"data\":");
+    if (n + (size_t)cfg.size + 8 > sizeof msg) die("--size too large for --rooms");
+    n = put_data(msg, sizeof msg, n, stamp);
+    if (cfg.proto == P_CENTRIFUGE) {
+        memcpy(msg + n, "}}", 2);
+        n += 2;
+    } else if (cfg.proto == P_SOCKETIO) {
+        memcpy(msg + n, "}]", 2);
+        n += 2;
+    } else {
+        msg[n++] = '}';
+        pub_acks++; /* ws has no acknowledgements */
+    }
+    pub_sent_ns[pubs_sent] = stamp;
+    pubs_sent++;
+    last_send_ns = now_ns();
+    send_text(c, msg, n);
+}
 
 /* Append one publication's data, {"t":<ns>,"s":<seq>,"p":"xxx"} padded to cfg.size bytes. */
 static size_t put_data(char *buf, size_t cap, size_t n, uint64_t stamp) {
@@ -775,6 +845,10 @@ static size_t put_data(char *buf, size_t cap, size_t n, uint64_t stamp) {
 /* Send the next batch of publications as one frame (or one API request); stamp is the
  * time they carry. */
 static void send_batch(uint64_t stamp) {
+    if (cfg.rooms) {
+        send_member_pub(stamp);
+        return;
+    }
     conn_t *p = publisher();
     static char *frame, *body;
     static size_t cap;
@@ -841,7 +915,8 @@ static uint64_t batch_interval_ns(void) { return (uint64_t)(1e9 * cfg.batch / cf
 static void start_publishing(void) {
     publishing = 1;
     publish_start = now_ns();
-    if (!publisher() || !publisher_ready || cfg.pubs == 0) {
+    int can_send = cfg.rooms ? ready_subs > 0 : publisher() && publisher_ready;
+    if (!can_send || cfg.pubs == 0) {
         publish_done = 1;
         publish_end = publish_start;
         return;
@@ -857,7 +932,7 @@ static void start_publishing(void) {
 static void on_timer(void) {
     uint64_t expirations;
     if (read(timer_fd, &expirations, sizeof expirations) < 0) return;
-    if (!publishing || publish_done || !publisher_ready) return;
+    if (!publishing || publish_done || !(cfg.rooms || publisher_ready)) return;
     gap_pending = 0;
     if (cfg.rate > 0) {
         uint64_t interval = batch_interval_ns(), t = now_ns();
@@ -873,7 +948,9 @@ static void on_timer(void) {
 /* Closed loop: the next batch goes out once every subscriber has the previous one. */
 static void check_progress(void) {
     if (!publishing || publish_done) return;
-    uint64_t expected = (uint64_t)pubs_sent * (uint64_t)ready_subs;
+    /* a publication the server refused will never arrive: it is settled by its error */
+    uint64_t accepted = (uint64_t)pubs_sent > pub_errors ? (uint64_t)pubs_sent - pub_errors : 0;
+    uint64_t expected = accepted * room_size();
     int delivered = deliveries >= expected && pub_acks + pub_errors >= (uint64_t)pubs_sent;
     uint64_t t = now_ns();
     if (pubs_sent >= cfg.pubs && (delivered || t - last_send_ns > (uint64_t)(cfg.timeout_s * 1e9))) {
@@ -905,7 +982,7 @@ static void print_report(const char *event) {
         uint64_t complete = 0;
         hist_init(&h_last);
         for (long s = 0; s < pubs_sent; s++) {
-            if (pub_count[s] >= (uint32_t)ready_subs && ready_subs > 0) {
+            if (pub_count[s] >= (uint32_t)room_size() && room_size() > 0) {
                 complete++;
                 if (s >= cfg.warmup) hist_add_ns(&h_last, pub_last_ns[s] - pub_sent_ns[s]);
             }
@@ -919,7 +996,7 @@ static void print_report(const char *event) {
         fprintf(f, "\"frames_with_publications\":%llu,", (unsigned long long)pub_frames);
         fprintf(f, "\"deliveries\":%llu,\"expected\":%llu,\"deliveries_per_second\":%.0f,",
                 (unsigned long long)deliveries,
-                (unsigned long long)((uint64_t)pubs_sent * (uint64_t)ready_subs),
+                (unsigned long long)((uint64_t)pubs_sent * room_size()),
                 secs > 0 ? (double)deliveries / secs : 0.0);
         hist_json(f, "latency_ms", &h_latency);
         fputc(',', f);
@@ -948,7 +1025,8 @@ static void usage(void) {
             "               [--tokens FILE] [--pub-token JWT --pubs M [--batch B]\n"
             "               [--rate R | --gap-ms G] [--size BYTES]] [--concurrency C]\n"
             "               [--timeout S] [--warmup K] [--wait] [--more-ports P2,P3,...]\n"
-            "               [--proto centrifuge|socketio|ws] [--api-key KEY [--api-path P]]\n");
+            "               [--proto centrifuge|socketio|ws] [--api-key KEY [--api-path P]]\n"
+            "               [--rooms K]\n");
     exit(2);
 }
 
@@ -991,6 +1069,7 @@ int main(int argc, char **argv) {
         {"wait", no_argument, 0, 'w'},          {"more-ports", required_argument, 0, 'M'},
         {"warmup", required_argument, 0, 'W'},  {"proto", required_argument, 0, 'x'},
         {"api-key", required_argument, 0, 'k'}, {"api-path", required_argument, 0, 'A'},
+        {"rooms", required_argument, 0, 'R'},
         {0, 0, 0, 0},
     };
     int o;
@@ -1019,6 +1098,7 @@ int main(int argc, char **argv) {
             else die("--proto is centrifuge, socketio or ws, not %s", optarg);
             break;
         case 'k': cfg.api_key = optarg; break;
+        case 'R': cfg.rooms = atoi(optarg); break;
         case 'A': cfg.api_path = optarg; break;
         case 'M':
             for (char *tok = strtok(optarg, ","); tok && n_ports < 16; tok = strtok(NULL, ","))
@@ -1030,13 +1110,16 @@ int main(int argc, char **argv) {
     ports[0] = (uint16_t)cfg.port;
     if (cfg.port <= 0 || cfg.conns < 0 || cfg.batch < 1 || cfg.concurrency < 1) usage();
     if (cfg.pubs > 0 && !cfg.channel[0]) die("--pubs needs --channel");
-    if (cfg.pubs > 0 && !cfg.pub_token && !cfg.api_key) die("--pubs needs --pub-token or --api-key");
-    if (cfg.pubs > 0 && !cfg.api_key && cfg.proto != P_CENTRIFUGE)
+    if (cfg.rooms < 0 || (cfg.rooms && (cfg.conns % cfg.rooms || cfg.batch != 1)))
+        die("--rooms must divide --conns, with --batch 1");
+    if (cfg.pubs > 0 && !cfg.rooms && !cfg.pub_token && !cfg.api_key)
+        die("--pubs needs --pub-token or --api-key");
+    if (cfg.pubs > 0 && !cfg.rooms && !cfg.api_key && cfg.proto != P_CENTRIFUGE)
         die("with --proto socketio or ws the publisher uses the server API: give --api-key");
     if (cfg.size < 40) cfg.size = 40;
     if (cfg.tokens_file) load_tokens(cfg.tokens_file);
 
-    n_conns = cfg.conns + (cfg.pubs > 0 ? 1 : 0);
+    n_conns = cfg.conns + (publisher() ? 1 : 0);
     raise_fd_limit(n_conns + 64);
     conns = calloc((size_t)(n_conns ? n_conns : 1), sizeof(conn_t));
     if (!conns) die("out of memory");

@@ -104,6 +104,8 @@ class Bench:
         warmup: int = 0,
         concurrency: int = 64,
         more_ports: list[int] | None = None,
+        rooms: int = 0,
+        rate: float = 0.0,
     ) -> harness.Loadgen:
         peer = server.peer
         args = [
@@ -120,7 +122,9 @@ class Bench:
             args.append(f"--channel={channel}")
         if more_ports:
             args.append("--more-ports=" + ",".join(map(str, more_ports)))
-        if pubs:
+        if pubs and rooms:  # the members publish, each into its own room
+            args += [f"--rooms={rooms}", f"--pubs={pubs}", f"--rate={rate}"]
+        elif pubs:  # a backend publishes through the server API
             args += [f"--api-key={harness.API_KEY}", f"--pubs={pubs}", f"--batch={batch}"]
             args += [f"--gap-ms={gap_ms}", f"--warmup={warmup}"]
         loadgen = harness.Loadgen(self.workdir, args)
@@ -215,8 +219,11 @@ def room_run(
     warmup: int = 0,
     nodes: int = 1,
     redis_url: str | None = None,
+    rooms: int = 0,
+    rate: float = 0.0,
 ) -> Run:
-    """One room, publications through the server API; CPU per delivery and latency."""
+    """``room`` subscribers in one room, publications through the server API; or with
+    ``rooms`` as many rooms, the members publishing at ``rate`` per second in turn."""
     servers = [b.start(peer, redis_url) for _ in range(nodes)]
     loadgen = b.loadgen(
         servers[0],
@@ -227,6 +234,8 @@ def room_run(
         gap_ms=gap_ms,
         warmup=warmup,
         more_ports=[s.port for s in servers[1:]],
+        rooms=rooms,
+        rate=rate,
     )
     wait_ready(loadgen, room)
     time.sleep(0.5)
@@ -241,8 +250,10 @@ def room_run(
     share = core_share(servers, before, after)
     deliveries = max(done["deliveries"], 1)
     frames = done.get("frames_with_publications", 0)
+    members = room // rooms if rooms else room
     metrics = {
         "cpu_us_per_delivery": share["cpu_s"] / deliveries * 1e6,
+        "cpu_us_per_publication": share["cpu_s"] / max(done["publish"]["sent"], 1) * 1e6,
         "deliveries_per_s": float(done["deliveries_per_second"]),
         "p50_ms": done["latency_ms"]["p50"],
         "p99_ms": done["latency_ms"]["p99"],
@@ -251,7 +262,7 @@ def room_run(
     }
     return Run(
         metrics=metrics,
-        delivered=done["deliveries"] / (pubs * room),
+        delivered=done["deliveries"] / (pubs * members),
         pubs_per_frame=done["deliveries"] / frames if frames else None,
         server_busy=share["busy"],
         writes_per_delivery=segments / deliveries,
@@ -275,6 +286,13 @@ def case_last(room: int) -> Callable[[Bench, Peer], Run]:
     def run_case(b: Bench, peer: Peer) -> Run:
         warmup = b.size(5, 2)
         return room_run(b, peer, room, b.size(30, 10) + warmup, gap_ms=100.0, warmup=warmup)
+
+    return run_case
+
+
+def case_rooms(conns: int, rate: int, seconds: int) -> Callable[[Bench, Peer], Run]:
+    def run_case(b: Bench, peer: Peer) -> Run:
+        return room_run(b, peer, conns, rate * seconds, rooms=conns // 2, rate=rate)
 
     return run_case
 
@@ -412,6 +430,13 @@ def cases(quick: bool) -> list[Case]:
             "last_p99_ms",
         ),
         Case(
+            f"rooms-{crowd // 2}x2",
+            "rooms",
+            f"{crowd // 2:,} rooms of 2, members publishing {size(5_000, 1_000):,}/s in turn",
+            case_rooms(crowd, size(5_000, 1_000), size(4, 2)),
+            "cpu_us_per_publication",
+        ),
+        Case(
             f"storm-{crowd}",
             "storm",
             f"{crowd:,} clients connecting at once, as after a drain",
@@ -430,7 +455,7 @@ def cases(quick: bool) -> list[Case]:
     return found
 
 
-SCENARIOS = ("fanout", "idle", "handshake", "last", "storm", "redis")
+SCENARIOS = ("fanout", "idle", "handshake", "last", "rooms", "storm", "redis")
 
 
 # Rounds and summaries -----------------------------------------------------------------

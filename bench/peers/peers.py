@@ -3,7 +3,8 @@
 The job: a client connects over WebSocket with an HS256 JWT, joins one room (a channel
 without namespace, subscribing allowed to clients), and receives 100-byte publications
 that a backend sends through the server's HTTP API (one request per publication, or a
-batch request where the API has one). Compression is off everywhere: no server is told
+batch request where the API has one), or that a member of the room sends (acknowledged
+where the protocol has acks: not with ws). Compression is off everywhere: no server is told
 to compress and the load client offers no permessage-deflate. Everything else is each
 server's default, noted in ``defaults``.
 """
@@ -27,6 +28,11 @@ PEERS_DIR = Path(__file__).resolve().parent
 REPO = PEERS_DIR.parents[1]
 CENTRIFUGO_VERSION = "6.9.1"
 SOCKETIO_PATH = "/socket.io/?EIO=4&transport=websocket"
+
+
+#: Roomcast's and Centrifugo's channel options, the same for both: clients subscribe, and
+#: a subscriber may publish into its channel (the rooms-of-2 case); the rest is default.
+CHANNEL_OPTIONS = {"allow_subscribe_for_client": True, "allow_publish_for_subscriber": True}
 
 
 class PeerError(Exception):
@@ -77,9 +83,7 @@ class Peer:
         if redis_url:
             env["REDIS_URL"] = redis_url
         if self.name == "roomcast":
-            config: dict[str, Any] = {
-                "channel": {"without_namespace": {"allow_subscribe_for_client": True}}
-            }
+            config: dict[str, Any] = {"channel": {"without_namespace": CHANNEL_OPTIONS}}
             if redis_url:
                 config["engine"] = {"type": "redis", "redis": {"address": [redis_url]}}
             path = workdir / f"roomcast-{port}.json"
@@ -101,7 +105,7 @@ class Peer:
                 "health": {"enabled": True},
                 "debug": {"enabled": True},  # /debug/pprof: heap in use after a forced GC
                 "usage_stats": {"disabled": True},
-                "channel": {"without_namespace": {"allow_subscribe_for_client": True}},
+                "channel": {"without_namespace": CHANNEL_OPTIONS},
             }
             if redis_url:
                 config["engine"] = {"type": "redis", "redis": {"address": [redis_url]}}

@@ -2,7 +2,8 @@
 
 A JWT (HS256) in the connect packet's auth, one room per channel joined by a "subscribe"
 event with an ack, publications through a server API shaped as Centrifugo's (POST
-/api/publish, /api/batch, X-API-Key) emitted to the room as "pub" events. With REDIS_URL
+/api/publish, /api/batch, X-API-Key), or a member's "publish" event (acked), emitted to
+the room as "pub" events. With REDIS_URL
 rooms span processes through python-socketio's AsyncRedisManager. Defaults kept: ping
 interval 25 s, ping timeout 20 s, transports polling + websocket. Compression off
 (http_compression False; the load client offers no permessage-deflate).
@@ -46,6 +47,15 @@ def make_app(secret: str, api_key: str, redis_url: str | None) -> web.Applicatio
         if not isinstance(channel, str) or not channel:
             return False
         await sio.enter_room(sid, channel)
+        return True
+
+    @sio.on("publish")
+    async def publish(sid: str, message: Any) -> bool:
+        """A client publishes into a room it joined; every member (the sender too) gets it."""
+        channel = message.get("channel") if isinstance(message, dict) else None
+        if not isinstance(channel, str) or channel not in sio.rooms(sid) or "data" not in message:
+            return False
+        await sio.emit("pub", message["data"], room=channel)
         return True
 
     async def publish_one(command: Any) -> dict[str, Any]:

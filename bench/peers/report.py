@@ -9,6 +9,7 @@ from typing import Any
 #: metric -> (label, unit); every metric here is better when lower unless listed in HIGHER
 METRICS: dict[str, tuple[str, str]] = {
     "cpu_us_per_delivery": ("server CPU per delivery", "µs"),
+    "cpu_us_per_publication": ("server CPU per publication", "µs"),
     "deliveries_per_s": ("deliveries per second", "/s"),
     "p50_ms": ("publish-to-receive p50", "ms"),
     "p99_ms": ("publish-to-receive p99", "ms"),
@@ -30,6 +31,7 @@ SHOWN: dict[str, list[str]] = {
     "idle": ["rss_kib_per_conn", "go_heap_kib_per_conn"],
     "handshake": ["cpu_us_per_connect", "connects_per_s"],
     "last": ["last_p99_ms", "last_p50_ms"],
+    "rooms": ["cpu_us_per_publication", "p99_ms", "deliveries_per_s"],
     "storm": ["all_connected_s", "cpu_us_per_connect", "ready_p99_ms"],
     "redis": ["cpu_us_per_delivery", "p99_ms", "deliveries_per_s"],
 }

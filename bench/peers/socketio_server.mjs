@@ -1,7 +1,7 @@
 // Node socket.io peer of the comparison benchmark, configured for the same job as Roomcast:
 // a JWT (HS256) in the connect packet's auth, one room per channel joined by a
-// "subscribe" event with an ack, publications through the server API emitted to the room
-// as "pub" events. With REDIS_URL rooms span processes through @socket.io/redis-adapter.
+// "subscribe" event with an ack, publications through the server API (or a member's
+// "publish" event, acked) emitted to the room as "pub" events. With REDIS_URL rooms span processes through @socket.io/redis-adapter.
 // Defaults kept: pingInterval 25 s, pingTimeout 20 s, transports polling + websocket.
 // Compression off: perMessageDeflate and httpCompression false.
 import http from "node:http";
@@ -34,6 +34,13 @@ io.on("connection", (socket) => {
   socket.on("subscribe", (channel, ack) => {
     const ok = typeof channel === "string" && channel !== "";
     if (ok) socket.join(channel);
+    if (typeof ack === "function") ack(ok);
+  });
+  // a client publishes into a room it joined; every member (the sender too) receives it
+  socket.on("publish", (message, ack) => {
+    const channel = message?.channel;
+    const ok = typeof channel === "string" && socket.rooms.has(channel) && "data" in message;
+    if (ok) io.to(channel).emit("pub", message.data);
     if (typeof ack === "function") ack(ok);
   });
 });

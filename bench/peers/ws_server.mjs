@@ -1,7 +1,7 @@
 // The floor of the comparison benchmark: Node `ws` with the least a room server needs.
 // The first text frame {"token":JWT,"channel":CH} is checked (HS256) and answered
-// {"ok":true}; publications through the server API are serialised once per publication
-// and sent to every member as one text frame. No pings, no queues, no recovery.
+// {"ok":true}; publications through the server API, or a member's later {"data":...}
+// frames, are serialised once per publication and sent to every member as one text frame. No pings, no queues, no recovery.
 // Compression off (perMessageDeflate false).
 import http from "node:http";
 import jwt from "jsonwebtoken";
@@ -40,6 +40,17 @@ wss.on("connection", (ws) => {
       rooms.get(channel).add(ws);
     }
     ws.send('{"ok":true}');
+    // later frames {"data":...} are publications into the sender's room, to every member
+    ws.on("message", (frame) => {
+      if (!channel) return;
+      let message;
+      try {
+        message = JSON.parse(frame.toString());
+      } catch {
+        return;
+      }
+      if (message && "data" in message) publish(channel, message.data);
+    });
   });
   ws.on("close", () => {
     const members = rooms.get(channel);
