@@ -54,10 +54,12 @@ class Run:
     writes_per_delivery: float | None
     others_on_core: float | None  # share of the server's core other processes used
     details: dict[str, Any] = field(default_factory=dict)
+    timed: bool = True  # CPU or time figures, which others on the core disturb (memory not)
 
     @property
     def flagged(self) -> bool:
-        return self.others_on_core is not None and self.others_on_core > CONTENTION_FLAG
+        others = self.others_on_core
+        return self.timed and others is not None and others > CONTENTION_FLAG
 
 
 @dataclass
@@ -328,7 +330,8 @@ def case_idle(total: int) -> Callable[[Bench, Peer], Run]:
         heap = server.go_heap_inuse()
         if heap is not None and heap_fresh is not None:
             metrics["go_heap_kib_per_conn"] = (heap - heap_fresh) / 1024 / total
-        return Run(metrics, 1.0, None, share["busy"], None, share["others"], {"window": share})
+        details = {"window": share}
+        return Run(metrics, 1.0, None, share["busy"], None, share["others"], details, timed=False)
 
     return run_case
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build or install the peers the comparison benchmark runs, each pinned, each cached:
 #   Centrifugo  built from the Go module proxy into ~/.cache/roomcast/peers/<version>/
-#   Node peers  socket.io (+ Redis adapter), ws, jsonwebtoken: npm ci from package-lock.json
+#   Node peers  socket.io (+ Redis adapter), ws: npm ci from package-lock.json
 # python-socketio comes with the dev extras (pyproject.toml). Run again: nothing is rebuilt.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

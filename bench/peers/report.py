@@ -101,6 +101,39 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def compact_markdown(results: dict[str, Any]) -> str:
+    """One row per case, one column per server: the primary figure's median and its
+    ratio to Roomcast's; a dagger marks a figure with a flagged round."""
+    peers = [p["name"] for p in results["peers"]]
+    titles = {p["name"]: p["title"] for p in results["peers"]}
+    lines = [
+        "| Case | Figure | " + " | ".join(titles[p] for p in peers) + " |",
+        "|---|---|" + "---|" * len(peers),
+    ]
+    for case in results.get("cases", {}).values():
+        primary = case["primary"]
+        label, unit = METRICS[primary]
+        base = ((case["peers"].get("roomcast") or {}).get("summary") or {}).get(primary)
+        cells = []
+        for peer in peers:
+            data = case["peers"].get(peer)
+            summary = (data or {}).get("summary") or {}
+            spread = summary.get(primary)
+            if data is None:
+                cells.append("n/a")
+            elif not spread:
+                cells.append("failed")
+            else:
+                cell = number(spread["median"])
+                if base and peer != "roomcast":
+                    cell += f" ({spread['median'] / base['median']:.2f}x)"
+                if summary.get("flagged"):
+                    cell += " †"
+                cells.append(cell)
+        lines.append(f"| {case['description']} | {label} ({unit}) | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def cost_markdown(model: dict[str, Any]) -> str:
     if not model.get("peers"):
         return ""
@@ -181,7 +214,15 @@ def charts(results: dict[str, Any], out: Path) -> list[Path]:
 def write(results: dict[str, Any], out: Path) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
-    text = markdown(results) + "\n" + cost_markdown(results.get("cost_model", {}))
+    text = "\n".join(
+        [
+            compact_markdown(results),
+            "(x): ratio to Roomcast; †: a round where other processes used the server core",
+            "",
+            markdown(results),
+            cost_markdown(results.get("cost_model", {})),
+        ]
+    )
     (out / "results.md").write_text(text)
     latest = out.parent / "peers-latest"
     if latest.is_symlink() or not latest.exists():

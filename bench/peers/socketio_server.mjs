@@ -6,13 +6,14 @@
 // Compression off: perMessageDeflate and httpCompression false.
 import http from "node:http";
 import { createAdapter } from "@socket.io/redis-adapter";
-import jwt from "jsonwebtoken";
 import { createClient } from "redis";
 import { Server } from "socket.io";
 import { apiHandler } from "./api.mjs";
+import { hs256Verifier } from "./hs256.mjs";
 
 const { PORT, SECRET, API_KEY, REDIS_URL } = process.env;
 if (!PORT || !SECRET || !API_KEY) throw new Error("PORT, SECRET and API_KEY are required");
+const verify = hs256Verifier(SECRET);
 
 const io = new Server({ perMessageDeflate: false, httpCompression: false, serveClient: false });
 const server = http.createServer(apiHandler(API_KEY, (channel, data) => io.to(channel).emit("pub", data)));
@@ -20,9 +21,7 @@ io.attach(server);
 
 io.use((socket, next) => {
   try {
-    const claims = jwt.verify(String(socket.handshake.auth?.token ?? ""), SECRET, {
-      algorithms: ["HS256"],
-    });
+    const claims = verify(socket.handshake.auth?.token);
     socket.data.user = claims.sub;
     next();
   } catch {

@@ -4,12 +4,13 @@
 // frames, are serialised once per publication and sent to every member as one text frame. No pings, no queues, no recovery.
 // Compression off (perMessageDeflate false).
 import http from "node:http";
-import jwt from "jsonwebtoken";
 import { WebSocketServer } from "ws";
 import { apiHandler } from "./api.mjs";
+import { hs256Verifier } from "./hs256.mjs";
 
 const { PORT, SECRET, API_KEY } = process.env;
 if (!PORT || !SECRET || !API_KEY) throw new Error("PORT, SECRET and API_KEY are required");
+const verify = hs256Verifier(SECRET);
 
 const rooms = new Map();
 
@@ -28,7 +29,7 @@ wss.on("connection", (ws) => {
   ws.once("message", (message) => {
     try {
       const hello = JSON.parse(message.toString());
-      jwt.verify(String(hello.token ?? ""), SECRET, { algorithms: ["HS256"] });
+      verify(hello.token);
       channel = typeof hello.channel === "string" ? hello.channel : "";
     } catch {
       ws.send('{"error":"unauthorized"}');
