@@ -146,7 +146,8 @@ def all_peers() -> list[Peer]:
             "centrifuge",
             "/connection/websocket",
             _python_version("roomcast"),
-            "server pings every 25 s, per-client queue 1 MiB, command rate limit on",
+            "server pings every 25 s, per-client queue 1 MiB, command rate limit on, "
+            "listen backlog 4096",
         ),
         Peer(
             "centrifugo",
@@ -154,7 +155,8 @@ def all_peers() -> list[Peer]:
             "centrifuge",
             "/connection/websocket",
             CENTRIFUGO_VERSION,
-            "server pings every 25 s, per-client queue 1 MiB; JSON protocol",
+            "server pings every 25 s, per-client queue 1 MiB; JSON protocol; listen backlog "
+            "net.core.somaxconn (4096 here)",
             gomaxprocs=1,
         ),
         Peer(
@@ -176,7 +178,7 @@ def all_peers() -> list[Peer]:
             _node_version("socket.io"),
             "pingInterval 25 s, pingTimeout 20 s, in-memory adapter (Redis adapter "
             + _node_version("@socket.io/redis-adapter")
-            + " across processes)",
+            + " across processes), listen backlog 511",
         ),
         Peer(
             "python-socketio",
@@ -184,7 +186,8 @@ def all_peers() -> list[Peer]:
             "socketio",
             SOCKETIO_PATH,
             _python_version("python-socketio"),
-            "ping interval 25 s, ping timeout 20 s, AsyncRedisManager across processes",
+            "ping interval 25 s, ping timeout 20 s, AsyncRedisManager across processes, "
+            "listen backlog 128 (aiohttp's run_app)",
         ),
         Peer(
             "ws",
@@ -192,7 +195,7 @@ def all_peers() -> list[Peer]:
             "ws",
             "/ws",
             _node_version("ws"),
-            "no pings, no queues, no recovery: a room is a Set of sockets",
+            "no pings, no queues, no recovery: a room is a Set of sockets; listen backlog 511",
             cross_process=False,
         ),
     ]
