@@ -10,9 +10,10 @@ frame (a server that falls behind joins messages and looks cheaper), how busy th
 server's core was, the server's TCP writes per delivery, and how much of the server's
 core something else used (from /proc/stat); runs where that passed 5% are flagged.
 
-Usage: .venv/bin/python bench/peers/compare.py [--quick] [--scenario NAME ...]
-       [--peer NAME ...] [--rounds N]
-Results: bench/results/peers-<time>/ (results.json, results.md, one PNG per scenario).
+Usage: .venv/bin/python bench/peers/compare.py [--quick] [--rounds N] [--scenario NAME ...]
+       [--case NAME ...] [--peer NAME ...] [--out DIR]
+Results: bench/results/peers-<time>/ (results.json, results.md, one PNG per scenario),
+and bench/results/peers-latest pointing at the newest.
 """
 
 from __future__ import annotations
