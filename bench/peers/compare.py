@@ -486,10 +486,29 @@ def summarise(runs: list[Run]) -> dict[str, Any]:
     return summary
 
 
+def case_entry(
+    case: Case, runs: dict[str, list[Run]], errors: dict[str, list[str]]
+) -> dict[str, Any]:
+    return {
+        "scenario": case.scenario,
+        "description": case.description,
+        "primary": case.primary,
+        "peers": {
+            name: {
+                "summary": summarise(peer_runs) if peer_runs else None,
+                "runs": [{**r.__dict__, "flagged": r.flagged} for r in peer_runs],
+                "errors": errors[name],
+            }
+            for name, peer_runs in runs.items()
+        },
+    }
+
+
 def run_cases(
-    selected: list[Case], peers: list[Peer], rounds: int, b: Bench
-) -> dict[str, dict[str, Any]]:
-    results: dict[str, dict[str, Any]] = {}
+    selected: list[Case], peers: list[Peer], rounds: int, b: Bench, into: dict[str, Any]
+) -> None:
+    """Run every case into ``into``, each entry rewritten after every run, so what was
+    measured survives an interruption."""
     for case in selected:
         entrants = [p for p in peers if p.cross_process or not case.cross_process]
         runs: dict[str, list[Run]] = {p.name: [] for p in entrants}
@@ -509,23 +528,11 @@ def run_cases(
                 finally:
                     b.cleanup()
                 runs[peer.name].append(run)
+                into[case.name] = case_entry(case, runs, errors)
                 flag = "  FLAGGED: others used the server core" if run.flagged else ""
                 value = run.metrics.get(case.primary, float("nan"))
                 print(f": {case.primary} {value:.3g} (load {load:.2f}){flag}", flush=True)
-        results[case.name] = {
-            "scenario": case.scenario,
-            "description": case.description,
-            "primary": case.primary,
-            "peers": {
-                name: {
-                    "summary": summarise(peer_runs) if peer_runs else None,
-                    "runs": [{**r.__dict__, "flagged": r.flagged} for r in peer_runs],
-                    "errors": errors[name],
-                }
-                for name, peer_runs in runs.items()
-            },
-        }
-    return results
+        into[case.name] = case_entry(case, runs, errors)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -575,12 +582,18 @@ def main(argv: list[str] | None = None) -> int:
     }
     workdir = Path(tempfile.mkdtemp(prefix="roomcast-peers-"))
     b = Bench(quick=args.quick, workdir=workdir)
+    results["cases"] = {}
+    interrupted = False
     with harness.terminate_as_exit():
         try:
-            results["cases"] = run_cases(selected, peers, rounds, b)
+            run_cases(selected, peers, rounds, b, results["cases"])
+        except KeyboardInterrupt:
+            interrupted = True  # write what was measured, marked as such
+            print("\ninterrupted: writing the runs finished so far", file=sys.stderr)
         finally:
             b.cleanup()
             shutil.rmtree(workdir, ignore_errors=True)
+    results["interrupted"] = interrupted
     results["load_average_after"] = harness.load_average()
     results["cost_model"] = costmodel.project(results)
 
@@ -597,6 +610,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if failed:
         print("failed runs: " + ", ".join(failed), file=sys.stderr)
+    if interrupted:
+        return 130
     return 1 if failed else 0
 
 

@@ -214,9 +214,14 @@ def charts(results: dict[str, Any], out: Path) -> list[Path]:
 def write(results: dict[str, Any], out: Path) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    note = (
+        "Interrupted: only the runs finished before the stop.\n"
+        if results.get("interrupted")
+        else ""
+    )
     text = "\n".join(
         [
-            compact_markdown(results),
+            note + compact_markdown(results),
             "(x): ratio to Roomcast; †: a round where other processes used the server core",
             "",
             markdown(results),
