@@ -33,6 +33,9 @@ def make_app(secret: str, api_key: str, redis_url: str | None) -> web.Applicatio
     sio = socketio.AsyncServer(async_mode="aiohttp", client_manager=manager, http_compression=False)
     app = web.Application(client_max_size=MAX_BODY)
     sio.attach(app)
+    # each client's rooms, kept here: sio.rooms(sid) walks every room of the namespace,
+    # which with 5,000 rooms costs milliseconds per publication
+    joined: dict[str, set[str]] = {}
 
     @sio.event
     async def connect(sid: str, environ: dict[str, Any], auth: Any) -> None:
@@ -41,19 +44,27 @@ def make_app(secret: str, api_key: str, redis_url: str | None) -> web.Applicatio
             jwt.decode(str(token or ""), secret, algorithms=["HS256"])
         except jwt.PyJWTError:
             raise socketio.exceptions.ConnectionRefusedError("unauthorized") from None
+        joined[sid] = set()
+
+    @sio.event
+    async def disconnect(sid: str, reason: Any = None) -> None:
+        joined.pop(sid, None)
 
     @sio.on("subscribe")
     async def subscribe(sid: str, channel: Any) -> bool:
         if not isinstance(channel, str) or not channel:
             return False
         await sio.enter_room(sid, channel)
+        joined.setdefault(sid, set()).add(channel)
         return True
 
     @sio.on("publish")
     async def publish(sid: str, message: Any) -> bool:
         """A client publishes into a room it joined; every member (the sender too) gets it."""
         channel = message.get("channel") if isinstance(message, dict) else None
-        if not isinstance(channel, str) or channel not in sio.rooms(sid) or "data" not in message:
+        if not isinstance(channel, str) or "data" not in message:
+            return False
+        if channel not in joined.get(sid, ()):
             return False
         await sio.emit("pub", message["data"], room=channel)
         return True
