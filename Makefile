@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 JS_STAMP := tests/js/node_modules/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install run demo demo-build test unit lint format bench soak conformance test-deps clean wheelhouse base-image image chart-lint
+.PHONY: help install run demo demo-build test unit lint format bench bench-peers soak conformance test-deps clean wheelhouse base-image image chart-lint
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -70,6 +70,9 @@ soak: install ## Churn against a real server (memory, then Redis): RSS, fds, tas
 	$(PYTHON) -m tests.server.soak --engine memory --minutes $(SOAK_MINUTES)
 	$(PYTHON) -m tests.server.soak --engine redis --minutes $(SOAK_MINUTES)
 
+bench-peers: install ## Roomcast beside Centrifugo, socket.io, python-socketio and ws (builds them)
+	$(PYTHON) bench/peers/compare.py $(BENCH_ARGS)
+
 BASE_IMAGE ?= python:3.11-slim
 IMAGE ?= roomcast:dev
 HELM ?= $$(ls -d $${XDG_CACHE_HOME:-$$HOME/.cache}/roomcast/tools/*/bin | tail -n1)/helm
@@ -89,6 +92,6 @@ chart-lint: $(STAMP) ## helm lint --strict and the chart's unit tests
 	$(PYTHON) -m pytest tests/helm $(PYTEST_ARGS)
 
 clean: ## Remove the virtualenv and caches
-	rm -rf $(VENV) tests/js/node_modules .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) tests/js/node_modules bench/peers/node_modules .mypy_cache .ruff_cache .pytest_cache
 
 include e2e/bed.mk

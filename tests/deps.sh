@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Install the non-Python programs the tests start: redis-server (and redis-sentinel), and
-# headless Chromium for the browser tests.
+# Install the non-Python programs the tests start: redis-server (and redis-sentinel),
+# headless Chromium for the browser tests, and the comparison benchmark's peers (Centrifugo
+# built from the Go module proxy, the Node peers from npm; both cached, so a warm run
+# returns at once).
 # Uses apt-get when run as root on Debian/Ubuntu; otherwise says what is missing.
 set -euo pipefail
 missing=()
@@ -21,3 +23,4 @@ if ((${#missing[@]})); then
         exit 1
     fi
 fi
+"$(dirname "${BASH_SOURCE[0]}")/../bench/peers/install.sh" >/dev/null

@@ -14,6 +14,26 @@
  * two numbers to measure publish-to-receive latency per delivery and the time
  * until the last subscriber got each publication.
  *
+ * --proto picks the subscribers' wire format, so one client drives several servers:
+ *   centrifuge  the Centrifugo JSON protocol above (default)
+ *   socketio    Socket.IO v4 over Engine.IO v4 WebSocket frames: wait for the open packet
+ *               ("0{...}"), connect to "/" with {"token":JWT} ("40{...}"), then emit
+ *               "subscribe" with an ack ("420[\"subscribe\",CH]"); publications arrive
+ *               as "42[\"pub\",DATA]"; Engine.IO pings ("2") are answered ("3")
+ *   ws          plain WebSocket: the first text frame {"token":JWT,"channel":CH} is
+ *               answered {"ok":true}; publications arrive as the bare DATA
+ * With --api-key the publisher is not a WebSocket client but a keep-alive HTTP/1.1
+ * connection to the server API (--api-path, default /api): POST <path>/publish
+ * {"channel":CH,"data":DATA}, or with --batch > 1 one POST <path>/batch
+ * {"commands":[{"publish":{...}},...]}, the shape Centrifugo's API has.
+ * The report counts the WebSocket frames that carried publications, so a server
+ * that joins publications into fewer frames is visible.
+ * With --rooms K subscriber i joins room <channel>-<i mod K>, and the publications are
+ * sent by the subscribers themselves, each into its own room, in turn (no publisher
+ * connection): a publish command (centrifuge), a "publish" event with an ack
+ * (socketio), or a {"data":DATA} frame (ws, which has no acks). Every member of the
+ * room receives it, the sender too.
+ *
  * Output: JSON lines on stdout. With --wait the run has phases driven by the
  * caller (the benchmark runner reads server CPU between them):
  *   {"event":"ready",...}   all connections set up; then waits for "go" on stdin
@@ -136,9 +156,12 @@ static void hist_json(FILE *f, const char *name, const hist_t *h) {
 
 /* ----------------------------------------------------------------- config */
 
+enum proto { P_CENTRIFUGE, P_SOCKETIO, P_WS };
+
 typedef struct {
-    const char *host, *path, *channel, *tokens_file, *pub_token;
-    int port, conns, concurrency, batch, size, wait;
+    const char *host, *path, *channel, *tokens_file, *pub_token, *api_key, *api_path;
+    enum proto proto;
+    int port, conns, concurrency, batch, size, wait, rooms;
     long pubs, warmup;
     double rate, gap_ms, timeout_s;
 } config_t;
@@ -149,6 +172,10 @@ static config_t cfg = {
     .channel = "",
     .tokens_file = NULL,
     .pub_token = NULL,
+    .api_key = NULL,
+    .api_path = "/api",
+    .proto = P_CENTRIFUGE,
+    .rooms = 0,
     .port = 0,
     .conns = 1,
     .concurrency = 64,
@@ -217,6 +244,10 @@ static uint32_t mask_state = 0x9e3779b9u;
 
 /* counters */
 static int opened, in_setup, ready_subs, publisher_ready, failed;
+static uint64_t pub_frames; /* WebSocket frames that carried at least one publication */
+/* HTTP publisher: publications in each request still waiting for its response (FIFO) */
+static int *http_inflight;
+static long http_head, http_tail;
 static uint64_t deliveries, pings, other_pushes, replies_ok, pub_acks, pub_errors;
 static uint64_t err_connect, err_upgrade, err_eof, err_reply, err_protocol, closed_by_server;
 static int close_codes[64][2]; /* code, count */
@@ -374,17 +405,51 @@ static void start_connection(conn_t *c) {
     }
 }
 
+static void became_ready(conn_t *c);
+
+/* The channel a subscriber joins: --channel, or its room of --rooms. */
+static const char *conn_channel(const conn_t *c) {
+    static char name[300];
+    if (!cfg.rooms) return cfg.channel;
+    snprintf(name, sizeof name, "%s-%d", cfg.channel, c->index % cfg.rooms);
+    return name;
+}
+
+/* Members per room: everyone in one room, or --conns / --rooms. */
+static uint64_t room_size(void);
+
+static const char *conn_token(conn_t *c) {
+    return c->is_publisher ? cfg.pub_token : n_tokens ? tokens[c->index % n_tokens] : "";
+}
+
+/* Socket.IO: the next step after the open packet, and after the namespace connect. */
+static void sio_after_connect(conn_t *c) {
+    if (!cfg.channel[0]) {
+        became_ready(c);
+        return;
+    }
+    char msg[512];
+    int n = snprintf(msg, sizeof msg, "420[\"subscribe\",\"%s\"]", conn_channel(c));
+    send_text(c, msg, (size_t)n);
+}
+
 static void send_hello(conn_t *c) {
     char msg[4096];
-    const char *token = c->is_publisher ? cfg.pub_token
-                        : n_tokens     ? tokens[c->index % n_tokens]
-                                       : "";
+    if (cfg.proto == P_SOCKETIO) return; /* the server speaks first (the open packet) */
+    if (cfg.proto == P_WS) {
+        int n = snprintf(msg, sizeof msg, "{\"token\":\"%s\",\"channel\":\"%s\"}",
+                         conn_token(c), c->is_publisher ? "" : conn_channel(c));
+        if ((size_t)n >= sizeof msg) die("token too long");
+        send_text(c, msg, (size_t)n);
+        return;
+    }
+    const char *token = conn_token(c);
     int n = snprintf(msg, sizeof msg, "{\"id\":1,\"connect\":{\"token\":\"%s\",\"name\":\"loadgen\"}}",
                      token);
     c->replies_needed = 1;
     if (!c->is_publisher && cfg.channel[0]) {
         n += snprintf(msg + n, sizeof msg - (size_t)n, "\n{\"id\":2,\"subscribe\":{\"channel\":\"%s\"}}",
-                      cfg.channel);
+                      conn_channel(c));
         c->replies_needed = 2;
     }
     if ((size_t)n >= sizeof msg) die("token too long");
@@ -402,6 +467,96 @@ static void became_ready(conn_t *c) {
         ready_subs++;
 }
 
+/* A publication's data ({"t":<ns>,"s":<seq>,...}) starts at p: count and time it. */
+static void handle_delivery(const char *p, const char *end, uint64_t t) {
+    const char *q;
+    uint64_t sent = parse_u64(p, end, &q);
+    if (q + 5 > end || memcmp(q, ",\"s\":", 5) != 0) {
+        err_protocol++;
+        return;
+    }
+    uint64_t seq = parse_u64(q + 5, end, &q);
+    deliveries++;
+    /* the first --warmup publications meet cold sockets and caches: not measured */
+    if (seq >= (uint64_t)cfg.warmup) hist_add_ns(&h_latency, t > sent ? t - sent : 0);
+    if (pub_count && seq < (uint64_t)cfg.pubs) {
+        pub_count[seq]++;
+        pub_last_ns[seq] = t;
+    }
+}
+
+static const char data_start[] = "{\"t\":";
+
+/* One Socket.IO packet (a text frame). */
+static void handle_sio(conn_t *c, const char *m, size_t n, uint64_t t) {
+    if (n == 1 && m[0] == '2') { /* Engine.IO ping */
+        pings++;
+        send_text(c, "3", 1);
+        return;
+    }
+    if (n >= 2 && m[0] == '4' && m[1] == '2') {
+        const char *p = memmem(m, n, data_start, sizeof data_start - 1);
+        if (!p) {
+            other_pushes++;
+            return;
+        }
+        handle_delivery(p + sizeof data_start - 1, m + n, t);
+        return;
+    }
+    if (m[0] == '0' && c->state == S_HELLO) { /* open packet: connect to "/" with the JWT */
+        char msg[4096];
+        int len = snprintf(msg, sizeof msg, "40{\"token\":\"%s\"}", conn_token(c));
+        if ((size_t)len >= sizeof msg) die("token too long");
+        send_text(c, msg, (size_t)len);
+        return;
+    }
+    if (n >= 2 && m[0] == '4' && m[1] == '0' && c->state == S_HELLO) {
+        replies_ok++;
+        sio_after_connect(c);
+        return;
+    }
+    if (n >= 2 && m[0] == '4' && m[1] == '3' && c->state == S_HELLO) { /* subscribe ack */
+        replies_ok++;
+        became_ready(c);
+        return;
+    }
+    if (n >= 2 && m[0] == '4' && m[1] == '3' && cfg.rooms) { /* a member publication's ack */
+        if (memmem(m, n, "[true]", 6)) {
+            replies_ok++;
+            pub_acks++;
+        } else {
+            err_reply++;
+            pub_errors++;
+        }
+        return;
+    }
+    if (n >= 2 && m[0] == '4' && (m[1] == '4' || m[1] == '1')) { /* refused or disconnected */
+        err_reply++;
+        conn_close(c);
+        return;
+    }
+    err_protocol++;
+}
+
+/* One message of the plain WebSocket peer (a text frame). */
+static void handle_ws(conn_t *c, const char *m, size_t n, uint64_t t) {
+    if (n > sizeof data_start - 1 && memcmp(m, data_start, sizeof data_start - 1) == 0) {
+        handle_delivery(m + sizeof data_start - 1, m + n, t);
+        return;
+    }
+    if (c->state == S_HELLO && n >= 6 && memcmp(m, "{\"ok\":", 6) == 0) {
+        replies_ok++;
+        became_ready(c);
+        return;
+    }
+    if (n >= 9 && memcmp(m, "{\"error\":", 9) == 0) {
+        err_reply++;
+        conn_close(c);
+        return;
+    }
+    err_protocol++;
+}
+
 /* One JSON message (a line of a text frame). Only what the benchmark needs is parsed. */
 static void handle_message(conn_t *c, const char *m, size_t n, uint64_t t) {
     if (n == 2 && m[0] == '{' && m[1] == '}') { /* server ping: answer with a pong */
@@ -416,20 +571,7 @@ static void handle_message(conn_t *c, const char *m, size_t n, uint64_t t) {
             other_pushes++;
             return;
         }
-        const char *end = m + n, *q;
-        uint64_t sent = parse_u64(p + sizeof needle - 1, end, &q);
-        if (q + 5 > end || memcmp(q, ",\"s\":", 5) != 0) {
-            err_protocol++;
-            return;
-        }
-        uint64_t seq = parse_u64(q + 5, end, &q);
-        deliveries++;
-        /* the first --warmup publications meet cold sockets and caches: not measured */
-        if (seq >= (uint64_t)cfg.warmup) hist_add_ns(&h_latency, t > sent ? t - sent : 0);
-        if (pub_count && seq < (uint64_t)cfg.pubs) {
-            pub_count[seq]++;
-            pub_last_ns[seq] = t;
-        }
+        handle_delivery(p + sizeof needle - 1, m + n, t);
         return;
     }
     if (n > 6 && memcmp(m, "{\"id\":", 6) == 0) {
@@ -437,14 +579,14 @@ static void handle_message(conn_t *c, const char *m, size_t n, uint64_t t) {
         uint64_t id = parse_u64(m + 6, m + n, &q);
         if (q + 9 <= m + n && memcmp(q, ",\"error\":", 9) == 0) {
             err_reply++;
-            if (c->is_publisher && c->state == S_READY) pub_errors++;
+            if ((c->is_publisher || cfg.rooms) && c->state == S_READY) pub_errors++;
             if (c->state == S_HELLO) conn_close(c);
             return;
         }
         replies_ok++;
         if (c->state == S_HELLO && id <= 2) {
             if (--c->replies_needed == 0) became_ready(c);
-        } else if (c->is_publisher) {
+        } else if (c->is_publisher || cfg.rooms) {
             pub_acks++;
         }
         return;
@@ -476,6 +618,17 @@ static size_t handle_frames(conn_t *c, const char *buf, size_t len, uint64_t t) 
         off += h + plen;
         switch (opcode) {
         case 0x1: {
+            uint64_t before = deliveries;
+            if (cfg.proto != P_CENTRIFUGE) {
+                if (plen == 0) break;
+                if (cfg.proto == P_SOCKETIO)
+                    handle_sio(c, payload, (size_t)plen, t);
+                else
+                    handle_ws(c, payload, (size_t)plen, t);
+                if (deliveries > before) pub_frames++;
+                if (c->state == S_CLOSED) return off;
+                break;
+            }
             const char *p = payload, *end = payload + plen;
             while (p < end) {
                 const char *nl = memchr(p, '\n', (size_t)(end - p));
@@ -484,6 +637,7 @@ static size_t handle_frames(conn_t *c, const char *buf, size_t len, uint64_t t) 
                 if (c->state == S_CLOSED) return off;
                 p = stop + 1;
             }
+            if (deliveries > before) pub_frames++;
             break;
         }
         case 0x8: {
@@ -504,6 +658,50 @@ static size_t handle_frames(conn_t *c, const char *buf, size_t len, uint64_t t) 
             conn_close(c);
             return off;
         }
+    }
+    return off;
+}
+
+/* HTTP/1.1 responses of the server API; returns bytes consumed. A response that is
+ * not 200 or whose body holds "error" counts its publications as errors. */
+static size_t handle_http(conn_t *c, const char *buf, size_t len) {
+    size_t off = 0;
+    while (off < len) {
+        const char *head = buf + off;
+        const char *hdr_end = memmem(head, len - off, "\r\n\r\n", 4);
+        if (!hdr_end) break;
+        size_t head_len = (size_t)(hdr_end - head) + 4, body_len = 0;
+        int found = 0;
+        for (const char *line = head; line < hdr_end;) {
+            const char *eol = memmem(line, (size_t)(hdr_end - line) + 2, "\r\n", 2);
+            if (!eol) break;
+            if (eol - line > 15 && strncasecmp(line, "content-length:", 15) == 0) {
+                const char *q = line + 15;
+                while (*q == ' ') q++;
+                body_len = (size_t)parse_u64(q, eol, &q);
+                found = 1;
+            }
+            if (eol - line > 18 && strncasecmp(line, "transfer-encoding:", 18) == 0)
+                die("the server API answered with a chunked body; only Content-Length is read");
+            line = eol + 2;
+        }
+        if (!found) die("the server API answered without Content-Length");
+        if (len - off < head_len + body_len) break;
+        if (http_head >= http_tail) {
+            err_protocol++;
+            conn_close(c);
+            return off;
+        }
+        int count = http_inflight[http_head++];
+        int ok = len - off >= 12 && memcmp(head, "HTTP/1.1 200", 12) == 0 &&
+                 !memmem(head + head_len, body_len, "\"error\"", 7);
+        if (ok)
+            pub_acks += (uint64_t)count;
+        else
+            pub_errors += (uint64_t)count;
+        replies_ok += ok;
+        err_reply += !ok;
+        off += head_len + body_len;
     }
     return off;
 }
@@ -547,7 +745,12 @@ static void on_readable(conn_t *c) {
         off = (size_t)(hdr_end + 4 - data);
         send_hello(c);
     }
-    if (c->state != S_CLOSED) off += handle_frames(c, data + off, len - off, t);
+    if (c->state != S_CLOSED) {
+        if (c->is_publisher && cfg.api_key)
+            off += handle_http(c, data + off, len - off);
+        else
+            off += handle_frames(c, data + off, len - off, t);
+    }
     if (c->state == S_CLOSED) return;
     size_t rest = len - off;
     if (data == scratch) {
@@ -568,8 +771,13 @@ static void on_writable(conn_t *c) {
             conn_close(c);
             return;
         }
-        c->state = S_UPGRADE;
         set_events(c, EPOLLIN);
+        if (c->is_publisher && cfg.api_key) { /* plain HTTP: ready once connected */
+            c->state = S_HELLO;
+            became_ready(c);
+            return;
+        }
+        c->state = S_UPGRADE;
         conn_write(c, handshake_req, handshake_len);
         return;
     }
@@ -578,33 +786,114 @@ static void on_writable(conn_t *c) {
 
 /* ------------------------------------------------------------- publishing */
 
-static conn_t *publisher(void) { return cfg.pubs > 0 ? &conns[cfg.conns] : NULL; }
+static conn_t *publisher(void) { return cfg.pubs > 0 && !cfg.rooms ? &conns[cfg.conns] : NULL; }
 
-/* Send the next batch of publications as one frame; t is the stamp they carry. */
+static uint64_t room_size(void) {
+    return cfg.rooms ? (uint64_t)(cfg.conns / cfg.rooms) : (uint64_t)ready_subs;
+}
+
+static size_t put_data(char *buf, size_t cap, size_t n, uint64_t stamp);
+
+/* --rooms: the next ready subscriber sends one publication into its own room. */
+static void send_member_pub(uint64_t stamp) {
+    static int next_sender;
+    conn_t *c = NULL;
+    for (int tries = 0; tries < cfg.conns && !c; tries++) {
+        conn_t *candidate = &conns[next_sender++ % cfg.conns];
+        if (candidate->state == S_READY) c = candidate;
+    }
+    if (!c) return;
+    char msg[4096];
+    size_t n;
+    if (cfg.proto == P_CENTRIFUGE)
+        n = (size_t)snprintf(msg, sizeof msg, "{\"id\":%ld,\"publish\":{\"channel\":\"%s\",\"data\":",
+                             ++next_cmd_id, conn_channel(c));
+    else if (cfg.proto == P_SOCKETIO)
+        n = (size_t)snprintf(msg, sizeof msg, "42%ld[\"publish\",{\"channel\":\"%s\",\"data\":",
+                             ++next_cmd_id, conn_channel(c));
+    else
+        n = (size_t)snprintf(msg, sizeof msg, "{\"data\":");
+    if (n + (size_t)cfg.size + 8 > sizeof msg) die("--size too large for --rooms");
+    n = put_data(msg, sizeof msg, n, stamp);
+    if (cfg.proto == P_CENTRIFUGE) {
+        memcpy(msg + n, "}}", 2);
+        n += 2;
+    } else if (cfg.proto == P_SOCKETIO) {
+        memcpy(msg + n, "}]", 2);
+        n += 2;
+    } else {
+        msg[n++] = '}';
+        pub_acks++; /* ws has no acknowledgements */
+    }
+    pub_sent_ns[pubs_sent] = stamp;
+    pubs_sent++;
+    last_send_ns = now_ns();
+    send_text(c, msg, n);
+}
+
+/* Append one publication's data, {"t":<ns>,"s":<seq>,"p":"xxx"} padded to cfg.size bytes. */
+static size_t put_data(char *buf, size_t cap, size_t n, uint64_t stamp) {
+    size_t d0 = n;
+    int w = snprintf(buf + n, cap - n, "{\"t\":%llu,\"s\":%ld,\"p\":\"",
+                     (unsigned long long)stamp, pubs_sent);
+    n += (size_t)w;
+    while (n - d0 + 2 < (size_t)cfg.size) buf[n++] = 'x';
+    memcpy(buf + n, "\"}", 2);
+    return n + 2;
+}
+
+/* Send the next batch of publications as one frame (or one API request); stamp is the
+ * time they carry. */
 static void send_batch(uint64_t stamp) {
+    if (cfg.rooms) {
+        send_member_pub(stamp);
+        return;
+    }
     conn_t *p = publisher();
-    static char *frame;
+    static char *frame, *body;
     static size_t cap;
-    size_t need = (size_t)cfg.batch * ((size_t)cfg.size + strlen(cfg.channel) + 96);
+    size_t need = (size_t)cfg.batch * ((size_t)cfg.size + strlen(cfg.channel) + 96) + 512;
     if (need > cap) {
         cap = need;
         frame = xrealloc(frame, cap);
+        body = xrealloc(body, cap);
     }
     size_t n = 0;
-    for (int i = 0; i < cfg.batch && pubs_sent < cfg.pubs; i++) {
+    int in_batch = 0;
+    if (cfg.api_key) {
+        /* the server API: {"channel":..,"data":..} or a batch of publish commands */
+        if (cfg.batch > 1) n += (size_t)snprintf(body, cap, "{\"commands\":[");
+        for (; in_batch < cfg.batch && pubs_sent < cfg.pubs; in_batch++) {
+            if (cfg.batch > 1)
+                n += (size_t)snprintf(body + n, cap - n, "%s{\"publish\":", in_batch ? "," : "");
+            n += (size_t)snprintf(body + n, cap - n, "{\"channel\":\"%s\",\"data\":", cfg.channel);
+            n = put_data(body, cap, n, stamp);
+            body[n++] = '}';
+            if (cfg.batch > 1) body[n++] = '}';
+            pub_sent_ns[pubs_sent] = stamp;
+            pubs_sent++;
+        }
+        if (cfg.batch > 1) n += (size_t)snprintf(body + n, cap - n, "]}");
+        int h = snprintf(frame, cap,
+                         "POST %s/%s HTTP/1.1\r\nHost: %s:%d\r\nX-API-Key: %s\r\n"
+                         "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
+                         cfg.api_path, cfg.batch > 1 ? "batch" : "publish", cfg.host, cfg.port,
+                         cfg.api_key, n);
+        http_inflight[http_tail++] = in_batch;
+        last_send_ns = now_ns();
+        conn_write(p, frame, (size_t)h);
+        conn_write(p, body, n);
+        return;
+    }
+    for (; in_batch < cfg.batch && pubs_sent < cfg.pubs; in_batch++) {
         if (n) frame[n++] = '\n';
         int w = snprintf(frame + n, cap - n,
                          "{\"id\":%ld,\"publish\":{\"channel\":\"%s\",\"data\":", ++next_cmd_id,
                          cfg.channel);
         n += (size_t)w;
-        /* data: {"t":<ns>,"s":<seq>,"p":"xxx"} padded to cfg.size bytes */
-        size_t d0 = n;
-        w = snprintf(frame + n, cap - n, "{\"t\":%llu,\"s\":%ld,\"p\":\"",
-                     (unsigned long long)stamp, pubs_sent);
-        n += (size_t)w;
-        while (n - d0 + 2 < (size_t)cfg.size) frame[n++] = 'x';
-        memcpy(frame + n, "\"}}}", 4);
-        n += 4;
+        n = put_data(frame, cap, n, stamp);
+        memcpy(frame + n, "}}", 2);
+        n += 2;
         pub_sent_ns[pubs_sent] = stamp;
         pubs_sent++;
     }
@@ -626,7 +915,8 @@ static uint64_t batch_interval_ns(void) { return (uint64_t)(1e9 * cfg.batch / cf
 static void start_publishing(void) {
     publishing = 1;
     publish_start = now_ns();
-    if (!publisher() || !publisher_ready || cfg.pubs == 0) {
+    int can_send = cfg.rooms ? ready_subs > 0 : publisher() && publisher_ready;
+    if (!can_send || cfg.pubs == 0) {
         publish_done = 1;
         publish_end = publish_start;
         return;
@@ -642,7 +932,7 @@ static void start_publishing(void) {
 static void on_timer(void) {
     uint64_t expirations;
     if (read(timer_fd, &expirations, sizeof expirations) < 0) return;
-    if (!publishing || publish_done || !publisher_ready) return;
+    if (!publishing || publish_done || !(cfg.rooms || publisher_ready)) return;
     gap_pending = 0;
     if (cfg.rate > 0) {
         uint64_t interval = batch_interval_ns(), t = now_ns();
@@ -658,7 +948,9 @@ static void on_timer(void) {
 /* Closed loop: the next batch goes out once every subscriber has the previous one. */
 static void check_progress(void) {
     if (!publishing || publish_done) return;
-    uint64_t expected = (uint64_t)pubs_sent * (uint64_t)ready_subs;
+    /* a publication the server refused will never arrive: it is settled by its error */
+    uint64_t accepted = (uint64_t)pubs_sent > pub_errors ? (uint64_t)pubs_sent - pub_errors : 0;
+    uint64_t expected = accepted * room_size();
     int delivered = deliveries >= expected && pub_acks + pub_errors >= (uint64_t)pubs_sent;
     uint64_t t = now_ns();
     if (pubs_sent >= cfg.pubs && (delivered || t - last_send_ns > (uint64_t)(cfg.timeout_s * 1e9))) {
@@ -690,7 +982,7 @@ static void print_report(const char *event) {
         uint64_t complete = 0;
         hist_init(&h_last);
         for (long s = 0; s < pubs_sent; s++) {
-            if (pub_count[s] >= (uint32_t)ready_subs && ready_subs > 0) {
+            if (pub_count[s] >= (uint32_t)room_size() && room_size() > 0) {
                 complete++;
                 if (s >= cfg.warmup) hist_add_ns(&h_last, pub_last_ns[s] - pub_sent_ns[s]);
             }
@@ -701,9 +993,10 @@ static void print_report(const char *event) {
                 "\"seconds\":%.3f,\"complete\":%llu},",
                 pubs_sent, (unsigned long long)pub_acks, cfg.batch, cfg.rate, secs,
                 (unsigned long long)complete);
+        fprintf(f, "\"frames_with_publications\":%llu,", (unsigned long long)pub_frames);
         fprintf(f, "\"deliveries\":%llu,\"expected\":%llu,\"deliveries_per_second\":%.0f,",
                 (unsigned long long)deliveries,
-                (unsigned long long)((uint64_t)pubs_sent * (uint64_t)ready_subs),
+                (unsigned long long)((uint64_t)pubs_sent * room_size()),
                 secs > 0 ? (double)deliveries / secs : 0.0);
         hist_json(f, "latency_ms", &h_latency);
         fputc(',', f);
@@ -731,7 +1024,9 @@ static void usage(void) {
             "usage: loadgen --port P [--host H] [--path P] [--conns N] [--channel CH]\n"
             "               [--tokens FILE] [--pub-token JWT --pubs M [--batch B]\n"
             "               [--rate R | --gap-ms G] [--size BYTES]] [--concurrency C]\n"
-            "               [--timeout S] [--warmup K] [--wait] [--more-ports P2,P3,...]\n");
+            "               [--timeout S] [--warmup K] [--wait] [--more-ports P2,P3,...]\n"
+            "               [--proto centrifuge|socketio|ws] [--api-key KEY [--api-path P]]\n"
+            "               [--rooms K]\n");
     exit(2);
 }
 
@@ -772,7 +1067,9 @@ int main(int argc, char **argv) {
         {"gap-ms", required_argument, 0, 'g'},  {"size", required_argument, 0, 's'},
         {"concurrency", required_argument, 0, 'C'}, {"timeout", required_argument, 0, 'o'},
         {"wait", no_argument, 0, 'w'},          {"more-ports", required_argument, 0, 'M'},
-        {"warmup", required_argument, 0, 'W'},
+        {"warmup", required_argument, 0, 'W'},  {"proto", required_argument, 0, 'x'},
+        {"api-key", required_argument, 0, 'k'}, {"api-path", required_argument, 0, 'A'},
+        {"rooms", required_argument, 0, 'R'},
         {0, 0, 0, 0},
     };
     int o;
@@ -794,6 +1091,15 @@ int main(int argc, char **argv) {
         case 'o': cfg.timeout_s = atof(optarg); break;
         case 'w': cfg.wait = 1; break;
         case 'W': cfg.warmup = atol(optarg); break;
+        case 'x':
+            if (strcmp(optarg, "centrifuge") == 0) cfg.proto = P_CENTRIFUGE;
+            else if (strcmp(optarg, "socketio") == 0) cfg.proto = P_SOCKETIO;
+            else if (strcmp(optarg, "ws") == 0) cfg.proto = P_WS;
+            else die("--proto is centrifuge, socketio or ws, not %s", optarg);
+            break;
+        case 'k': cfg.api_key = optarg; break;
+        case 'R': cfg.rooms = atoi(optarg); break;
+        case 'A': cfg.api_path = optarg; break;
         case 'M':
             for (char *tok = strtok(optarg, ","); tok && n_ports < 16; tok = strtok(NULL, ","))
                 ports[n_ports++] = (uint16_t)atoi(tok);
@@ -803,11 +1109,17 @@ int main(int argc, char **argv) {
     }
     ports[0] = (uint16_t)cfg.port;
     if (cfg.port <= 0 || cfg.conns < 0 || cfg.batch < 1 || cfg.concurrency < 1) usage();
-    if (cfg.pubs > 0 && (!cfg.pub_token || !cfg.channel[0])) die("--pubs needs --pub-token and --channel");
+    if (cfg.pubs > 0 && !cfg.channel[0]) die("--pubs needs --channel");
+    if (cfg.rooms < 0 || (cfg.rooms && (cfg.conns % cfg.rooms || cfg.batch != 1)))
+        die("--rooms must divide --conns, with --batch 1");
+    if (cfg.pubs > 0 && !cfg.rooms && !cfg.pub_token && !cfg.api_key)
+        die("--pubs needs --pub-token or --api-key");
+    if (cfg.pubs > 0 && !cfg.rooms && !cfg.api_key && cfg.proto != P_CENTRIFUGE)
+        die("with --proto socketio or ws the publisher uses the server API: give --api-key");
     if (cfg.size < 40) cfg.size = 40;
     if (cfg.tokens_file) load_tokens(cfg.tokens_file);
 
-    n_conns = cfg.conns + (cfg.pubs > 0 ? 1 : 0);
+    n_conns = cfg.conns + (publisher() ? 1 : 0);
     raise_fd_limit(n_conns + 64);
     conns = calloc((size_t)(n_conns ? n_conns : 1), sizeof(conn_t));
     if (!conns) die("out of memory");
@@ -820,7 +1132,8 @@ int main(int argc, char **argv) {
         pub_sent_ns = calloc((size_t)cfg.pubs, sizeof(uint64_t));
         pub_last_ns = calloc((size_t)cfg.pubs, sizeof(uint64_t));
         pub_count = calloc((size_t)cfg.pubs, sizeof(uint32_t));
-        if (!pub_sent_ns || !pub_last_ns || !pub_count) die("out of memory");
+        http_inflight = calloc((size_t)cfg.pubs + 1, sizeof(int));
+        if (!pub_sent_ns || !pub_last_ns || !pub_count || !http_inflight) die("out of memory");
     }
     hist_init(&h_latency);
     hist_init(&h_upgrade);

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.processes import ServerProcess, start_server, token
+from tests.processes import API_KEY, ServerProcess, start_server, token
 
 ROOT = Path(__file__).resolve().parents[2]
 LOADGEN_DIR = ROOT / "bench" / "loadgen"
@@ -98,6 +98,42 @@ def test_every_subscriber_gets_every_publication(
     assert report["deliveries"] == report["expected"] == 5 * pubs
     assert report["latency_ms"]["n"] == 5 * pubs
     assert report["last_ms"]["n"] == pubs
+
+
+@pytest.mark.parametrize("batch", [1, 5], ids=["publish", "batch"])
+def test_publisher_on_the_server_api(
+    loadgen: Path, server: ServerProcess, tmp_path: Path, batch: int
+) -> None:
+    args = loadgen_args(
+        server, tmp_path, 4, channel=f"api-{batch}", api_key=API_KEY, pubs=10, batch=batch
+    )
+    report = run(loadgen, args)
+    assert_clean(report)
+    assert report["publish"]["sent"] == report["publish"]["acks"] == 10
+    assert report["deliveries"] == report["expected"] == 40
+    # a batch is handled in one loop turn: each subscriber gets its 5 in one frame
+    assert report["frames_with_publications"] == 4 * 10 // batch
+
+
+def test_a_wrong_api_key_counts_as_errors(
+    loadgen: Path, server: ServerProcess, tmp_path: Path
+) -> None:
+    args = loadgen_args(server, tmp_path, 2, channel="api-bad", api_key="wrong", pubs=3)
+    report = run(loadgen, args)
+    assert report["publish"]["acks"] == 0
+    assert report["errors"]["error_replies"] == 3
+    assert report["deliveries"] == 0
+
+
+def test_members_publish_into_their_rooms(
+    loadgen: Path, server: ServerProcess, tmp_path: Path
+) -> None:
+    args = loadgen_args(server, tmp_path, 10, channel="pair", rooms=5, pubs=20, rate=200)
+    report = run(loadgen, args)
+    assert_clean(report)
+    assert report["publish"]["sent"] == report["publish"]["acks"] == 20
+    assert report["deliveries"] == report["expected"] == 40  # both members of each room
+    assert report["publish"]["complete"] == 20
 
 
 def test_connect_only(loadgen: Path, server: ServerProcess, tmp_path: Path) -> None:
