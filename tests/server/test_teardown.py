@@ -178,3 +178,24 @@ async def test_server_side_subscribe_racing_an_abrupt_close_leaves_nothing(setup
     await eventually(lambda: not setup.served.app[CONNECTIONS])
     engine.release.set()
     await eventually(lambda: not leftovers(node, engine))
+
+
+async def test_presence_refresh_racing_an_abrupt_close_leaves_no_ghost(setup: Setup) -> None:
+    """The heartbeat's presence refresh is written after the connection's cleanup ran."""
+    node, engine = setup.node, setup.engine
+    sock = await RawSocket.open(setup.served.port)
+    assert await sock.upgrade() == 101
+    await sock.connect()
+    sock.send_text(json.dumps({"id": 2, "subscribe": {"channel": "present"}}))
+    await sock.read_frame()
+    (client,) = setup.served.app[CONNECTIONS]
+    await eventually(lambda: "present" in client.subs)
+    engine.hold = len(engine.calls)
+    client.last_presence_update = 0.0
+    node._on_heartbeat(client)  # what a heartbeat tick does for this client
+    await asyncio.wait_for(engine.held.wait(), 5)
+    assert engine.calls[-1] == "add_presence"
+    await abort(sock)
+    await eventually(lambda: "remove_presence" in engine.calls[engine.hold :])
+    engine.release.set()
+    await eventually(lambda: not leftovers(node, engine))
