@@ -790,6 +790,19 @@ class Client:
         self.push(channel, "subscribe", result)
         commit()
 
+    async def refresh_presence(self, sub: Subscription, ttl_seconds: float) -> None:
+        """Keep a subscription's presence entry alive (the heartbeat calls this).
+
+        The subscription may be dropped while the entry is written, and its removal
+        may then run first: the entry written after it is removed again, or it would
+        stay as a ghost (for good on the memory engine, until its TTL with Redis).
+        """
+        if self.subs.get(sub.channel) is not sub:
+            return
+        await self.node.engine.add_presence(sub.channel, sub.client_info, ttl_seconds)
+        if sub.channel not in self.subs:
+            await self._engine_remove_presence(sub.channel)
+
     def _check_open(self) -> None:
         """After an await: stop if the connection closed meanwhile (the caller undoes)."""
         if self._cleaned or self.transport.closed:

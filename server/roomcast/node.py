@@ -155,7 +155,7 @@ class Node:
         client.last_presence_update = now
         for sub in client.subs.values():
             if sub.presence:
-                self.spawn(self.engine.add_presence(sub.channel, sub.client_info, interval * 3))
+                self.spawn(client.refresh_presence(sub, interval * 3))
 
     # Channels -----------------------------------------------------------------
     def history_options(self, info: ChannelInfo) -> HistoryOptions | None:

@@ -131,6 +131,22 @@ async def abort(sock: RawSocket) -> None:
     sock.writer.close()
 
 
+async def upgraded(setup: Setup) -> RawSocket:
+    sock = await RawSocket.open(setup.served.port)
+    assert await sock.upgrade() == 101
+    return sock
+
+
+async def drop_while_held(setup: Setup, sock: RawSocket, closed: Callable[[], bool]) -> None:
+    """Drop the socket while the engine holds a call, wait for ``closed`` (the server's
+    side of the close is done), let the call finish, and check that nothing is left."""
+    await asyncio.wait_for(setup.engine.held.wait(), 5)
+    await abort(sock)
+    await eventually(closed)
+    setup.engine.release.set()
+    await eventually(lambda: not leftovers(setup.node, setup.engine))
+
+
 async def test_await_points_are_the_engine_calls(setup: Setup) -> None:
     """The unheld run: which calls connect and subscribe await (what the next test holds)."""
     async with await RawSocket.open(setup.served.port) as sock:
@@ -153,28 +169,33 @@ async def test_await_points_are_the_engine_calls(setup: Setup) -> None:
 
 @pytest.mark.parametrize("hold", range(6), ids=lambda n: f"await-{n}")
 async def test_abrupt_close_at_every_await_leaves_nothing(setup: Setup, hold: int) -> None:
-    node, engine = setup.node, setup.engine
-    engine.hold = hold
-    sock = await RawSocket.open(setup.served.port)
-    assert await sock.upgrade() == 101
+    setup.engine.hold = hold
+    sock = await upgraded(setup)
     sock.send(0x1, commands())
-    await asyncio.wait_for(engine.held.wait(), 5)
-    await abort(sock)
-    await eventually(lambda: not setup.served.app[CONNECTIONS])  # the server saw it go
-    engine.release.set()
-    await eventually(lambda: not leftovers(node, engine))
+    await drop_while_held(setup, sock, lambda: not setup.served.app[CONNECTIONS])
 
 
 async def test_server_side_subscribe_racing_an_abrupt_close_leaves_nothing(setup: Setup) -> None:
     """The server API's subscribe runs beside the connection, not in its command order."""
-    node, engine = setup.node, setup.engine
-    sock = await RawSocket.open(setup.served.port)
-    assert await sock.upgrade() == 101
+    sock = await upgraded(setup)
     await sock.connect()
+    setup.engine.hold = len(setup.engine.calls)
+    await setup.node.control({"op": "subscribe", "user": "42", "channel": "from-api"})
+    await drop_while_held(setup, sock, lambda: not setup.served.app[CONNECTIONS])
+
+
+async def test_presence_refresh_racing_an_abrupt_close_leaves_no_ghost(setup: Setup) -> None:
+    """The heartbeat's presence refresh is written after the connection's cleanup ran."""
+    engine = setup.engine
+    sock = await upgraded(setup)
+    await sock.connect()
+    sock.send_text(json.dumps({"id": 2, "subscribe": {"channel": "present"}}))
+    await sock.read_frame()
+    (client,) = setup.served.app[CONNECTIONS]
+    await eventually(lambda: "present" in client.subs)
     engine.hold = len(engine.calls)
-    await node.control({"op": "subscribe", "user": "42", "channel": "from-api"})
+    client.last_presence_update = 0.0
+    setup.node._on_heartbeat(client)  # what a heartbeat tick does for this client
     await asyncio.wait_for(engine.held.wait(), 5)
-    await abort(sock)
-    await eventually(lambda: not setup.served.app[CONNECTIONS])
-    engine.release.set()
-    await eventually(lambda: not leftovers(node, engine))
+    assert engine.calls[-1] == "add_presence"
+    await drop_while_held(setup, sock, lambda: "remove_presence" in engine.calls[engine.hold :])

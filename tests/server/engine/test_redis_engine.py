@@ -86,8 +86,11 @@ async def test_two_nodes_share_publications_and_history(
     result = await b.history("news", history=HISTORY, since=None, limit=-1)
     assert result.position == position
     await b.unsubscribe("news")
+    await b.subscribe("sentinel")
     await a.publish("news", Publication(b"2"), history=HISTORY)
-    await asyncio.sleep(0.2)
+    await a.publish("sentinel", Publication(b"end"), history=HISTORY)
+    # One Redis delivers in publish order: once the sentinel is here, "news" 2 would be too.
+    await eventually(lambda: b_events.offsets("sentinel") == [1])
     assert b_events.offsets("news") == [1]
 
 
