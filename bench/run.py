@@ -387,6 +387,7 @@ class Context:
         timeout_s: float = 60.0,
         more_ports: list[int] | None = None,
         warmup: int = 0,
+        proto: str = "centrifuge",
     ) -> Loadgen:
         tokens = make_tokens(self.workdir / f"tokens-{conns}.txt", max(conns, 1))
         args = [
@@ -395,6 +396,7 @@ class Context:
             f"--tokens={tokens}",
             f"--size={MESSAGE_BYTES}",
             f"--timeout={timeout_s}",
+            f"--proto={proto}",
         ]
         if channel:
             args.append(f"--channel={channel}")
@@ -511,6 +513,7 @@ def run_fanout(
     gap_ms: float = 0.0,
     nodes: list[Server] | None = None,
     warmup: int = 0,
+    proto: str = "centrifuge",
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """One room, one publisher on the client protocol; returns (loadgen report, window).
 
@@ -528,6 +531,7 @@ def run_fanout(
         timeout_s=setup_timeout(room),
         more_ports=[node.port for node in nodes[1:]] if nodes else None,
         warmup=warmup,
+        proto=proto,
     )
     require_ready(loadgen.event("ready", setup_timeout(room)), room)
     time.sleep(0.5)
@@ -574,6 +578,26 @@ def scenario_fanout(ctx: Context) -> Outcome:
         rows += fanout_rows(bursty, report, measured, 1.5)
         details[bursty] = {"room": room, "pubs": pubs, "batch": 10, "window": measured}
         details[bursty]["loadgen"] = report
+        ctx.cleanup()
+    return Outcome(rows, details)
+
+
+def scenario_protobuf(ctx: Context) -> Outcome:
+    """The room of 2,000 of ``fanout`` with every client on the Protobuf encoding (binary
+    frames), one at a time and bursty, against the same targets."""
+    rows: list[Row] = []
+    details: dict[str, Any] = {}
+    room = ctx.size(2_000, 200)
+    for kind, batch, total, target in (
+        ("single", 1, 1_000_000, 8.5),
+        ("bursty", 10, 4_000_000, 1.5),
+    ):
+        name = f"protobuf-{room}-{kind}"
+        pubs = max(20 * batch, ctx.size(total, total // 50) // room // batch * batch)
+        report, measured = run_fanout(ctx, name, room, pubs=pubs, batch=batch, proto="protobuf")
+        rows += fanout_rows(name, report, measured, target)
+        details[name] = {"room": room, "pubs": pubs, "batch": batch, "window": measured}
+        details[name]["loadgen"] = report
         ctx.cleanup()
     return Outcome(rows, details)
 
@@ -701,6 +725,7 @@ SCENARIOS: dict[str, Callable[[Context], Outcome]] = {
     "idle": scenario_idle,
     "handshake": scenario_handshake,
     "fanout": scenario_fanout,
+    "protobuf": scenario_protobuf,
     "rate": scenario_rate,
     "last": scenario_last,
     "redis": scenario_redis,

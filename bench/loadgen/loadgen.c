@@ -22,6 +22,9 @@
  *               as "42[\"pub\",DATA]"; Engine.IO pings ("2") are answered ("3")
  *   ws          plain WebSocket: the first text frame {"token":JWT,"channel":CH} is
  *               answered {"ok":true}; publications arrive as the bare DATA
+ *   protobuf    the Centrifugo protocol's Protobuf encoding (subprotocol
+ *               centrifuge-protobuf): binary frames of varint-length-prefixed Command
+ *               and Reply messages; the publisher publishes the same JSON DATA as bytes
  * With --api-key the publisher is not a WebSocket client but a keep-alive HTTP/1.1
  * connection to the server API (--api-path, default /api): POST <path>/publish
  * {"channel":CH,"data":DATA}, or with --batch > 1 one POST <path>/batch
@@ -156,7 +159,7 @@ static void hist_json(FILE *f, const char *name, const hist_t *h) {
 
 /* ----------------------------------------------------------------- config */
 
-enum proto { P_CENTRIFUGE, P_SOCKETIO, P_WS };
+enum proto { P_CENTRIFUGE, P_SOCKETIO, P_WS, P_PROTOBUF };
 
 typedef struct {
     const char *host, *path, *channel, *tokens_file, *pub_token, *api_key, *api_path;
@@ -384,6 +387,74 @@ static void send_frame(conn_t *c, int opcode, const char *payload, size_t n) {
 
 static void send_text(conn_t *c, const char *s, size_t n) { send_frame(c, 0x1, s, n); }
 
+/* ------------------------------------------------------- protobuf encoding */
+
+static size_t pb_varint(char *buf, uint64_t v) {
+    size_t n = 0;
+    while (v > 0x7f) {
+        buf[n++] = (char)((v & 0x7f) | 0x80);
+        v >>= 7;
+    }
+    buf[n++] = (char)v;
+    return n;
+}
+
+/* A length-delimited field: key, length, bytes. */
+static size_t pb_bytes(char *buf, int field, const char *s, size_t len) {
+    size_t n = pb_varint(buf, (uint64_t)field << 3 | 2);
+    n += pb_varint(buf + n, len);
+    memcpy(buf + n, s, len);
+    return n + len;
+}
+
+/* One Command{id, <method field>: body}, prefixed with its length. */
+static size_t pb_command(char *buf, uint64_t id, int method, const char *body, size_t len) {
+    char inner[8192];
+    size_t n = 0;
+    inner[n++] = 0x08; /* id: field 1, varint */
+    n += pb_varint(inner + n, id);
+    if (n + len + 16 > sizeof inner) die("protobuf command too large");
+    n += pb_bytes(inner + n, method, body, len);
+    size_t h = pb_varint(buf, n);
+    memcpy(buf + h, inner, n);
+    return h + n;
+}
+
+static int pb_read_varint(const unsigned char **p, const unsigned char *end, uint64_t *v) {
+    *v = 0;
+    for (int shift = 0; *p < end && shift < 64; shift += 7) {
+        unsigned char b = *(*p)++;
+        *v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) return 1;
+    }
+    return 0;
+}
+
+/* The length-delimited field `field` of the message [p, end): 1 and its span if found. */
+static int pb_find(const unsigned char *p, const unsigned char *end, int field,
+                   const unsigned char **out, size_t *len) {
+    while (p < end) {
+        uint64_t key, v;
+        if (!pb_read_varint(&p, end, &key)) return 0;
+        switch (key & 7) {
+        case 0:
+            if (!pb_read_varint(&p, end, &v)) return 0;
+            break;
+        case 2:
+            if (!pb_read_varint(&p, end, &v) || v > (uint64_t)(end - p)) return 0;
+            if ((int)(key >> 3) == field) {
+                *out = p;
+                *len = (size_t)v;
+                return 1;
+            }
+            p += v;
+            break;
+        default: return 0;
+        }
+    }
+    return 0;
+}
+
 static void start_connection(conn_t *c) {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) die("socket: %s (raise the fd limit?)", strerror(errno));
@@ -433,9 +504,29 @@ static void sio_after_connect(conn_t *c) {
     send_text(c, msg, (size_t)n);
 }
 
+static void send_hello_protobuf(conn_t *c) {
+    char body[4096], msg[8192];
+    const char *token = conn_token(c);
+    size_t b = pb_bytes(body, 1, token, strlen(token));
+    b += pb_bytes(body + b, 4, "loadgen", 7);
+    size_t n = pb_command(msg, 1, 4, body, b); /* connect is field 4 of Command */
+    c->replies_needed = 1;
+    if (!c->is_publisher && cfg.channel[0]) {
+        const char *ch = conn_channel(c);
+        b = pb_bytes(body, 1, ch, strlen(ch));
+        n += pb_command(msg + n, 2, 5, body, b); /* subscribe is field 5 */
+        c->replies_needed = 2;
+    }
+    send_frame(c, 0x2, msg, n);
+}
+
 static void send_hello(conn_t *c) {
     char msg[4096];
     if (cfg.proto == P_SOCKETIO) return; /* the server speaks first (the open packet) */
+    if (cfg.proto == P_PROTOBUF) {
+        send_hello_protobuf(c);
+        return;
+    }
     if (cfg.proto == P_WS) {
         int n = snprintf(msg, sizeof msg, "{\"token\":\"%s\",\"channel\":\"%s\"}",
                          conn_token(c), c->is_publisher ? "" : conn_channel(c));
@@ -594,6 +685,49 @@ static void handle_message(conn_t *c, const char *m, size_t n, uint64_t t) {
     err_protocol++;
 }
 
+/* One Protobuf Reply: a ping (empty), a push (a publication is timed), or a command's
+ * answer; the same bookkeeping as handle_message. */
+static void handle_pb_reply(conn_t *c, const unsigned char *m, size_t n, uint64_t t) {
+    const unsigned char *end = m + n, *push, *pub, *data;
+    size_t push_len, pub_len, data_len;
+    if (n == 0) { /* server ping: an empty Command is the pong */
+        pings++;
+        send_frame(c, 0x2, "\0", 1);
+        return;
+    }
+    if (pb_find(m, end, 4, &push, &push_len)) {
+        if (pb_find(push, push + push_len, 4, &pub, &pub_len) &&
+            pb_find(pub, pub + pub_len, 4, &data, &data_len) && data_len > 5 &&
+            memcmp(data, "{\"t\":", 5) == 0)
+            handle_delivery((const char *)data + 5, (const char *)data + data_len, t);
+        else
+            other_pushes++;
+        return;
+    }
+    uint64_t id = 0;
+    if (m[0] == 0x08) { /* id, field 1 */
+        const unsigned char *q = m + 1;
+        if (!pb_read_varint(&q, end, &id)) {
+            err_protocol++;
+            return;
+        }
+    }
+    const unsigned char *error;
+    size_t error_len;
+    if (pb_find(m, end, 2, &error, &error_len)) {
+        err_reply++;
+        if ((c->is_publisher || cfg.rooms) && c->state == S_READY) pub_errors++;
+        if (c->state == S_HELLO) conn_close(c);
+        return;
+    }
+    replies_ok++;
+    if (c->state == S_HELLO && id <= 2) {
+        if (--c->replies_needed == 0) became_ready(c);
+    } else if (c->is_publisher || cfg.rooms) {
+        pub_acks++;
+    }
+}
+
 /* Parse complete server frames in buf; returns bytes consumed. */
 static size_t handle_frames(conn_t *c, const char *buf, size_t len, uint64_t t) {
     size_t off = 0;
@@ -619,6 +753,11 @@ static size_t handle_frames(conn_t *c, const char *buf, size_t len, uint64_t t) 
         switch (opcode) {
         case 0x1: {
             uint64_t before = deliveries;
+            if (cfg.proto == P_PROTOBUF) { /* a binary connection sends no text */
+                err_protocol++;
+                conn_close(c);
+                return off;
+            }
             if (cfg.proto != P_CENTRIFUGE) {
                 if (plen == 0) break;
                 if (cfg.proto == P_SOCKETIO)
@@ -638,6 +777,27 @@ static size_t handle_frames(conn_t *c, const char *buf, size_t len, uint64_t t) 
                 p = stop + 1;
             }
             if (deliveries > before) pub_frames++;
+            break;
+        }
+        case 0x2: {
+            if (cfg.proto != P_PROTOBUF) {
+                err_protocol++;
+                conn_close(c);
+                return off;
+            }
+            uint64_t before = deliveries;
+            const unsigned char *p = (const unsigned char *)payload, *end = p + plen;
+            while (p < end && c->state != S_CLOSED) {
+                uint64_t mlen;
+                if (!pb_read_varint(&p, end, &mlen) || mlen > (uint64_t)(end - p)) {
+                    err_protocol++;
+                    break;
+                }
+                handle_pb_reply(c, p, (size_t)mlen, t);
+                p += mlen;
+            }
+            if (deliveries > before) pub_frames++;
+            if (c->state == S_CLOSED) return off;
             break;
         }
         case 0x8: {
@@ -885,6 +1045,21 @@ static void send_batch(uint64_t stamp) {
         conn_write(p, body, n);
         return;
     }
+    if (cfg.proto == P_PROTOBUF) {
+        char data[8192], body[8192];
+        size_t ch = strlen(cfg.channel);
+        for (; in_batch < cfg.batch && pubs_sent < cfg.pubs; in_batch++) {
+            size_t d = put_data(data, sizeof data, 0, stamp);
+            size_t b = pb_bytes(body, 1, cfg.channel, ch);
+            b += pb_bytes(body + b, 2, data, d);
+            n += pb_command(frame + n, (uint64_t)++next_cmd_id, 7, body, b); /* publish: 7 */
+            pub_sent_ns[pubs_sent] = stamp;
+            pubs_sent++;
+        }
+        last_send_ns = now_ns();
+        send_frame(p, 0x2, frame, n);
+        return;
+    }
     for (; in_batch < cfg.batch && pubs_sent < cfg.pubs; in_batch++) {
         if (n) frame[n++] = '\n';
         int w = snprintf(frame + n, cap - n,
@@ -1025,7 +1200,7 @@ static void usage(void) {
             "               [--tokens FILE] [--pub-token JWT --pubs M [--batch B]\n"
             "               [--rate R | --gap-ms G] [--size BYTES]] [--concurrency C]\n"
             "               [--timeout S] [--warmup K] [--wait] [--more-ports P2,P3,...]\n"
-            "               [--proto centrifuge|socketio|ws] [--api-key KEY [--api-path P]]\n"
+            "               [--proto centrifuge|socketio|ws|protobuf] [--api-key KEY [--api-path P]]\n"
             "               [--rooms K]\n");
     exit(2);
 }
@@ -1095,7 +1270,8 @@ int main(int argc, char **argv) {
             if (strcmp(optarg, "centrifuge") == 0) cfg.proto = P_CENTRIFUGE;
             else if (strcmp(optarg, "socketio") == 0) cfg.proto = P_SOCKETIO;
             else if (strcmp(optarg, "ws") == 0) cfg.proto = P_WS;
-            else die("--proto is centrifuge, socketio or ws, not %s", optarg);
+            else if (strcmp(optarg, "protobuf") == 0) cfg.proto = P_PROTOBUF;
+            else die("--proto is centrifuge, socketio, ws or protobuf, not %s", optarg);
             break;
         case 'k': cfg.api_key = optarg; break;
         case 'R': cfg.rooms = atoi(optarg); break;
@@ -1114,8 +1290,10 @@ int main(int argc, char **argv) {
         die("--rooms must divide --conns, with --batch 1");
     if (cfg.pubs > 0 && !cfg.rooms && !cfg.pub_token && !cfg.api_key)
         die("--pubs needs --pub-token or --api-key");
-    if (cfg.pubs > 0 && !cfg.rooms && !cfg.api_key && cfg.proto != P_CENTRIFUGE)
+    if (cfg.pubs > 0 && !cfg.rooms && !cfg.api_key && cfg.proto != P_CENTRIFUGE &&
+        cfg.proto != P_PROTOBUF)
         die("with --proto socketio or ws the publisher uses the server API: give --api-key");
+    if (cfg.rooms && cfg.proto == P_PROTOBUF) die("--rooms is not built for --proto protobuf");
     if (cfg.size < 40) cfg.size = 40;
     if (cfg.tokens_file) load_tokens(cfg.tokens_file);
 
@@ -1147,8 +1325,11 @@ int main(int argc, char **argv) {
                                      "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
                                      "Connection: Upgrade\r\n"
                                      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                                     "Sec-WebSocket-Version: 13\r\n\r\n",
-                                     cfg.path, cfg.host, cfg.port);
+                                     "Sec-WebSocket-Version: 13\r\n%s\r\n",
+                                     cfg.path, cfg.host, cfg.port,
+                                     cfg.proto == P_PROTOBUF
+                                         ? "Sec-WebSocket-Protocol: centrifuge-protobuf\r\n"
+                                         : "");
 
     epfd = epoll_create1(EPOLL_CLOEXEC);
     timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);

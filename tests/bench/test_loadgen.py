@@ -71,18 +71,31 @@ def assert_clean(report: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize(
-    ("pubs", "batch", "rate"),
-    [(7, 1, 0), (12, 4, 0), (6, 2, 50)],
-    ids=["one-per-frame", "bursty", "open-loop"],
+    ("pubs", "batch", "rate", "proto"),
+    [
+        (7, 1, 0, "centrifuge"),
+        (12, 4, 0, "centrifuge"),
+        (6, 2, 50, "centrifuge"),
+        (7, 1, 0, "protobuf"),
+        (12, 4, 0, "protobuf"),
+    ],
+    ids=["one-per-frame", "bursty", "open-loop", "protobuf", "protobuf-bursty"],
 )
 def test_every_subscriber_gets_every_publication(
-    loadgen: Path, server: ServerProcess, tmp_path: Path, pubs: int, batch: int, rate: int
+    loadgen: Path,
+    server: ServerProcess,
+    tmp_path: Path,
+    pubs: int,
+    batch: int,
+    rate: int,
+    proto: str,
 ) -> None:
     args = loadgen_args(
         server,
         tmp_path,
         5,
-        channel=f"room-{batch}-{rate}",
+        proto=proto,
+        channel=f"room-{batch}-{rate}-{proto}",
         pub_token=token("publisher"),
         pubs=pubs,
         batch=batch,
