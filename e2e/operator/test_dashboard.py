@@ -31,7 +31,11 @@ def test_operator_panels_tell_the_rollback(
         other.stop()
     port = free_port()
     operator = OperatorProcess(
-        roomcast_operator.kubeconfig, tmp_path / "operator.log", False, metrics_port=port
+        roomcast_operator.kubeconfig,
+        tmp_path / "operator.log",
+        False,
+        metrics_port=port,
+        lease_namespace=roomcast_operator.lease_namespace,  # where its account may lead
     )
     operator.start()
     target = ("roomcast-operator", f"127.0.0.1:{port}", {"namespace": "roomcast-system"})
