@@ -648,6 +648,23 @@ static void handle_ws(conn_t *c, const char *m, size_t n, uint64_t t) {
     err_protocol++;
 }
 
+/* A command's answer, in either encoding: an error, the connect/subscribe replies that
+ * make a connection ready, or a publication's acknowledgement. */
+static void handle_answer(conn_t *c, uint64_t id, int is_error) {
+    if (is_error) {
+        err_reply++;
+        if ((c->is_publisher || cfg.rooms) && c->state == S_READY) pub_errors++;
+        if (c->state == S_HELLO) conn_close(c);
+        return;
+    }
+    replies_ok++;
+    if (c->state == S_HELLO && id <= 2) {
+        if (--c->replies_needed == 0) became_ready(c);
+    } else if (c->is_publisher || cfg.rooms) {
+        pub_acks++;
+    }
+}
+
 /* One JSON message (a line of a text frame). Only what the benchmark needs is parsed. */
 static void handle_message(conn_t *c, const char *m, size_t n, uint64_t t) {
     if (n == 2 && m[0] == '{' && m[1] == '}') { /* server ping: answer with a pong */
@@ -668,18 +685,7 @@ static void handle_message(conn_t *c, const char *m, size_t n, uint64_t t) {
     if (n > 6 && memcmp(m, "{\"id\":", 6) == 0) {
         const char *q;
         uint64_t id = parse_u64(m + 6, m + n, &q);
-        if (q + 9 <= m + n && memcmp(q, ",\"error\":", 9) == 0) {
-            err_reply++;
-            if ((c->is_publisher || cfg.rooms) && c->state == S_READY) pub_errors++;
-            if (c->state == S_HELLO) conn_close(c);
-            return;
-        }
-        replies_ok++;
-        if (c->state == S_HELLO && id <= 2) {
-            if (--c->replies_needed == 0) became_ready(c);
-        } else if (c->is_publisher || cfg.rooms) {
-            pub_acks++;
-        }
+        handle_answer(c, id, q + 9 <= m + n && memcmp(q, ",\"error\":", 9) == 0);
         return;
     }
     err_protocol++;
@@ -714,18 +720,7 @@ static void handle_pb_reply(conn_t *c, const unsigned char *m, size_t n, uint64_
     }
     const unsigned char *error;
     size_t error_len;
-    if (pb_find(m, end, 2, &error, &error_len)) {
-        err_reply++;
-        if ((c->is_publisher || cfg.rooms) && c->state == S_READY) pub_errors++;
-        if (c->state == S_HELLO) conn_close(c);
-        return;
-    }
-    replies_ok++;
-    if (c->state == S_HELLO && id <= 2) {
-        if (--c->replies_needed == 0) became_ready(c);
-    } else if (c->is_publisher || cfg.rooms) {
-        pub_acks++;
-    }
+    handle_answer(c, id, pb_find(m, end, 2, &error, &error_len));
 }
 
 /* Parse complete server frames in buf; returns bytes consumed. */
