@@ -102,6 +102,8 @@ def _flood(port: int, prefix: str, channels: int, messages: int) -> None:
 
 
 class _Counter:
+    uid = "bench"
+
     def __init__(self) -> None:
         self.n = 0
 
@@ -115,6 +117,8 @@ class _Counter:
     def on_control(self, payload: bytes) -> None: ...
 
     def on_insufficient_state(self, channel: str) -> None: ...
+
+    def on_node_message(self, payload: bytes) -> None: ...
 
 
 async def _ingest_engine(port: int, messages: int, channels: int) -> dict[str, float]:

@@ -155,6 +155,9 @@ class NodeInfo:
 class EngineEventHandler(Protocol):
     """The node side: what an engine calls when something arrives for this node."""
 
+    #: the node's id in the cluster: ``send_to_node`` reaches it by this
+    uid: str
+
     def on_publication(self, channel: str, pub: Publication, epoch: str) -> None:
         """A publication for a channel this node subscribed to (epoch "" without history)."""
 
@@ -167,6 +170,9 @@ class EngineEventHandler(Protocol):
 
     def on_insufficient_state(self, channel: str) -> None:
         """Publications for the channel were lost and could not be recovered."""
+
+    def on_node_message(self, payload: bytes) -> None:
+        """A message sent to this node alone (``send_to_node``)."""
 
 
 class Engine(Protocol):
@@ -204,6 +210,9 @@ class Engine(Protocol):
     async def publish_leave(self, channel: str, info: ClientInfo) -> None: ...
 
     async def publish_control(self, payload: bytes) -> None: ...
+
+    async def send_to_node(self, uid: str, payload: bytes) -> bool:
+        """Deliver to one node by its ``uid``; False when no such node listens."""
 
     # History ------------------------------------------------------------
     async def history(

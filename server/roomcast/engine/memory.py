@@ -220,6 +220,13 @@ class MemoryEngine:
         if self._handler is not None:
             self._handler.on_control(payload)
 
+    async def send_to_node(self, uid: str, payload: bytes) -> bool:
+        """One node only: the message reaches it when it is the one asked for."""
+        if self._handler is None or self._handler.uid != uid:
+            return False
+        self._handler.on_node_message(payload)
+        return True
+
     async def history(
         self,
         channel: str,

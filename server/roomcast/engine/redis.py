@@ -8,6 +8,7 @@ Layout in Redis (``{channel}`` is a hash tag, so a channel's keys live on one sh
 * ``<prefix>.presence.data.{ch}`` / ``.expire.{ch}``: client info, and expiry by Redis time.
 * ``<prefix>.nodes.data.{nodes}`` / ``.expire.{nodes}``: the node registry.
 * ``<prefix>.control``: commands for every node.
+* ``<prefix>.node.<uid>``: messages for one node (forwarded emulation requests).
 
 Channels are spread over several Redis servers by consistent hashing (``address``
 lists them), over Redis Cluster nodes by slot (``cluster``), or go to the master that
@@ -102,6 +103,7 @@ class RedisEngine:
 
     async def start(self, handler: EngineEventHandler) -> None:
         self._handler = handler
+        self._keys.node = self._keys.node_channel(handler.uid)
         s = self._settings
         if s.cluster:
             await self._discover_cluster()
@@ -379,6 +381,18 @@ class RedisEngine:
         if control is None:
             raise EngineUnavailable("redis engine is not started")
         await control.execute("PUBLISH", self._keys.control, payload)
+
+    async def send_to_node(self, uid: str, payload: bytes) -> bool:
+        """Plain pub/sub on the shard that carries control, where every node listens.
+
+        PUBLISH counts the receivers; Redis Cluster counts only those on the server
+        that took the PUBLISH, so there a node is taken to exist.
+        """
+        control = next((s for s in self._shards if s.carries_control), None)
+        if control is None:
+            raise EngineUnavailable("redis engine is not started")
+        receivers = await control.execute("PUBLISH", self._keys.node_channel(uid), payload)
+        return bool(receivers) or self._settings.cluster
 
     # History -------------------------------------------------------------------
     async def history(

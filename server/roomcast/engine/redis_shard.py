@@ -55,7 +55,16 @@ class RedisKeys:
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
         self.control = f"{prefix}.control".encode()
+        #: this node's own channel, known once the engine starts
+        self.node = b""
         self.nodes = (f"{prefix}.nodes.data.{{nodes}}", f"{prefix}.nodes.expire.{{nodes}}")
+
+    def node_channel(self, uid: str) -> bytes:
+        return f"{self.prefix}.node.{uid}".encode()
+
+    def broadcast(self) -> list[bytes]:
+        """The channels every node listens to on the shard that carries control."""
+        return [self.control, self.node] if self.node else [self.control]
 
     def pubsub(self, channel: str) -> bytes:
         return f"{self.prefix}.ch.{{{channel}}}".encode()
@@ -321,7 +330,7 @@ class Shard:
         assert cmd is not None and pubsub is not None
         self._available = True
         started = time.monotonic()
-        keys = [self._keys.control] if self.carries_control else []
+        keys = self._keys.broadcast() if self.carries_control else []
         keys.extend(state.key for state in self.states.values())
         confirms = [self._request(True, key) for key in keys]
         if confirms:
@@ -462,10 +471,10 @@ class Shard:
             self._send_ops(pubsub, kind, run)
 
     def _send_ops(self, pubsub: RedisConnection, subscribe: bool, keys: list[bytes]) -> None:
-        control = self._keys.control
-        if subscribe and control in keys:  # control is broadcast: plain pub/sub even in Cluster
-            pubsub.send("SUBSCRIBE", control)
-            keys = [key for key in keys if key != control]
+        broadcast = [key for key in self._keys.broadcast() if key in keys] if subscribe else []
+        if broadcast:  # control and node channels: plain pub/sub even in Cluster
+            pubsub.send("SUBSCRIBE", *broadcast)
+            keys = [key for key in keys if key not in broadcast]
         command = self._sub_cmd if subscribe else self._unsub_cmd
         if not subscribe:
             for key in keys:
@@ -612,6 +621,8 @@ class Shard:
         if state is None:
             if key == self._keys.control:
                 handler.on_control(frame)
+            elif key == self._keys.node and key:
+                handler.on_node_message(frame)
             return
         kind = frame[:1]
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 
 from roomcast.engine import ClientInfo, Publication
@@ -19,6 +20,8 @@ class Recorder:
     leaves: list[tuple[str, str]] = field(default_factory=list)
     controls: list[bytes] = field(default_factory=list)
     insufficient: list[str] = field(default_factory=list)
+    node_messages: list[bytes] = field(default_factory=list)
+    uid: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def on_publication(self, channel: str, pub: Publication, epoch: str) -> None:
         self.publications.append((channel, pub, epoch))
@@ -34,6 +37,9 @@ class Recorder:
 
     def on_insufficient_state(self, channel: str) -> None:
         self.insufficient.append(channel)
+
+    def on_node_message(self, payload: bytes) -> None:
+        self.node_messages.append(payload)
 
     def offsets(self, channel: str) -> list[int]:
         return [pub.offset for ch, pub, _ in self.publications if ch == channel]

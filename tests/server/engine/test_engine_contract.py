@@ -212,6 +212,15 @@ async def test_join_leave_and_control_reach_the_node(setup: Setup) -> None:
     await eventually(lambda: setup.events.controls == [b'{"op":"disconnect","user":"bob"}'])
 
 
+async def test_a_node_message_reaches_that_node_only(setup: Setup) -> None:
+    assert await setup.engine.send_to_node(setup.events.uid, b"for you")
+    await eventually(lambda: setup.events.node_messages == [b"for you"])
+    if setup.kind != "redis-cluster":  # Cluster counts receivers per server: it cannot tell
+        assert not await setup.engine.send_to_node("no-such-node", b"lost")
+    await asyncio.sleep(0.05)
+    assert setup.events.node_messages == [b"for you"]
+
+
 async def test_presence_add_remove_and_stats(setup: Setup) -> None:
     engine = setup.engine
     a1 = ClientInfo("ann", "c1", conn_info=b'{"n":1}')
