@@ -1,4 +1,5 @@
-"""The aiohttp application: WebSocket endpoint, server API, health, readiness, metrics."""
+"""The aiohttp application: WebSocket and emulation endpoints, server API, health, readiness,
+metrics."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from .config import Settings
 from .engine import Engine
 from .engine.memory import MemoryEngine
 from .node import Node
+from .stream.endpoints import add_routes as add_stream_routes
 from .ws.outbox import Flusher
 from .ws.server import Gateway, upgrade_handler
 
@@ -79,6 +81,7 @@ def build_app(settings: Settings, engine: Engine | None = None) -> web.Applicati
     app.router.add_get(
         settings.websocket.handler_prefix, upgrade_handler(gateway), allow_head=False
     )
+    add_stream_routes(app, node, connections)
     prefix = settings.http_api.handler_prefix.rstrip("/")
     app.router.add_route("*", prefix + "/{method}", make_api_handler(node))
     app.router.add_get("/health", health)

@@ -434,6 +434,10 @@ class Client:
             reply["subs"] = subs_result
         reply["ping"] = max(1, round(settings.ping_interval))
         reply["pong"] = True
+        if self.transport.session:
+            # Emulation: the SDK sends its commands to /emulation under these two.
+            reply["session"] = self.transport.session
+            reply["node"] = node.uid
         if settings.connect_include_server_time:
             reply["time"] = int(now * 1000)
         node.metrics.connects["accepted"] += 1

@@ -252,6 +252,40 @@ class WebSocketSettings(_Section):
         return data
 
 
+class StreamSettings(_Section):
+    """One of the emulation transports: a stream of replies, commands over ``/emulation``."""
+
+    enabled: bool = Field(
+        False, description="Serve this transport (for networks without WebSocket)."
+    )
+    handler_prefix: str
+    max_request_body_size: int = Field(
+        65_536, gt=0, description="Bytes of the request that opens the stream (its connect)."
+    )
+
+
+class HttpStreamSettings(StreamSettings):
+    handler_prefix: str = "/connection/http_stream"
+
+
+class SseSettings(StreamSettings):
+    handler_prefix: str = "/connection/sse"
+
+
+class EmulationSettings(_Section):
+    """The endpoint that takes the commands of HTTP-streaming and SSE connections."""
+
+    handler_prefix: str = "/emulation"
+    max_request_body_size: int = Field(
+        65_536, gt=0, description="Bytes of one emulation request; larger ones answer 413."
+    )
+    max_pending_requests: int = Field(
+        32,
+        gt=0,
+        description="Requests of one session waiting for their turn; more answer 429.",
+    )
+
+
 class HttpApiSettings(_Section):
     key: str = Field("", description="X-API-Key value; empty disables the API.")
     insecure: bool = False
@@ -406,6 +440,9 @@ class Settings(BaseSettings):
     client: ClientSettings = Field(default_factory=ClientSettings)
     channel: ChannelSettings = Field(default_factory=ChannelSettings)
     websocket: WebSocketSettings = Field(default_factory=WebSocketSettings)
+    http_stream: HttpStreamSettings = Field(default_factory=HttpStreamSettings)
+    sse: SseSettings = Field(default_factory=SseSettings)
+    emulation: EmulationSettings = Field(default_factory=EmulationSettings)
     http_api: HttpApiSettings = Field(default_factory=HttpApiSettings)
     engine: EngineSettings = Field(default_factory=EngineSettings)
     shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)

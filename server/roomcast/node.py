@@ -32,6 +32,7 @@ from .heartbeat import Heartbeat
 from .hub import Hub
 from .metrics import Metrics
 from .recovery import epoch_matches
+from .stream.sessions import Sessions
 from .tokens import SubscriptionOverride, TokenVerifier
 
 if TYPE_CHECKING:
@@ -63,6 +64,8 @@ class Node:
             settings.client.ping_interval, settings.client.pong_timeout, self._on_heartbeat
         )
         self.clients: dict[str, Client] = {}
+        #: HTTP-streaming and SSE connections by emulation session
+        self.sessions = Sessions(self)
         self.users: dict[str, set[Client]] = {}
         self.draining = False
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -247,6 +250,9 @@ class Node:
             client = self.clients.get(client_id)
             if client is not None:
                 client.insufficient_state(channel)
+
+    def on_node_message(self, payload: bytes) -> None:
+        self.sessions.on_forwarded(payload)
 
     def on_control(self, payload: bytes) -> None:
         try:

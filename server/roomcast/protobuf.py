@@ -145,6 +145,9 @@ SCHEMA: dict[str, dict[str, _Field]] = {
         "delta": (12, _STR, None),
         "tf": (13, _MSG, "FilterNode"),
         "flag": (14, _INT, None),
+        # map (1-3) and shared-poll (4) subscriptions: read so they can be refused
+        "type": (15, _INT, None),
+        "phase": (16, _INT, None),
     },
     "SubscribeResult": {
         "expires": (1, _BOOL, None),
@@ -181,6 +184,11 @@ SCHEMA: dict[str, dict[str, _Field]] = {
     "RPCRequest": {"data": (1, _DATA, None), "method": (2, _STR, None)},
     "RPCResult": {"data": (1, _DATA, None)},
     "SendRequest": {"data": (1, _DATA, None)},
+    "EmulationRequest": {
+        "node": (1, _STR, None),
+        "session": (2, _STR, None),
+        "data": (3, _DATA, None),
+    },
     "FilterNode": {
         "op": (1, _STR, None),
         "key": (2, _STR, None),

@@ -1,6 +1,7 @@
 """The seam between protocol logic and the network.
 
-``Client`` speaks to a ``Transport``: ``ws.server.ConnectionProtocol`` in production.
+``Client`` speaks to a ``Transport``: ``ws.server.ConnectionProtocol`` for WebSocket,
+``stream.transport.StreamTransport`` for HTTP streaming and SSE.
 """
 
 from __future__ import annotations
@@ -24,4 +25,9 @@ class Transport(Protocol):
     @property
     def binary(self) -> bool:
         """The connection speaks the Protobuf encoding (binary frames), not JSON."""
+        ...
+
+    @property
+    def session(self) -> str:
+        """The emulation session id commands arrive under ("" for a WebSocket)."""
         ...

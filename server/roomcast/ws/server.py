@@ -499,6 +499,10 @@ class ConnectionProtocol(asyncio.Protocol):
     def binary(self) -> bool:
         return self._binary
 
+    @property
+    def session(self) -> str:
+        return ""  # commands come on the socket itself
+
     def send(self, message: bytes) -> None:
         if self._state is not _State.OPEN:
             return

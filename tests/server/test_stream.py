@@ -1,0 +1,358 @@
+"""HTTP streaming and SSE emulation against a real server, spoken raw over HTTP.
+
+The SDK-level flows are in test_sdk_js_emulation.py; these pin the wire: framing,
+the connect reply's session and node, statuses of bad requests, disconnect pushes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+
+from roomcast import protobuf
+from roomcast.config import Settings
+from roomcast.engine.memory import MemoryEngine
+from roomcast.node import Node
+from roomcast.stream.transport import Framing, StreamTransport
+from tests.processes import PROTOCOL_CONFIG, ServerProcess, running_server, token
+
+EMULATION_CONFIG: dict[str, Any] = {
+    **PROTOCOL_CONFIG,
+    "http_stream": {"enabled": True},
+    "sse": {"enabled": True},
+}
+
+
+#: responses of the running test, closed after it whatever happened
+_responses: list[aiohttp.ClientResponse] = []
+
+
+class JsonStream:
+    """An open ``/connection/http_stream`` (or SSE) response read one message at a time."""
+
+    def __init__(self, response: aiohttp.ClientResponse, sse: bool = False) -> None:
+        self.response = response
+        self.sse = sse
+        _responses.append(response)
+
+    async def next(self, timeout: float = 5.0) -> dict[str, Any]:
+        while True:
+            line = await asyncio.wait_for(self.response.content.readline(), timeout)
+            if not line:
+                raise EOFError("stream ended")
+            line = line.strip()
+            if self.sse:
+                if not line.startswith(b"data: "):
+                    continue
+                line = line[len(b"data: ") :]
+            if line:
+                message: dict[str, Any] = orjson.loads(line)
+                return message
+
+    async def until(self, predicate: Any, timeout: float = 5.0) -> dict[str, Any]:
+        while True:
+            message = await self.next(timeout)
+            if predicate(message):
+                return message
+
+    async def ended(self, timeout: float = 5.0) -> list[dict[str, Any]]:
+        """The messages left before the stream ends."""
+        rest = []
+        while True:
+            try:
+                rest.append(await self.next(timeout))
+            except EOFError:
+                return rest
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        try:
+            yield session
+        finally:
+            for response in _responses:
+                response.close()
+            _responses.clear()
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[ServerProcess]:
+    """One server with both emulation transports, for the tests that keep its config."""
+    with running_server(EMULATION_CONFIG) as started:
+        yield started
+
+
+def commands(*items: dict[str, Any]) -> str:
+    return "\n".join(orjson.dumps(item).decode() for item in items)
+
+
+async def open_stream(
+    http: aiohttp.ClientSession, server: ServerProcess, user: str = "ann"
+) -> tuple[JsonStream, dict[str, Any]]:
+    response = await http.post(
+        f"{server.http_url}/connection/http_stream",
+        data=commands({"id": 1, "connect": {"token": token(user)}}),
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status == 200
+    stream = JsonStream(response)
+    connected = await stream.next()
+    return stream, connected["connect"]
+
+
+async def emulate(
+    http: aiohttp.ClientSession, url: str, connect: dict[str, Any], *items: dict[str, Any]
+) -> int:
+    body = {"node": connect["node"], "session": connect["session"], "data": commands(*items)}
+    async with http.post(f"{url}/emulation", json=body) as response:
+        return response.status
+
+
+async def test_http_stream_carries_replies_of_emulated_commands(
+    http: aiohttp.ClientSession, server: ServerProcess
+) -> None:
+    ch = f"s{uuid.uuid4().hex[:8]}"
+    stream, connect = await open_stream(http, server)
+    assert connect["session"] and connect["node"] and connect["client"]
+    assert connect["session"] != connect["client"]  # the client id is public, the session not
+    status = await emulate(http, server.http_url, connect, {"id": 2, "subscribe": {"channel": ch}})
+    assert status == 204
+    assert (await stream.until(lambda m: m.get("id") == 2))["subscribe"]["recoverable"] is True
+    assert (
+        await emulate(
+            http, server.http_url, connect, {"id": 3, "publish": {"channel": ch, "data": {"n": 1}}}
+        )
+        == 204
+    )
+    pub = await stream.until(lambda m: "pub" in m.get("push", {}))
+    assert pub["push"]["pub"]["data"] == {"n": 1}
+    await stream.until(lambda m: m.get("id") == 3)
+    # A pong is an empty command, as on WebSocket.
+    assert await emulate(http, server.http_url, connect, {}) == 204
+
+
+async def test_sse_opens_with_the_connect_in_the_url(
+    http: aiohttp.ClientSession, server: ServerProcess
+) -> None:
+    connect_command = commands({"id": 1, "connect": {"token": token("sse")}})
+    async with http.get(
+        f"{server.http_url}/connection/sse", params={"cf_connect": connect_command}
+    ) as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        stream = JsonStream(response, sse=True)
+        connect = (await stream.next())["connect"]
+        ch = f"s{uuid.uuid4().hex[:8]}"
+        subscribe = {"id": 2, "subscribe": {"channel": ch}}
+        assert await emulate(http, server.http_url, connect, subscribe) == 204
+        await stream.until(lambda m: m.get("id") == 2)
+        server.api("publish", {"channel": ch, "data": {"via": "api"}})
+        pub = await stream.until(lambda m: "pub" in m.get("push", {}))
+        assert pub["push"]["pub"]["data"] == {"via": "api"}
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _prefixed(message: bytes) -> bytes:
+    return _varint(len(message)) + message
+
+
+def _replies(buffer: bytearray) -> list[dict[str, Any]]:
+    """Whole length-prefixed replies cut from the front of ``buffer``."""
+    out = []
+    while True:
+        length, shift, pos = 0, 0, 0
+        while pos < len(buffer):
+            byte = buffer[pos]
+            pos += 1
+            length |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+        else:
+            return out
+        if len(buffer) < pos + length:
+            return out
+        out.append(protobuf.decode_message("Reply", bytes(buffer[pos : pos + length])))
+        del buffer[: pos + length]
+
+
+async def test_protobuf_http_stream_is_length_prefixed(
+    http: aiohttp.ClientSession, server: ServerProcess
+) -> None:
+    ch = f"s{uuid.uuid4().hex[:8]}"
+    binary = {"Content-Type": "application/octet-stream"}
+    connect_cmd = protobuf.encode_message("Command", {"id": 1, "connect": {"token": token("pb")}})
+    response = await http.post(
+        f"{server.http_url}/connection/http_stream", data=_prefixed(connect_cmd), headers=binary
+    )
+    _responses.append(response)
+    assert response.status == 200
+    buffer = bytearray()
+    replies: list[dict[str, Any]] = []
+
+    async def wait_for(cmd_id: int) -> dict[str, Any]:
+        while True:
+            for reply in replies:
+                if reply.get("id") == cmd_id:
+                    return reply
+            buffer.extend(await asyncio.wait_for(response.content.readany(), 5))
+            replies.extend(_replies(buffer))
+
+    connect = (await wait_for(1))["connect"]
+    subscribe = protobuf.encode_message("Command", {"id": 2, "subscribe": {"channel": ch}})
+    body = protobuf.encode_message(
+        "EmulationRequest",
+        {"node": connect["node"], "session": connect["session"], "data": _prefixed(subscribe)},
+    )
+    async with http.post(f"{server.http_url}/emulation", data=body, headers=binary) as emulated:
+        assert emulated.status == 204
+    assert "subscribe" in await wait_for(2)
+    # JSON commands for a Protobuf stream are refused, not misread.
+    assert await emulate(http, server.http_url, connect, {"id": 3, "presence": {}}) == 400
+    response.close()
+
+
+async def test_bad_emulation_requests_get_a_clear_status(
+    http: aiohttp.ClientSession, server: ServerProcess
+) -> None:
+    stream, connect = await open_stream(http, server)
+    url = f"{server.http_url}/emulation"
+    cases: list[tuple[bytes, int, str]] = [
+        (b"not json", 400, "body is not JSON"),
+        (b"[1]", 400, "JSON object expected"),
+        (b'{"node":"n","session":"s","data":3}', 400, "data must be a string of commands"),
+        (b'{"session":"s","data":"{}"}', 400, "node and session required"),
+        (orjson.dumps({**connect, "data": "{}", "node": "elsewhere"}), 404, "node not found"),
+        (orjson.dumps({**connect, "data": "{}", "session": "gone"}), 404, "session not found"),
+        (b"x" * 70_000, 413, "emulation request too large"),
+    ]
+    json_type = {"Content-Type": "application/json"}
+    for body, status, message in cases:
+        async with http.post(url, data=body, headers=json_type) as response:
+            assert (response.status, await response.json()) == (status, {"error": message}), body
+    async with http.post(url, data=b"\xff\xff") as response:  # octet-stream: Protobuf
+        assert (response.status, await response.json()) == (
+            400,
+            {"error": "malformed EmulationRequest"},
+        )
+    async with http.get(url) as response:
+        assert response.status == 405
+    async with http.get(f"{server.http_url}/connection/sse") as response:
+        assert response.status == 400
+    async with http.post(
+        f"{server.http_url}/connection/http_stream", data=b"{" + b" " * 70_000 + b"}"
+    ) as response:
+        assert response.status == 413
+    # None of that touched the open stream.
+    assert await emulate(http, server.http_url, connect, {"id": 2, "presence": {}}) == 204
+    assert (await stream.until(lambda m: m.get("id") == 2))["error"]["code"] == 107
+
+
+async def test_transports_are_off_unless_enabled(
+    http: aiohttp.ClientSession, protocol_server: ServerProcess
+) -> None:
+    for path in ("/connection/http_stream", "/connection/sse", "/emulation"):
+        async with http.post(f"{protocol_server.http_url}{path}", data=b"{}") as response:
+            assert response.status == 404, path
+
+
+async def test_server_disconnect_is_a_push_then_the_end_of_the_stream(
+    http: aiohttp.ClientSession, server: ServerProcess
+) -> None:
+    stream, _ = await open_stream(http, server, user="kicked")
+    server.api("disconnect", {"user": "kicked", "disconnect": {"code": 3503, "reason": "bye"}})
+    rest = await stream.ended()
+    assert rest[-1] == {"push": {"disconnect": {"code": 3503, "reason": "bye"}}}
+
+
+async def test_command_rate_limit_applies_per_session(
+    http: aiohttp.ClientSession,
+    server_factory,  # type: ignore[no-untyped-def]
+) -> None:
+    limited = {
+        **EMULATION_CONFIG,
+        "client": {
+            **EMULATION_CONFIG["client"],
+            "command_rate_limit": {"rate_per_second": 1, "burst": 2, "max_rejections": 3},
+        },
+    }
+    server = server_factory(limited)
+    stream, connect = await open_stream(http, server)
+    presence = [{"id": n, "presence_stats": {"channel": "x"}} for n in range(2, 12)]
+    assert await emulate(http, server.http_url, connect, *presence) == 204
+    rest = await stream.ended()
+    assert {
+        "id": 3,
+        "error": {"code": 111, "message": "too many requests", "temporary": True},
+    } in rest
+    assert rest[-1]["push"]["disconnect"]["code"] == 3013
+
+
+async def test_a_stream_that_goes_away_leaves_no_presence(
+    http: aiohttp.ClientSession, server: ServerProcess
+) -> None:
+    ch = f"s{uuid.uuid4().hex[:8]}"
+    stream, connect = await open_stream(http, server, user="leaver")
+    await emulate(http, server.http_url, connect, {"id": 2, "subscribe": {"channel": ch}})
+    await stream.until(lambda m: m.get("id") == 2)
+    assert server.api("presence_stats", {"channel": ch})["result"]["num_clients"] == 1
+    stream.response.close()  # the peer hangs up; no write is pending to notice it
+    for _ in range(100):
+        if server.api("presence_stats", {"channel": ch})["result"]["num_clients"] == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert server.api("presence_stats", {"channel": ch})["result"]["num_clients"] == 0
+    assert await emulate(http, server.http_url, connect, {}) == 404
+
+
+async def test_drain_closes_streams_with_the_shutdown_push(
+    http: aiohttp.ClientSession,
+    server_factory,  # type: ignore[no-untyped-def]
+) -> None:
+    config = {**EMULATION_CONFIG, "shutdown": {"drain_window": "0.2s", "timeout": "5s"}}
+    server = server_factory(config)
+    stream, _ = await open_stream(http, server)
+    async with http.get(
+        f"{server.http_url}/connection/sse",
+        params={"cf_connect": commands({"id": 1, "connect": {"token": token("b")}})},
+    ) as sse_response:
+        sse = JsonStream(sse_response, sse=True)
+        await sse.next()
+        server.process.send_signal(signal.SIGTERM)
+        shutdown = {"push": {"disconnect": {"code": 3001, "reason": "shutdown"}}}
+        assert (await stream.ended())[-1] == shutdown
+        assert (await sse.ended())[-1] == shutdown
+    assert server.process.wait(timeout=10) == 0
+
+
+async def test_requests_waiting_for_a_session_are_bounded() -> None:
+    """The queue of one session's requests: past the bound the endpoint answers 429."""
+    node = Node(Settings(), MemoryEngine())
+    stream = StreamTransport(node, Framing.LINES)
+    from roomcast.client import Client
+
+    client = Client(node, stream)
+    stream.attach(client)
+    first = stream.submit("{}", max_pending=1)
+    assert first is not None
+    assert stream.submit("{}", max_pending=1) is None
+    await first
+    assert stream.submit("{}", max_pending=1) is not None
+    await stream.finished()
+    node.heartbeat.unwatch_stale(client)
