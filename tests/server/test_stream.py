@@ -356,3 +356,37 @@ async def test_requests_waiting_for_a_session_are_bounded() -> None:
     assert stream.submit("{}", max_pending=1) is not None
     await stream.finished()
     node.heartbeat.unwatch_stale(client)
+
+
+@pytest.mark.redis
+async def test_emulation_posted_to_another_node_reaches_the_stream(
+    http: aiohttp.ClientSession,
+    server_factory,  # type: ignore[no-untyped-def]
+) -> None:
+    """Two servers on one redis-server: the stream on A, every POST to B."""
+    from tests.server.engine.redis_servers import RedisServer
+
+    with RedisServer() as redis:
+        config = {
+            **EMULATION_CONFIG,
+            "engine": {"type": "redis", "redis": {"address": [redis.url]}},
+        }
+        a, b = server_factory(config), server_factory(config)
+        ch = f"s{uuid.uuid4().hex[:8]}"
+        stream, connect = await open_stream(http, a, user="roamer")
+        subscribe = {"id": 2, "subscribe": {"channel": ch}}
+        assert await emulate(http, b.http_url, connect, subscribe) == 204
+        assert "subscribe" in await stream.until(lambda m: m.get("id") == 2)
+        publish = {"id": 3, "publish": {"channel": ch, "data": {"via": "b"}}}
+        assert await emulate(http, b.http_url, connect, publish) == 204
+        pub = await stream.until(lambda m: "pub" in m.get("push", {}))
+        assert pub["push"]["pub"]["data"] == {"via": "b"}
+        await stream.until(lambda m: m.get("id") == 3)
+        # Handled in the order sent, each having gone through Redis on its own.
+        batch = [{"id": n, "presence_stats": {"channel": ch}} for n in range(4, 9)]
+        for item in batch:
+            assert await emulate(http, b.http_url, connect, item) == 204
+        ids = [(await stream.until(lambda m: "id" in m))["id"] for _ in batch]
+        assert ids == [4, 5, 6, 7, 8]
+        unknown = {**connect, "node": str(uuid.uuid4())}
+        assert await emulate(http, b.http_url, unknown, {}) == 404
