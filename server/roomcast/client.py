@@ -83,6 +83,13 @@ _TOKEN_FAILURES: dict[str, tuple[ProtocolError | Disconnect, ProtocolError | Dis
 _PING_JSON = b"{}"
 _PING_PROTOBUF = protobuf.encode_reply({})
 _MAX_ID = 2**32 - 1
+#: what a subscribe of a kind Roomcast does not offer is told, by its ``type``
+_UNOFFERED = {
+    1: "map subscriptions are not available",
+    2: "map subscriptions are not available",
+    3: "map subscriptions are not available",
+    4: "shared poll subscriptions are not available",
+}
 
 
 class ConnectionGone(Exception):
@@ -534,8 +541,11 @@ class Client:
             raise ProtocolError(ErrorCode.ALREADY_SUBSCRIBED)
         if len(self.subs) >= node.settings.client.channel_limit:
             raise ProtocolError(ErrorCode.LIMIT_EXCEEDED)
-        if optional_int(req, "type") != 0:
-            raise ProtocolError(ErrorCode.PERMISSION_DENIED)  # map subscriptions: not a stream
+        kind = optional_int(req, "type")
+        if kind:
+            # Map (1-3) and shared-poll (4) subscriptions are not offered: a non-temporary
+            # error, so the SDK ends the subscription instead of retrying it.
+            raise ProtocolError(ErrorCode.NOT_AVAILABLE, _UNOFFERED.get(kind, "not available"))
         if req.get("tf") is not None:
             raise ProtocolError(ErrorCode.BAD_REQUEST, "tags filter not allowed")
         flag = optional_int(req, "flag")
