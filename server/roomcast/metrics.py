@@ -47,6 +47,7 @@ class Metrics:
         self.connects: Counter[str] = Counter()  # accepted, rejected
         self.connect_errors: Counter[int] = Counter()  # rejected connects by error code
         self.recoveries: Counter[str] = Counter()  # recovered, failed
+        self.emulation_requests: Counter[str] = Counter()  # /emulation requests by outcome
         self.engine_errors = 0
         self.gauges: dict[str, Callable[[], float]] = {}
         self.publish_latency = Histogram(
@@ -134,6 +135,12 @@ class _Collector(Collector):
                 ["result"],
                 {(result,): n for result, n in m.recoveries.items()},
             ),
+            (
+                "roomcast_emulation_requests",
+                "Emulation requests (commands of HTTP-streaming and SSE connections) by outcome.",
+                ["outcome"],
+                {(outcome,): n for outcome, n in m.emulation_requests.items()},
+            ),
         ]
         for name, doc, labels, values in labelled:
             family = CounterMetricFamily(name, doc, labels=labels)
@@ -149,6 +156,7 @@ def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
 
 
 _GAUGE_HELP = {
+    "emulation_sessions": "HTTP-streaming and SSE connections on this node.",
     "connections": "Open client connections on this node.",
     "subscriptions": "Channel subscriptions on this node.",
     "channels": "Channels with subscribers on this node.",

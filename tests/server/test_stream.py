@@ -262,6 +262,11 @@ async def test_bad_emulation_requests_get_a_clear_status(
     # None of that touched the open stream.
     assert await emulate(http, server.http_url, connect, {"id": 2, "presence": {}}) == 204
     assert (await stream.until(lambda m: m.get("id") == 2))["error"]["code"] == 107
+    async with http.get(f"{server.http_url}/metrics") as response:
+        metrics = await response.text()
+    # Only this test sends malformed requests to the module's server.
+    assert 'roomcast_emulation_requests_total{outcome="bad_request"} 5.0' in metrics
+    assert 'roomcast_emulation_requests_total{outcome="too_large"} 1.0' in metrics
 
 
 async def test_transports_are_off_unless_enabled(

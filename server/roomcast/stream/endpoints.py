@@ -168,15 +168,19 @@ async def _teardown(stream: StreamTransport, client: Client) -> None:
 def emulation_handler(node: Node) -> Handler:
     """``/emulation``: the commands of one session, in JSON or Protobuf."""
     limit = node.settings.emulation.max_request_body_size
+    counts = node.metrics.emulation_requests
 
     async def handle(request: web.Request) -> web.StreamResponse:
         body = await read_body(request, limit)
         if body is None:
+            counts["too_large"] += 1
             return error(413, "emulation request too large")
         parsed = _parse(body, request.content_type == _PROTOBUF_TYPE)
         if isinstance(parsed, str):
+            counts["bad_request"] += 1
             return error(400, parsed)
         outcome = await node.sessions.deliver(parsed)
+        counts[outcome.name.lower()] += 1
         status = _STATUS[outcome]
         if status == 204:
             return web.Response(status=204)
