@@ -146,7 +146,7 @@ async def _serve(
             await response.write(b"\r\n")  # the headers go out now: EventSource opens
         done = stream.submit(connect, 1)
         assert done is not None
-        await stream.pump(response, node.settings.websocket.write_timeout)
+        await stream.pump(response, raw)
     except ConnectionError:
         pass
     finally:

@@ -66,6 +66,7 @@ class StreamTransport:
         "_pending",
         "_pending_size",
         "_queue",
+        "_raw",
         "_ready",
         "_state",
         "session",
@@ -84,6 +85,7 @@ class StreamTransport:
             collections.deque()
         )
         self._busy: asyncio.Task[None] | None = None
+        self._raw: asyncio.Transport | None = None
 
     def attach(self, client: Client) -> None:
         self._client = client
@@ -125,14 +127,24 @@ class StreamTransport:
             encoded = protobuf.encode_reply(push) if self.binary else orjson.dumps(push)
             self._pending.append(self._framing.frame(encoded))
         self._ready.set()
+        # A peer that stopped reading keeps the last write waiting: cut it, as on WebSocket.
+        asyncio.get_running_loop().call_later(
+            self._node.settings.websocket.close_timeout, self._abort_if_open
+        )
+
+    def _abort_if_open(self) -> None:
+        raw = self._raw
+        if self._state is not _State.CLOSED and raw is not None and not raw.is_closing():
+            raw.abort()
 
     # The response ------------------------------------------------------------
-    async def pump(self, response: web.StreamResponse, write_timeout: float) -> None:
+    async def pump(self, response: web.StreamResponse, raw: asyncio.Transport) -> None:
         """Write queued messages until the transport closes or the peer goes away.
 
-        A write that does not finish in ``write_timeout`` (a peer that stopped
-        reading with full buffers) ends the stream.
+        A write waits while the socket's buffer is full; what is sent meanwhile
+        queues up to ``client.queue_max_size``, past which the stream closes (3008).
         """
+        self._raw = raw
         try:
             while True:
                 await self._ready.wait()
@@ -143,10 +155,10 @@ class StreamTransport:
                     data = b"".join(self._pending)
                     self._pending.clear()
                     self._pending_size = 0
-                    await asyncio.wait_for(response.write(data), write_timeout)
+                    await response.write(data)
                 if self._state is _State.CLOSING:
                     return
-        except (ConnectionError, TimeoutError):
+        except ConnectionError:
             if self._state is _State.OPEN:
                 self._node.metrics.count_disconnect(DisconnectCode.WRITE_ERROR)
         finally:
