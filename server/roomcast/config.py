@@ -206,7 +206,8 @@ class ClientSettings(_Section):
     token: TokenSettings = Field(default_factory=TokenSettings)
     subscription_token: SubscriptionTokenSettings = Field(default_factory=SubscriptionTokenSettings)
     allowed_origins: list[str] = Field(
-        default_factory=list, description="Origins allowed to open WebSockets; '*' allows all."
+        default_factory=list,
+        description="Origins allowed to open WebSockets and emulation streams; '*' allows all.",
     )
     allow_anonymous_connect_without_token: bool = False
     disallow_anonymous_connection_tokens: bool = False

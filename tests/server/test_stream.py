@@ -395,3 +395,30 @@ async def test_emulation_posted_to_another_node_reaches_the_stream(
         assert ids == [4, 5, 6, 7, 8]
         unknown = {**connect, "node": str(uuid.uuid4())}
         assert await emulate(http, b.http_url, unknown, {}) == 404
+
+
+async def test_pages_of_foreign_origins_are_refused_others_get_cors_headers(
+    http: aiohttp.ClientSession, server: ServerProcess
+) -> None:
+    foreign = {"Origin": "https://evil.example"}
+    own = {"Origin": server.http_url}  # the server's own host: allowed by default
+    for path in ("/connection/http_stream", "/connection/sse", "/emulation"):
+        url = f"{server.http_url}{path}"
+        async with http.post(url, data=b"{}", headers=foreign) as response:
+            assert (response.status, await response.json()) == (
+                403,
+                {"error": "origin not allowed"},
+            )
+        async with http.options(url, headers=foreign) as response:
+            assert response.status == 403
+        async with http.options(url, headers=own) as response:
+            assert response.status == 204
+            assert response.headers["Access-Control-Allow-Origin"] == server.http_url
+            assert "Content-Type" in response.headers["Access-Control-Allow-Headers"]
+    async with http.post(
+        f"{server.http_url}/emulation",
+        json={"node": "n", "session": "s", "data": "{}"},
+        headers=own,
+    ) as response:
+        assert response.status == 404
+        assert response.headers["Access-Control-Allow-Origin"] == server.http_url

@@ -3,7 +3,9 @@
 A stream is admitted as a WebSocket upgrade is (503 while draining or at the
 connection limit, 403 for a foreign Origin) and its ``Client`` joins the same
 connection set, so limits, metrics and drains treat both alike. Bad requests get
-a status and a short JSON ``error``, never a traceback.
+a status and a short JSON ``error``, never a traceback. Pages of the origins
+``client.allowed_origins`` admits may call these endpoints from another origin:
+their preflights are answered and every answer carries the CORS headers.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+#: the CORS headers of a request, for a response prepared inside the handler
+_CORS = web.RequestKey("cors", dict[str, str])
 
 _PROTOBUF_TYPE = "application/octet-stream"
 _NO_CACHE = {
@@ -53,6 +57,50 @@ _STATUS = {
 
 def error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
+
+
+def cross_origin(request: web.Request, origins: OriginPolicy) -> dict[str, str] | None:
+    """CORS headers for the request's page ({} without Origin); None for a foreign one."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return {}
+    if not origins.allows(origin, request.headers.get("Host")):
+        return None
+    return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+
+
+def preflight_handler(origins: OriginPolicy) -> Handler:
+    """OPTIONS before a cross-origin POST with a JSON or Protobuf body."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        cors = cross_origin(request, origins)
+        if cors is None:
+            return error(403, "origin not allowed")
+        headers = {
+            **cors,
+            "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+            "Access-Control-Allow-Headers": "Content-Type",
+            "Access-Control-Max-Age": "300",
+        }
+        return web.Response(status=204, headers=headers)
+
+    return handle
+
+
+def with_cors(handler: Handler, origins: OriginPolicy) -> Handler:
+    """Refuse pages of foreign origins (403); give the others the CORS headers."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        cors = cross_origin(request, origins)
+        if cors is None:
+            return error(403, "origin not allowed")
+        request[_CORS] = cors
+        response = await handler(request)
+        if not response.prepared:
+            response.headers.update(cors)
+        return response
+
+    return handle
 
 
 async def read_body(request: web.Request, limit: int) -> bytes | None:
@@ -129,7 +177,7 @@ async def _serve(
     inner = raw.get_protocol()
     watcher = LossWatcher(inner, stream.lost)
     raw.set_protocol(watcher)
-    headers = dict(_NO_CACHE)
+    headers = {**_NO_CACHE, **request.get(_CORS, {})}
     if framing is Framing.EVENTS:
         headers["Content-Type"] = "text/event-stream; charset=utf-8"
     elif framing is Framing.LENGTH_PREFIXED:
@@ -219,14 +267,20 @@ def _parse(body: bytes, binary: bool) -> EmulationRequest | str:
 def add_routes(app: web.Application, node: Node, connections: set[Client]) -> None:
     """Serve the emulation transports the settings enable (and ``/emulation`` with them)."""
     settings = node.settings
+    origins = OriginPolicy(settings.client.allowed_origins)
+    preflight = preflight_handler(origins)
     if settings.http_stream.enabled:
-        app.router.add_post(
-            settings.http_stream.handler_prefix,
-            stream_handler(node, connections, Framing.LINES),
-        )
+        path = settings.http_stream.handler_prefix
+        handle = with_cors(stream_handler(node, connections, Framing.LINES), origins)
+        app.router.add_post(path, handle)
+        app.router.add_route("OPTIONS", path, preflight)
     if settings.sse.enabled:
-        handle = stream_handler(node, connections, Framing.EVENTS)
-        app.router.add_get(settings.sse.handler_prefix, handle, allow_head=False)
-        app.router.add_post(settings.sse.handler_prefix, handle)
+        path = settings.sse.handler_prefix
+        handle = with_cors(stream_handler(node, connections, Framing.EVENTS), origins)
+        app.router.add_get(path, handle, allow_head=False)
+        app.router.add_post(path, handle)
+        app.router.add_route("OPTIONS", path, preflight)
     if settings.http_stream.enabled or settings.sse.enabled:
-        app.router.add_post(settings.emulation.handler_prefix, emulation_handler(node))
+        path = settings.emulation.handler_prefix
+        app.router.add_post(path, with_cors(emulation_handler(node), origins))
+        app.router.add_route("OPTIONS", path, preflight)
