@@ -7,6 +7,7 @@ through the engine. Each flow runs over http_stream (JSON and Protobuf) and SSE.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ def nodes() -> Iterator[Nodes]:
     with RedisServer() as redis:
         config = {
             **PROTOCOL_CONFIG,
+            # Pings every 2 s: their pongs, posted to B, must reach A in time all along.
+            "client": {"ping_interval": "2s", "pong_timeout": "1.5s"},
             "http_stream": {"enabled": True},
             "sse": {"enabled": True},
             "engine": {"type": "redis", "redis": {"address": [redis.url]}},
@@ -101,6 +104,10 @@ async def test_connect_subscribe_publish_presence_history(
     assert await js.call("presence_stats", channel=ch) == {"numClients": 1, "numUsers": 1}
     history = await js.call("history", channel=ch, limit=10)
     assert [p["data"]["text"] for p in history["publications"]] == ["from js", "from api"]
+    # Two more rounds of pings and pongs: still the one connection.
+    await asyncio.sleep(4.5)
+    assert await js.call("presence_stats", channel=ch) == {"numClients": 1, "numUsers": 1}
+    assert js.count("connected") == 1 and js.count("disconnected") == 0
 
 
 async def test_recovery_after_reconnect(

@@ -256,6 +256,12 @@ async def test_bad_emulation_requests_get_a_clear_status(
     async with http.get(f"{server.http_url}/connection/sse") as response:
         assert response.status == 400
     async with http.post(
+        f"{server.http_url}/connection/sse",
+        data=b"\x01\x02",
+        headers={"Content-Type": "application/octet-stream"},
+    ) as response:
+        assert (response.status, await response.json()) == (400, {"error": "SSE speaks JSON only"})
+    async with http.post(
         f"{server.http_url}/connection/http_stream", data=b"{" + b" " * 70_000 + b"}"
     ) as response:
         assert response.status == 413
