@@ -62,6 +62,16 @@ class JsonStream:
             if predicate(message):
                 return message
 
+    async def both(self, first: Any, second: Any, timeout: float = 5.0) -> list[dict[str, Any]]:
+        """The messages matching each predicate, whichever order they come in."""
+        found: list[dict[str, Any] | None] = [None, None]
+        while None in found:
+            message = await self.next(timeout)
+            for i, predicate in enumerate((first, second)):
+                if found[i] is None and predicate(message):
+                    found[i] = message
+        return [m for m in found if m is not None]
+
     async def ended(self, timeout: float = 5.0) -> list[dict[str, Any]]:
         """The messages left before the stream ends."""
         rest = []
@@ -132,9 +142,9 @@ async def test_http_stream_carries_replies_of_emulated_commands(
         )
         == 204
     )
-    pub = await stream.until(lambda m: "pub" in m.get("push", {}))
+    # The publish reply and the publication may come in either order.
+    pub, _ = await stream.both(lambda m: "pub" in m.get("push", {}), lambda m: m.get("id") == 3)
     assert pub["push"]["pub"]["data"] == {"n": 1}
-    await stream.until(lambda m: m.get("id") == 3)
     # A pong is an empty command, as on WebSocket.
     assert await emulate(http, server.http_url, connect, {}) == 204
 
@@ -390,9 +400,8 @@ async def test_emulation_posted_to_another_node_reaches_the_stream(
         assert "subscribe" in await stream.until(lambda m: m.get("id") == 2)
         publish = {"id": 3, "publish": {"channel": ch, "data": {"via": "b"}}}
         assert await emulate(http, b.http_url, connect, publish) == 204
-        pub = await stream.until(lambda m: "pub" in m.get("push", {}))
+        pub, _ = await stream.both(lambda m: "pub" in m.get("push", {}), lambda m: m.get("id") == 3)
         assert pub["push"]["pub"]["data"] == {"via": "b"}
-        await stream.until(lambda m: m.get("id") == 3)
         # Handled in the order sent, each having gone through Redis on its own.
         batch = [{"id": n, "presence_stats": {"channel": ch}} for n in range(4, 9)]
         for item in batch:
@@ -428,3 +437,31 @@ async def test_pages_of_foreign_origins_are_refused_others_get_cors_headers(
     ) as response:
         assert response.status == 404
         assert response.headers["Access-Control-Allow-Origin"] == server.http_url
+
+
+async def test_a_body_arriving_in_pieces_is_read_whole(
+    http: aiohttp.ClientSession, server: ServerProcess
+) -> None:
+    """Chunked and slow: the connect of a stream and an emulation request, piece by piece."""
+    stream_connect = commands({"id": 1, "connect": {"token": token("slow")}}).encode()
+
+    async def pieces(data: bytes) -> AsyncIterator[bytes]:
+        for start in range(0, len(data), 16):
+            yield data[start : start + 16]
+            await asyncio.sleep(0.005)
+
+    response = await http.post(
+        f"{server.http_url}/connection/http_stream",
+        data=pieces(stream_connect),
+        headers={"Content-Type": "application/json"},
+    )
+    stream = JsonStream(response)
+    connect = (await stream.next())["connect"]
+    body = {"node": connect["node"], "session": connect["session"], "data": commands({"id": 2})}
+    async with http.post(
+        f"{server.http_url}/emulation",
+        data=pieces(orjson.dumps(body)),
+        headers={"Content-Type": "application/json"},
+    ) as emulated:
+        assert emulated.status == 204
+    assert (await stream.until(lambda m: m.get("id") == 2))["error"]["code"] == 107

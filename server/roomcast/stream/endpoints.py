@@ -107,8 +107,13 @@ async def read_body(request: web.Request, limit: int) -> bytes | None:
     """The whole body, or None when it is larger than ``limit`` bytes."""
     if request.content_length is not None and request.content_length > limit:
         return None
-    body = await request.content.read(limit + 1)
-    return None if len(body) > limit else body
+    body = bytearray()
+    while len(body) <= limit:  # a read returns what has arrived, maybe not all of it
+        chunk = await request.content.read(limit + 1 - len(body))
+        if not chunk:
+            break
+        body += chunk
+    return None if len(body) > limit else bytes(body)
 
 
 def stream_handler(node: Node, connections: set[Client], framing: Framing) -> Handler:
