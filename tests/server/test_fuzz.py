@@ -10,6 +10,7 @@ to input that is the client's fault. Examples are bounded to keep ``make test`` 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -186,7 +187,11 @@ async def live() -> AsyncIterator[tuple[Served, ErrorCollector]]:
     logging.getLogger().addHandler(collector)
     settings_ = load_settings(
         environ={"ROOMCAST_TOKEN_HMAC_SECRET": SECRET},
-        overrides={**PROTOCOL_CONFIG, "http_api": {"key": API_KEY}},
+        overrides={
+            **PROTOCOL_CONFIG,
+            "http_api": {"key": API_KEY},
+            "http_stream": {"enabled": True},
+        },
     )
     try:
         async with serving(build_app(settings_)) as server:
@@ -284,3 +289,77 @@ async def test_garbage_in_each_api_field_never_crashes(
         body = {"commands": [{inner: command}, body.get("commands")]}
     with collector.nothing_logged():
         await _call_api(server, method, body)
+
+
+emulation_fields = {
+    "node": st.one_of(st.just("this"), hostile, json_values),
+    "session": st.one_of(st.just("this"), hostile, json_values),
+    "data": st.one_of(st.just('{"id":2,"presence":{}}'), hostile, json_values),
+}
+
+
+@pytest.mark.asyncio(loop_scope="module")
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    body=st.one_of(
+        st.fixed_dictionaries({}, optional=emulation_fields), json_values, st.binary(max_size=64)
+    ),
+    protobuf_type=st.booleans(),
+)
+async def test_garbage_emulation_requests_get_a_status(
+    live: tuple[Served, ErrorCollector], body: Any, protobuf_type: bool
+) -> None:
+    """``/emulation`` answers garbage with a client-error status, for a live session too."""
+    server, collector = live
+    content_type = "application/octet-stream" if protobuf_type else "application/json"
+    with collector.nothing_logged():
+        async with aiohttp.ClientSession() as session:
+            stream = await session.post(
+                f"{server.http_url}/connection/http_stream",
+                data=json.dumps({"id": 1, "connect": {"token": token()}}),
+                headers={"Content-Type": "application/json"},
+            )
+            connect = json.loads(await stream.content.readline())["connect"]
+            if isinstance(body, dict):  # "this": the live stream's own node or session
+                body = {k: connect[k] if v == "this" else v for k, v in body.items()}
+            raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+            async with session.post(
+                f"{server.http_url}/emulation", data=raw, headers={"Content-Type": content_type}
+            ) as response:
+                assert response.status in (204, 400, 404), response.status
+                if response.status != 204:
+                    assert (await response.json())["error"]
+            stream.close()
+
+
+@pytest.mark.asyncio(loop_scope="module")
+@settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
+@given(batch=st.lists(client_commands, min_size=1, max_size=5))
+async def test_garbage_commands_over_http_streaming_never_crash(
+    live: tuple[Served, ErrorCollector], batch: list[dict[str, Any]]
+) -> None:
+    """The WebSocket garbage, posted to ``/emulation``: answers or a disconnect push."""
+    server, collector = live
+    with collector.nothing_logged():
+        async with aiohttp.ClientSession() as session:
+            stream = await session.post(
+                f"{server.http_url}/connection/http_stream",
+                data=json.dumps({"id": 1, "connect": {"token": token()}}),
+                headers={"Content-Type": "application/json"},
+            )
+            connect = json.loads(await stream.content.readline())["connect"]
+            sentinel = json.dumps({"id": 4_000_000_000, "rpc": {"method": "end"}})
+            for data in ("\n".join(json.dumps(c) for c in batch), sentinel):
+                body = {"node": connect["node"], "session": connect["session"], "data": data}
+                async with session.post(f"{server.http_url}/emulation", json=body) as response:
+                    assert response.status in (204, 404)  # 404: the batch closed the session
+            last: dict[str, Any] = {}
+            while last.get("id") != 4_000_000_000:
+                line = await asyncio.wait_for(stream.content.readline(), 5)
+                if not line:
+                    assert last["push"]["disconnect"]["code"] in (3005, 3500, 3501, 3506, 3508)
+                    break
+                if line.strip():
+                    last = json.loads(line)
+                    assert not server_faults(last), last
+            stream.close()
