@@ -17,80 +17,22 @@ import orjson
 import pytest
 
 from roomcast import protobuf
-from roomcast.config import Settings
-from roomcast.engine.memory import MemoryEngine
-from roomcast.node import Node
-from roomcast.stream.transport import Framing, StreamTransport
-from tests.processes import PROTOCOL_CONFIG, ServerProcess, running_server, token
-
-EMULATION_CONFIG: dict[str, Any] = {
-    **PROTOCOL_CONFIG,
-    "http_stream": {"enabled": True},
-    "sse": {"enabled": True},
-}
-
-
-#: responses of the running test, closed after it whatever happened
-_responses: list[aiohttp.ClientResponse] = []
-
-
-class JsonStream:
-    """An open ``/connection/http_stream`` (or SSE) response read one message at a time."""
-
-    def __init__(self, response: aiohttp.ClientResponse, sse: bool = False) -> None:
-        self.response = response
-        self.sse = sse
-        _responses.append(response)
-
-    async def next(self, timeout: float = 5.0) -> dict[str, Any]:
-        while True:
-            line = await asyncio.wait_for(self.response.content.readline(), timeout)
-            if not line:
-                raise EOFError("stream ended")
-            line = line.strip()
-            if self.sse:
-                if not line.startswith(b"data: "):
-                    continue
-                line = line[len(b"data: ") :]
-            if line:
-                message: dict[str, Any] = orjson.loads(line)
-                return message
-
-    async def until(self, predicate: Any, timeout: float = 5.0) -> dict[str, Any]:
-        while True:
-            message = await self.next(timeout)
-            if predicate(message):
-                return message
-
-    async def both(self, first: Any, second: Any, timeout: float = 5.0) -> list[dict[str, Any]]:
-        """The messages matching each predicate, whichever order they come in."""
-        found: list[dict[str, Any] | None] = [None, None]
-        while None in found:
-            message = await self.next(timeout)
-            for i, predicate in enumerate((first, second)):
-                if found[i] is None and predicate(message):
-                    found[i] = message
-        return [m for m in found if m is not None]
-
-    async def ended(self, timeout: float = 5.0) -> list[dict[str, Any]]:
-        """The messages left before the stream ends."""
-        rest = []
-        while True:
-            try:
-                rest.append(await self.next(timeout))
-            except EOFError:
-                return rest
+from tests.processes import ServerProcess, running_server, token
+from tests.support.streams import (
+    EMULATION_CONFIG,
+    JsonStream,
+    commands,
+    emulate,
+    http_session,
+    open_stream,
+    track,
+)
 
 
 @pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        try:
-            yield session
-        finally:
-            for response in _responses:
-                response.close()
-            _responses.clear()
+    async with http_session() as session:
+        yield session
 
 
 @pytest.fixture(scope="module")
@@ -98,32 +40,6 @@ def server() -> Iterator[ServerProcess]:
     """One server with both emulation transports, for the tests that keep its config."""
     with running_server(EMULATION_CONFIG) as started:
         yield started
-
-
-def commands(*items: dict[str, Any]) -> str:
-    return "\n".join(orjson.dumps(item).decode() for item in items)
-
-
-async def open_stream(
-    http: aiohttp.ClientSession, server: ServerProcess, user: str = "ann"
-) -> tuple[JsonStream, dict[str, Any]]:
-    response = await http.post(
-        f"{server.http_url}/connection/http_stream",
-        data=commands({"id": 1, "connect": {"token": token(user)}}),
-        headers={"Content-Type": "application/json"},
-    )
-    assert response.status == 200
-    stream = JsonStream(response)
-    connected = await stream.next()
-    return stream, connected["connect"]
-
-
-async def emulate(
-    http: aiohttp.ClientSession, url: str, connect: dict[str, Any], *items: dict[str, Any]
-) -> int:
-    body = {"node": connect["node"], "session": connect["session"], "data": commands(*items)}
-    async with http.post(f"{url}/emulation", json=body) as response:
-        return response.status
 
 
 async def test_http_stream_carries_replies_of_emulated_commands(
@@ -211,7 +127,7 @@ async def test_protobuf_http_stream_is_length_prefixed(
     response = await http.post(
         f"{server.http_url}/connection/http_stream", data=_prefixed(connect_cmd), headers=binary
     )
-    _responses.append(response)
+    track(response)
     assert response.status == 200
     buffer = bytearray()
     replies: list[dict[str, Any]] = []
@@ -360,56 +276,6 @@ async def test_drain_closes_streams_with_the_shutdown_push(
         assert (await stream.ended())[-1] == shutdown
         assert (await sse.ended())[-1] == shutdown
     assert server.process.wait(timeout=10) == 0
-
-
-async def test_requests_waiting_for_a_session_are_bounded() -> None:
-    """The queue of one session's requests: past the bound the endpoint answers 429."""
-    node = Node(Settings(), MemoryEngine())
-    stream = StreamTransport(node, Framing.LINES)
-    from roomcast.client import Client
-
-    client = Client(node, stream)
-    stream.attach(client)
-    first = stream.submit("{}", max_pending=1)
-    assert first is not None
-    assert stream.submit("{}", max_pending=1) is None
-    await first
-    assert stream.submit("{}", max_pending=1) is not None
-    await stream.finished()
-    node.heartbeat.unwatch_stale(client)
-
-
-@pytest.mark.redis
-async def test_emulation_posted_to_another_node_reaches_the_stream(
-    http: aiohttp.ClientSession,
-    server_factory,  # type: ignore[no-untyped-def]
-) -> None:
-    """Two servers on one redis-server: the stream on A, every POST to B."""
-    from tests.server.engine.redis_servers import RedisServer
-
-    with RedisServer() as redis:
-        config = {
-            **EMULATION_CONFIG,
-            "engine": {"type": "redis", "redis": {"address": [redis.url]}},
-        }
-        a, b = server_factory(config), server_factory(config)
-        ch = f"s{uuid.uuid4().hex[:8]}"
-        stream, connect = await open_stream(http, a, user="roamer")
-        subscribe = {"id": 2, "subscribe": {"channel": ch}}
-        assert await emulate(http, b.http_url, connect, subscribe) == 204
-        assert "subscribe" in await stream.until(lambda m: m.get("id") == 2)
-        publish = {"id": 3, "publish": {"channel": ch, "data": {"via": "b"}}}
-        assert await emulate(http, b.http_url, connect, publish) == 204
-        pub, _ = await stream.both(lambda m: "pub" in m.get("push", {}), lambda m: m.get("id") == 3)
-        assert pub["push"]["pub"]["data"] == {"via": "b"}
-        # Handled in the order sent, each having gone through Redis on its own.
-        batch = [{"id": n, "presence_stats": {"channel": ch}} for n in range(4, 9)]
-        for item in batch:
-            assert await emulate(http, b.http_url, connect, item) == 204
-        ids = [(await stream.until(lambda m: "id" in m))["id"] for _ in batch]
-        assert ids == [4, 5, 6, 7, 8]
-        unknown = {**connect, "node": str(uuid.uuid4())}
-        assert await emulate(http, b.http_url, unknown, {}) == 404
 
 
 async def test_pages_of_foreign_origins_are_refused_others_get_cors_headers(
