@@ -85,6 +85,21 @@ async def test_sse_opens_with_the_connect_in_the_url(
         assert pub["push"]["pub"]["data"] == {"via": "api"}
 
 
+async def test_sse_takes_the_connect_in_a_post_body_too(
+    http: aiohttp.ClientSession, server: ServerProcess
+) -> None:
+    response = track(
+        await http.post(
+            f"{server.http_url}/connection/sse",
+            data=commands({"id": 1, "connect": {"token": token("sse-post")}}),
+            headers={"Content-Type": "application/json"},
+        )
+    )
+    assert response.status == 200
+    connect = (await JsonStream(response, sse=True).next())["connect"]
+    assert connect["session"] and connect["node"]
+
+
 def _varint(value: int) -> bytes:
     out = bytearray()
     while value > 0x7F:
