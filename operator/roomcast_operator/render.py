@@ -488,14 +488,17 @@ def scaling_behavior(spec: ClusterSpec) -> Obj:
     Which pod goes is the Deployment's choice, by the pod-deletion-cost the operator sets
     from each pod's connections: the emptiest first. The stabilization windows are the
     spec's knobs: the longer the scale-down one, the fewer drains a passing dip causes.
+
+    The scale-down window is never shorter than the drain period: the HPA limits a
+    period's removals against the replicas at its start, scale-ups included, so a
+    scale-up less than a period old would let it remove every pod it just added at once.
     """
+    period = termination_grace_seconds(spec)
     return {
         "scaleUp": {"stabilizationWindowSeconds": spec.scale_up_stabilization_seconds},
         "scaleDown": {
-            "stabilizationWindowSeconds": spec.scale_down_stabilization_seconds,
-            "policies": [
-                {"type": "Pods", "value": 1, "periodSeconds": termination_grace_seconds(spec)}
-            ],
+            "stabilizationWindowSeconds": max(spec.scale_down_stabilization_seconds, period),
+            "policies": [{"type": "Pods", "value": 1, "periodSeconds": period}],
         },
     }
 

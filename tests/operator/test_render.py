@@ -278,9 +278,19 @@ def test_stabilization_windows_are_the_specs_and_a_short_drain_a_short_period() 
     )
     behavior = render.horizontal_pod_autoscaler(OWNER, spec)["spec"]["behavior"]
     assert behavior["scaleUp"] == {"stabilizationWindowSeconds": 10}
-    assert behavior["scaleDown"]["stabilizationWindowSeconds"] == 20
     period = behavior["scaleDown"]["policies"][0]["periodSeconds"]
     assert period == render.termination_grace_seconds(spec) < 60
+    assert behavior["scaleDown"]["stabilizationWindowSeconds"] == max(20, period)
+
+
+def test_scale_down_window_is_at_least_one_drain_period() -> None:
+    """A shorter window would let the HPA undo a scale-up of the same period at once."""
+    spec = make_spec(
+        autoscaling={"metricSource": "prometheus-adapter", "scaleDownStabilizationSeconds": 0},
+        drain={"preStopSeconds": 5, "drainWindowSeconds": 30},
+    )
+    scale_down = render.horizontal_pod_autoscaler(OWNER, spec)["spec"]["behavior"]["scaleDown"]
+    assert scale_down["stabilizationWindowSeconds"] == render.termination_grace_seconds(spec)
 
 
 def test_server_pods_spread_over_zones_and_nodes() -> None:
