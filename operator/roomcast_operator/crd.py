@@ -171,7 +171,8 @@ AUTOSCALING = _obj(
         ),
         "scaleDownStabilizationSeconds": _int(
             "Seconds of recommendations the autoscaler looks back over before removing pods "
-            "(the highest wins); then one pod goes per drain period.",
+            "(the highest wins; at least one drain period); then one pod goes per drain "
+            "period.",
             minimum=0,
             maximum=3600,
             default=300,
