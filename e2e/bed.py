@@ -2,7 +2,9 @@
 
 The bed runs etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok as
 host processes built by ``e2e/tools/build.sh``. Everything listens on 127.0.0.1 on free
-ports. Only the standard library is used, so ``make cluster-up`` needs no virtualenv.
+ports (with the real node, the API server's port is also relayed on the node's own
+address, for pods). Only the standard library is used, so ``make cluster-up`` needs no
+virtualenv.
 
 Layout:
 
