@@ -36,10 +36,11 @@ demo: $(STAMP) ## The browser chat example and a Roomcast with the admin UI: htt
 demo-build: ## Rebuild examples/chat/dist/chat.js from its TypeScript (type-checked, bundled)
 	cd examples/chat && npm ci --no-audit --no-fund --loglevel=error && npm run build
 
-test-deps: install ## Install what the tests need outside Python (redis-server, Kubernetes tools, Prometheus)
+test-deps: install ## Install what the tests need outside Python (redis-server, Kubernetes tools, Prometheus, prometheus-adapter)
 	tests/deps.sh
 	e2e/ci.sh >/dev/null
 	tests/tools/prometheus.sh >/dev/null
+	tests/tools/prometheus-adapter.sh >/dev/null
 	tests/tools/monitoring-crds.sh >/dev/null
 
 lint: $(STAMP) ## ruff and mypy

@@ -2,7 +2,9 @@
 
 The bed runs etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok as
 host processes built by ``e2e/tools/build.sh``. Everything listens on 127.0.0.1 on free
-ports. Only the standard library is used, so ``make cluster-up`` needs no virtualenv.
+ports (with the real node, the API server's port is also relayed on the node's own
+address, for pods). Only the standard library is used, so ``make cluster-up`` needs no
+virtualenv.
 
 Layout:
 
@@ -62,6 +64,9 @@ NODE_LABEL = "roomcast.io/bed-node"
 SERVICE_CIDR = "10.96.0.0/16"
 POD_CIDR = "10.244.0.0/16"
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+RELAY = "apiserver-relay"
+"""With the real node: the API server's port on the node's address, for pods (``e2e/relay.py``)."""
+NODE_COMPONENTS = (*real_node.COMPONENTS, RELAY)
 STOP_GRACE_SECONDS = 10.0
 
 
@@ -247,7 +252,7 @@ class BedState:
 
     def components(self) -> set[str]:
         """The components this bed runs."""
-        return set(COMPONENTS) | (set(real_node.COMPONENTS) if self.node else set())
+        return set(COMPONENTS) | (set(NODE_COMPONENTS) if self.node else set())
 
     @classmethod
     def from_json(cls, text: str) -> BedState:
@@ -436,7 +441,7 @@ class Bed:
         state = BedState(run_dir=str(run), tools_bin=str(tools), ports=ports)
         self._save(state)
         try:
-            self._start_all(state, tools, run, timeout_seconds)
+            self._start_all(state, tools, run, timeout_seconds, with_node)
             if with_node:
                 self._start_node(state, tools, run, timeout_seconds)
         except BaseException:
@@ -444,7 +449,9 @@ class Bed:
             self._down()
             raise
 
-    def _start_all(self, state: BedState, tools: Path, run: Path, timeout_seconds: float) -> None:
+    def _start_all(
+        self, state: BedState, tools: Path, run: Path, timeout_seconds: float, with_node: bool
+    ) -> None:
         deadline = time.monotonic() + timeout_seconds
 
         def remaining() -> float:
@@ -485,6 +492,12 @@ class Bed:
             what="etcd healthy",
         )
 
+        # With the real node, the API server advertises the node's address: the lease
+        # endpoint reconciler then points the `kubernetes` Service there, where the relay
+        # (started with the node) listens, so pods reach the API server through the
+        # Service. Without it nothing off the host needs the Service, and an endpoint on
+        # loopback is invalid, so there is none.
+        advertise, reconciler = (real_node.NODE_IP, "lease") if with_node else ("127.0.0.1", "none")
         self._spawn(
             state,
             "kube-apiserver",
@@ -492,7 +505,7 @@ class Bed:
                 str(tools / "kube-apiserver"),
                 f"--etcd-servers={etcd_url}",
                 "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--advertise-address={advertise}",
                 f"--secure-port={ports['apiserver']}",
                 f"--tls-cert-file={pki / 'apiserver.crt'}",
                 f"--tls-private-key-file={pki / 'apiserver.key'}",
@@ -514,7 +527,7 @@ class Bed:
                 f"--kubelet-client-certificate={pki / 'kubelet-client.crt'}",
                 f"--kubelet-client-key={pki / 'kubelet-client.key'}",
                 "--kubelet-preferred-address-types=InternalIP",
-                "--endpoint-reconciler-type=none",
+                f"--endpoint-reconciler-type={reconciler}",
                 "--allow-privileged=true",
                 "--profiling=false",
                 f"--audit-policy-file={pki / 'audit-policy.yaml'}",
@@ -612,6 +625,7 @@ class Bed:
             real_node.prepare_host()
         except real_node.NodeError as error:
             raise BedError(str(error)) from error
+        self._start_relay(state, remaining())
         server = f"https://127.0.0.1:{state.ports['apiserver']}"
         kubeconfigs = {}
         for user in ("node", "kube-proxy"):
@@ -652,6 +666,20 @@ class Bed:
             lambda: _http_ok(f"http://127.0.0.1:{state.ports['proxy_healthz']}/healthz"),
             remaining(),
             what="kube-proxy healthy",
+        )
+
+    def _start_relay(self, state: BedState, timeout_seconds: float) -> None:
+        """The API server's port on the node's address, relayed to 127.0.0.1: the
+        `kubernetes` Service's endpoint, so pods with a service-account token reach it."""
+        port = state.ports["apiserver"]
+        # -I: isolated, so the script's directory (e2e/, with its own `operator` package)
+        # does not shadow the standard library.
+        relay = [sys.executable, "-I", str(E2E_DIR / "relay.py")]
+        self._spawn(state, RELAY, [*relay, f"{real_node.NODE_IP}:{port}", f"127.0.0.1:{port}"])
+        eventually(
+            lambda: self._alive_or_raise(state, RELAY) and _tcp_open(real_node.NODE_IP, port),
+            timeout_seconds,
+            what="API server relay on the node address",
         )
 
     def _spawn(self, state: BedState, name: str, argv: list[str]) -> None:
@@ -784,6 +812,14 @@ rules:
 """
 
 
+def _tcp_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
 def _node_ready(node: dict[str, Any]) -> bool:
     return any(
         c["type"] == "Ready" and c["status"] == "True"
@@ -853,6 +889,7 @@ def _make_pki(pki: Path) -> dict[str, str]:
         [
             "IP:127.0.0.1",
             "IP:10.96.0.1",
+            f"IP:{real_node.NODE_IP}",
             "DNS:localhost",
             "DNS:kubernetes",
             "DNS:kubernetes.default",

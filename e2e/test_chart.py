@@ -249,7 +249,7 @@ def test_release_check_fails_when_the_operator_rolled_back(
     cluster: Cluster, helm: str, namespace: str, tmp_path: Path, operator_for_release: StartOperator
 ) -> None:
     """The `helm test` release check (files/check_release.py, run here as a process with
-    its ServiceAccount's token, since pods on the bed cannot reach the API server) passes
+    its ServiceAccount's token, since pods on kwok nodes do not run) passes
     on a good release and fails once the operator rolled a bad one back."""
     release = f"{RELEASE}-{namespace.rsplit('-', 1)[-1]}"
     values = [
@@ -304,9 +304,10 @@ def test_install_and_upgrade_bring_the_crd_up_to_date(
     version left it: the chart's pre-install/pre-upgrade hook applies this chart's CRD.
 
     ``helm install`` and ``helm upgrade`` run the hook's objects through the API server
-    (on kwok the Job's pod completes without running, and pods on the bed cannot reach the
-    API server anyway); the hook's command then runs here as a process with a token of the
-    hook's ServiceAccount, bound to the hook's ClusterRole, exactly as rendered."""
+    (on kwok the Job's pod completes without running; ``e2e/pods/test_api_access.py``
+    runs it as a real pod on the real node); the hook's command then runs here as a process
+    with a token of the hook's ServiceAccount, bound to the hook's ClusterRole, exactly as
+    rendered."""
     kube = cluster.kube
     name = "roomcastclusters.roomcast.io"
     current = yaml.safe_load((CHART / "crds" / f"{name}.yaml").read_text())

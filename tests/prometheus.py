@@ -45,15 +45,24 @@ class PrometheusServer:
 
     ``targets``: (job, address, extra target labels). The labels stand in for what the
     Prometheus Operator's service discovery would attach in a cluster (namespace, pod).
+    ``file_targets``: a file-based service discovery file (a JSON list of target groups)
+    for targets that come and go, such as the pods of a scaling Deployment; it is scraped
+    as the job ``files`` and may be empty at start.
     """
 
-    def __init__(self, targets: list[tuple[str, str, dict[str, str]]], workdir: Path) -> None:
+    def __init__(
+        self,
+        targets: list[tuple[str, str, dict[str, str]]],
+        workdir: Path,
+        file_targets: Path | None = None,
+    ) -> None:
         self.port = free_port()
         self.workdir = workdir
+        self.static_jobs = len({job for job, _, _ in targets})
         jobs: dict[str, list[dict[str, object]]] = {}
         for job, address, labels in targets:
             jobs.setdefault(job, []).append({"targets": [address], "labels": labels})
-        config = {
+        config: dict[str, Any] = {
             "global": {
                 "scrape_interval": "1s",
                 "scrape_timeout": "1s",
@@ -63,6 +72,13 @@ class PrometheusServer:
                 {"job_name": job, "static_configs": statics} for job, statics in jobs.items()
             ],
         }
+        if file_targets is not None:
+            config["scrape_configs"].append(
+                {
+                    "job_name": "files",
+                    "file_sd_configs": [{"files": [str(file_targets)], "refresh_interval": "1s"}],
+                }
+            )
         (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
         self.log_path = workdir / "prometheus.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -93,7 +109,9 @@ class PrometheusServer:
                     raise RuntimeError(f"prometheus exited:\n{self.log()}")
                 with contextlib.suppress(OSError, AssertionError):
                     targets = self.get("/api/v1/targets")["activeTargets"]
-                    if targets and all(t["health"] == "up" for t in targets):
+                    static = [t for t in targets if t["scrapePool"] != "files"]
+                    up = all(t["health"] == "up" for t in static)
+                    if (static or not self.static_jobs) and up:
                         return self
                 time.sleep(0.2)
             raise RuntimeError(f"prometheus did not become ready:\n{self.log()}")

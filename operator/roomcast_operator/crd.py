@@ -162,6 +162,21 @@ AUTOSCALING = _obj(
         "prometheusServerAddress": _str(
             "Prometheus URL KEDA queries (keda only).", pattern=r"^https?://"
         ),
+        "scaleUpStabilizationSeconds": _int(
+            "Seconds of recommendations the autoscaler looks back over before adding pods "
+            "(the lowest wins).",
+            minimum=0,
+            maximum=3600,
+            default=0,
+        ),
+        "scaleDownStabilizationSeconds": _int(
+            "Seconds of recommendations the autoscaler looks back over before removing pods "
+            "(the highest wins; at least one drain period); then one pod goes per drain "
+            "period.",
+            minimum=0,
+            maximum=3600,
+            default=300,
+        ),
     },
     "Horizontal scaling on open connections.",
     default={},

@@ -475,25 +475,31 @@ def horizontal_pod_autoscaler(owner: Owner, spec: ClusterSpec) -> Obj:
                     },
                 }
             ],
-            "behavior": scale_down_behavior(spec),
+            "behavior": scaling_behavior(spec),
         },
     }
 
 
-def scale_down_behavior(spec: ClusterSpec) -> Obj:
-    """Remove at most one pod per drain: each removed pod hands its clients to the others,
-    and the next removal waits until that pod is gone (preStop + drain window)."""
+def scaling_behavior(spec: ClusterSpec) -> Obj:
+    """Add pods as soon as connections call for them; remove at most one per drain period.
+
+    Each removed pod hands its clients to the others, so the next removal waits until that
+    pod is gone (its termination grace: preStop, the paced drain, the server's margin).
+    Which pod goes is the Deployment's choice, by the pod-deletion-cost the operator sets
+    from each pod's connections: the emptiest first. The stabilization windows are the
+    spec's knobs: the longer the scale-down one, the fewer drains a passing dip causes.
+
+    The scale-down window is never shorter than the drain period: the HPA limits a
+    period's removals against the replicas at its start, scale-ups included, so a
+    scale-up less than a period old would let it remove every pod it just added at once.
+    """
+    period = termination_grace_seconds(spec)
     return {
+        "scaleUp": {"stabilizationWindowSeconds": spec.scale_up_stabilization_seconds},
         "scaleDown": {
-            "stabilizationWindowSeconds": 300,
-            "policies": [
-                {
-                    "type": "Pods",
-                    "value": 1,
-                    "periodSeconds": max(60, termination_grace_seconds(spec)),
-                }
-            ],
-        }
+            "stabilizationWindowSeconds": max(spec.scale_down_stabilization_seconds, period),
+            "policies": [{"type": "Pods", "value": 1, "periodSeconds": period}],
+        },
     }
 
 
@@ -513,7 +519,7 @@ def scaled_object(owner: Owner, spec: ClusterSpec) -> Obj:
             "minReplicaCount": spec.min_replicas,
             "maxReplicaCount": spec.max_replicas,
             "cooldownPeriod": 300,
-            "advanced": {"horizontalPodAutoscalerConfig": {"behavior": scale_down_behavior(spec)}},
+            "advanced": {"horizontalPodAutoscalerConfig": {"behavior": scaling_behavior(spec)}},
             "triggers": [
                 {
                     "type": "prometheus",

@@ -86,6 +86,8 @@ class ClusterSpec:
     metric_source: str
     target_connections_per_pod: int
     prometheus_server_address: str
+    scale_up_stabilization_seconds: int
+    scale_down_stabilization_seconds: int
     resources: Obj
     redis: Redis | None
     hmac_secret: SecretKeyRef | None
@@ -145,6 +147,8 @@ def parse(raw_spec: Obj) -> ClusterSpec:
         metric_source=scaling["metricSource"],
         target_connections_per_pod=scaling["targetConnectionsPerPod"],
         prometheus_server_address=scaling.get("prometheusServerAddress", ""),
+        scale_up_stabilization_seconds=scaling["scaleUpStabilizationSeconds"],
+        scale_down_stabilization_seconds=scaling["scaleDownStabilizationSeconds"],
         resources=spec["resources"],
         redis=redis,
         hmac_secret=SecretKeyRef.parse(auth.get("hmacSecretRef")),

@@ -231,6 +231,8 @@ def test_keda_alternative(helm: str) -> None:
         "metricSource": "keda",
         "targetConnectionsPerPod": 5000,
         "prometheusServerAddress": "http://prometheus:9090",
+        "scaleUpStabilizationSeconds": 0,
+        "scaleDownStabilizationSeconds": 300,
     }
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 from roomcast_operator import render
 from roomcast_operator.render import Capabilities
+from roomcast_operator.spec import parse
 
 from .helpers import OWNER, make_spec
 
@@ -254,14 +256,41 @@ def test_scale_down_waits_for_each_drain_in_both_autoscalers() -> None:
     grace = render.termination_grace_seconds(spec)
     assert grace >= 125
     expected = {
+        "scaleUp": {"stabilizationWindowSeconds": 0},
         "scaleDown": {
             "stabilizationWindowSeconds": 300,
             "policies": [{"type": "Pods", "value": 1, "periodSeconds": grace}],
-        }
+        },
     }
     assert render.horizontal_pod_autoscaler(OWNER, spec)["spec"]["behavior"] == expected
     keda = render.scaled_object(OWNER, spec)["spec"]["advanced"]
     assert keda == {"horizontalPodAutoscalerConfig": {"behavior": expected}}
+
+
+def test_stabilization_windows_are_the_specs_and_a_short_drain_a_short_period() -> None:
+    spec = make_spec(
+        autoscaling={
+            "metricSource": "prometheus-adapter",
+            "scaleUpStabilizationSeconds": 10,
+            "scaleDownStabilizationSeconds": 20,
+        },
+        drain={"preStopSeconds": 2, "drainWindowSeconds": 3},
+    )
+    behavior = render.horizontal_pod_autoscaler(OWNER, spec)["spec"]["behavior"]
+    assert behavior["scaleUp"] == {"stabilizationWindowSeconds": 10}
+    period = behavior["scaleDown"]["policies"][0]["periodSeconds"]
+    assert period == render.termination_grace_seconds(spec) < 60
+    assert behavior["scaleDown"]["stabilizationWindowSeconds"] == max(20, period)
+
+
+def test_scale_down_window_is_at_least_one_drain_period() -> None:
+    """A shorter window would let the HPA undo a scale-up of the same period at once."""
+    spec = make_spec(
+        autoscaling={"metricSource": "prometheus-adapter", "scaleDownStabilizationSeconds": 0},
+        drain={"preStopSeconds": 5, "drainWindowSeconds": 30},
+    )
+    scale_down = render.horizontal_pod_autoscaler(OWNER, spec)["spec"]["behavior"]["scaleDown"]
+    assert scale_down["stabilizationWindowSeconds"] == render.termination_grace_seconds(spec)
 
 
 def test_server_pods_spread_over_zones_and_nodes() -> None:
@@ -360,3 +389,18 @@ def test_a_rollback_hands_the_service_back_to_the_good_release() -> None:
     pods = [_pod("good", 1, True), _pod("bad", 2, True)]
     assert render.serving_labels(pods, 2) == {"good": "false", "bad": "true"}
     assert render.serving_labels(pods, 1) == {"good": "true", "bad": "false"}
+
+
+def test_example_manifest_autoscales_on_connections() -> None:
+    examples = Path(__file__).resolve().parents[2] / "manifests" / "examples"
+    example = examples / "roomcastcluster.yaml"
+    spec = parse(yaml.safe_load(example.read_text())["spec"])
+    hpa = render.horizontal_pod_autoscaler(OWNER, spec)["spec"]
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (3, 12)
+    assert hpa["metrics"][0]["pods"]["metric"]["name"] == "roomcast_connections"
+    assert hpa["behavior"]["scaleDown"]["policies"] == [
+        {"type": "Pods", "value": 1, "periodSeconds": render.termination_grace_seconds(spec)}
+    ]
+    children = render.children(OWNER, spec, render.release_of(spec), 1, Capabilities())
+    kinds = [c["kind"] for c in children]
+    assert "HorizontalPodAutoscaler" in kinds
