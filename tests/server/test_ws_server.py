@@ -26,6 +26,7 @@ from roomcast.ws.server import ConnectionProtocol
 from tests.processes import PROTOCOL_CONFIG, SECRET
 from tests.support.rawws import PATH, RawSocket, frame, upgrade_head
 from tests.support.served import Served, serving
+from tests.support.waiting import eventually
 
 LIMIT = 65_536
 
@@ -188,6 +189,58 @@ async def test_slow_consumer_close_is_counted_and_logged(caplog: pytest.LogCaptu
     assert any(
         r.getMessage() == "disconnect" and r.__dict__["code"] == 3008 for r in caplog.records
     )
+
+
+async def test_a_client_that_stops_reading_is_cut_after_the_write_timeout(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Writes without progress for ``write_timeout`` end in 3008, whatever is queued.
+
+    The queue limit is set far above what is sent, so only the write timeout can cut
+    this client; before it was read, the client stayed connected until its pong
+    deadline (and for good when it sent pongs without reading).
+    """
+    caplog.set_level(logging.INFO, logger="roomcast.ws.server")
+    queue_max = 64 * 1024 * 1024
+    settings = load_settings(
+        environ={"ROOMCAST_TOKEN_HMAC_SECRET": SECRET},
+        overrides={
+            **PROTOCOL_CONFIG,
+            "client": {"queue_max_size": queue_max},
+            "websocket": {"write_timeout": 0.5},
+        },
+    )
+    async with (
+        serving(build_app(settings)) as server,
+        await RawSocket.open(server.port, receive_buffer=4096) as raw,
+    ):
+        assert await raw.upgrade() == 101
+        await raw.connect()
+        raw.send_text(json.dumps({"id": 2, "subscribe": {"channel": "stuck"}}))
+        await raw.read_frame()
+        (client,) = server.app[CONNECTIONS]
+        protocol = client.transport
+        assert isinstance(protocol, ConnectionProtocol)
+        raw_transport = protocol._raw
+        assert raw_transport is not None
+        raw_transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        node = server.app[NODE]
+        info = node.rules.resolve("stuck")
+        data = json.dumps({"pad": "x" * 4000}).encode()
+        raw.writer.transport.pause_reading()  # the client reads nothing from here on
+        for _ in range(2000):  # publish until the server's writes pause
+            await node.publish("stuck", info, Publication(data), source="api")
+            await asyncio.sleep(0)  # the outboxes are flushed at the end of a loop turn
+            if protocol._writing_paused:
+                break
+        assert protocol._writing_paused
+        assert raw_transport.get_write_buffer_size() < queue_max // 100
+        await eventually(lambda: _disconnects(server, 3008) == 1, timeout=10)
+        # Reading again, the client finds the close frame behind what was queued.
+        raw.writer.transport.resume_reading()
+        assert await raw.close_code() == 3008
+    (record,) = [r for r in caplog.records if r.getMessage() == "disconnect"]
+    assert record.__dict__["code"] == 3008 and record.__dict__["client"]
 
 
 async def test_pongs_to_a_ping_flood_stay_under_the_queue_limit() -> None:
