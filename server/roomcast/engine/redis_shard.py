@@ -26,7 +26,13 @@ from prometheus_client.registry import Collector
 from roomcast.config import RedisSettings
 
 from .base import EngineEventHandler, EngineUnavailable, Publication
-from .redis_codec import decode_body, decode_info, decode_message, parse_entry_offset
+from .redis_codec import (
+    decode_body,
+    decode_info,
+    decode_message,
+    decode_timed_message,
+    parse_entry_offset,
+)
 from .redis_ordering import ChannelState
 from .redis_protocol import (
     Arg,
@@ -56,6 +62,12 @@ class RedisKeys:
         self.prefix = prefix
         self.control = f"{prefix}.control".encode()
         self.nodes = (f"{prefix}.nodes.data.{{nodes}}", f"{prefix}.nodes.expire.{{nodes}}")
+        #: the live nodes that read timed frames (see redis_codec), a registry of its own
+        #: because a release before them refuses node records with fields it does not know
+        self.timed_readers = (
+            f"{prefix}.timed.data.{{nodes}}",
+            f"{prefix}.timed.expire.{{nodes}}",
+        )
 
     def pubsub(self, channel: str) -> bytes:
         return f"{self.prefix}.ch.{{{channel}}}".encode()
@@ -85,6 +97,7 @@ class RedisEngineMetrics(Collector):
         self.holes_detected = 0
         self.holes_filled = 0
         self.insufficient_state = 0
+        self.timed_frames = False
         self.round_trip = Histogram(
             "roomcast_engine_redis_round_trip_seconds",
             "Round trip of the health-check PING on each Redis connection.",
@@ -140,6 +153,13 @@ class RedisEngineMetrics(Collector):
             for label, available in self._shard_states():
                 up.add_metric([label], float(available))
             yield up
+        timed = GaugeMetricFamily(
+            "roomcast_engine_redis_timed_frames",
+            "1 while this node publishes with its own time (every node in the registry "
+            "reads it); 0 while a node of an earlier release is live.",
+        )
+        timed.add_metric([], float(self.timed_frames))
+        yield timed
         yield from self.round_trip.collect()
         yield from self.resubscribe.collect()
 
@@ -615,8 +635,12 @@ class Shard:
             return
         kind = frame[:1]
         try:
-            if kind == b"p":
-                offset, epoch, pub = decode_message(frame, time.monotonic())
+            if kind == b"t" or kind == b"p":
+                offset, epoch, pub = (
+                    decode_timed_message(frame, time.monotonic(), time.time())
+                    if kind == b"t"
+                    else decode_message(frame, time.monotonic())
+                )
                 if offset == 0:
                     handler.on_publication(state.channel, pub, "")
                 else:
