@@ -75,18 +75,18 @@ def decode_message(frame: bytes, received: float, start: int = 0) -> tuple[int, 
 
 
 def decode_timed_message(
-    frame: bytes, received: float, now: float
+    frame: bytes, received: float, wall_offset: float
 ) -> tuple[int, bytes, Publication]:
-    """A timed frame (``t<µs>:p...``) that arrived at ``received`` (monotonic) when the
-    wall clock read ``now``: ``created`` is moved back by the time it spent on the way.
+    """A timed frame (``t<µs>:p...``) that arrived at ``received`` (monotonic):
+    ``created`` is the publisher's time on this node's monotonic clock.
 
-    A publisher's clock ahead of this node's counts as no time on the way.
+    ``wall_offset`` is this node's ``time.time() - time.monotonic()``, which the caller
+    keeps fresh (two clock reads per message would cost a third of the decoding). A
+    publisher clock ahead of this node's counts as no time on the way.
     """
     i = frame.index(b":", 1)
-    if frame[i + 1 : i + 2] != b"p":
-        raise ValueError("timed frame without a publication")
-    in_transit = now - int(frame[1:i]) / 1_000_000
-    return decode_message(frame, received - max(in_transit, 0.0), i + 1)
+    sent = int(frame[1:i]) / 1_000_000 - wall_offset
+    return decode_message(frame, sent if sent < received else received, i + 1)
 
 
 def parse_entry_offset(entry_id: bytes) -> int:

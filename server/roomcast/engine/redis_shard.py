@@ -193,6 +193,8 @@ class Shard:
         self._keys = keys
         self._metrics = metrics
         self.carries_control = carries_control
+        #: time.time() - time.monotonic(): timed frames become monotonic time with it
+        self.wall_offset = time.time() - time.monotonic()
         self._require_master = require_master
         self._sharded = sharded_pubsub
         self._sub_cmd, self._unsub_cmd = (
@@ -359,6 +361,7 @@ class Shard:
                 sent = time.monotonic()
                 await conn.execute("PING", wait_seconds=s.io_timeout)
                 self._metrics.round_trip.observe(time.monotonic() - sent)
+            self.wall_offset = time.time() - time.monotonic()  # follows clock adjustments
             if time.monotonic() >= next_check:
                 await self._check_positions()
                 next_check = time.monotonic() + s.position_check_interval
@@ -637,7 +640,7 @@ class Shard:
         try:
             if kind == b"t" or kind == b"p":
                 offset, epoch, pub = (
-                    decode_timed_message(frame, time.monotonic(), time.time())
+                    decode_timed_message(frame, time.monotonic(), self.wall_offset)
                     if kind == b"t"
                     else decode_message(frame, time.monotonic())
                 )

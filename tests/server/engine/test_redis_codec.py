@@ -17,6 +17,8 @@ from roomcast.engine.redis_codec import decode_message, decode_timed_message, ti
 RELEASED_FRAME = (
     b'p7:ZxYwVuTs:50:17:{"user":"u1","client":"c1","conn_info":{"x":true}}{"k":"v","n":"1"}{"n":1}'
 )
+#: a node whose wall clock read 1_700_000_001.0 when its monotonic clock read 100.0
+WALL_OFFSET = 1_700_000_001.0 - 100.0
 
 
 def released_decode(frame: bytes) -> tuple[int, bytes, bytes] | None:
@@ -43,14 +45,14 @@ def test_a_released_frame_is_read_and_timed_from_its_arrival() -> None:
 
 def test_a_timed_frame_is_timed_from_its_publisher() -> None:
     frame = timed_prefix(1_700_000_000.25) + RELEASED_FRAME
-    offset, epoch, pub = decode_timed_message(frame, received=100.0, now=1_700_000_001.0)
+    offset, epoch, pub = decode_timed_message(frame, received=100.0, wall_offset=WALL_OFFSET)
     assert (offset, epoch, pub.data) == (7, b"ZxYwVuTs", b'{"n":1}')
     assert pub.created == pytest.approx(100.0 - 0.75)
 
 
 def test_a_publisher_clock_ahead_counts_as_no_time_on_the_way() -> None:
     frame = timed_prefix(1_700_000_002.0) + RELEASED_FRAME
-    _, _, pub = decode_timed_message(frame, received=100.0, now=1_700_000_001.0)
+    _, _, pub = decode_timed_message(frame, received=100.0, wall_offset=WALL_OFFSET)
     assert pub.created == 100.0
 
 
@@ -61,7 +63,7 @@ def test_a_publisher_clock_ahead_counts_as_no_time_on_the_way() -> None:
 def test_a_malformed_timed_frame_is_a_value_error(frame: bytes) -> None:
     """The shard logs a ValueError as a bad message from Redis and reads on."""
     with pytest.raises(ValueError):
-        decode_timed_message(frame, received=100.0, now=1_700_000_001.0)
+        decode_timed_message(frame, received=100.0, wall_offset=WALL_OFFSET)
 
 
 def test_the_released_reader_skips_timed_frames() -> None:

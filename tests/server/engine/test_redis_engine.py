@@ -384,7 +384,8 @@ async def test_timed_frames_wait_until_no_node_of_an_earlier_release_is_live(
         assert engine.metrics_collector.timed_frames
         second = await frame_of(2)
         assert released_decode(second) is None
-        offset, _, pub = decode_timed_message(second, time.monotonic(), time.time())
+        wall_offset = time.time() - time.monotonic()
+        offset, _, pub = decode_timed_message(second, time.monotonic(), wall_offset)
         assert (offset, pub.data) == (2, b'{"n":2}')
     finally:
         pubsub.close()
