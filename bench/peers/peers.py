@@ -214,10 +214,12 @@ class PeerServer:
         workdir: Path,
         redis_url: str | None = None,
         preexec: Any = None,
+        extra_env: dict[str, str] | None = None,
     ) -> None:
         self.peer = peer
         self.port = port
         command, env = peer.command(port, secret, api_key, workdir, redis_url)
+        env.update(extra_env or {})
         self.log_path = workdir / f"{peer.name}-{port}.log"
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
