@@ -638,20 +638,20 @@ class Shard:
             return
         kind = frame[:1]
         try:
-            if kind == b"t" or kind == b"p":
-                offset, epoch, pub = (
-                    decode_timed_message(frame, time.monotonic(), self.wall_offset)
-                    if kind == b"t"
-                    else decode_message(frame, time.monotonic())
-                )
-                if offset == 0:
-                    handler.on_publication(state.channel, pub, "")
-                else:
-                    state.receive(offset, epoch, pub)
-            elif kind == b"j":
-                handler.on_join(state.channel, decode_info(frame[1:]))
-            elif kind == b"l":
-                handler.on_leave(state.channel, decode_info(frame[1:]))
+            if kind == b"t":
+                offset, epoch, pub = decode_timed_message(frame, time.monotonic(), self.wall_offset)
+            elif kind == b"p":
+                offset, epoch, pub = decode_message(frame, time.monotonic())
+            else:
+                if kind == b"j":
+                    handler.on_join(state.channel, decode_info(frame[1:]))
+                elif kind == b"l":
+                    handler.on_leave(state.channel, decode_info(frame[1:]))
+                return
+            if offset == 0:
+                handler.on_publication(state.channel, pub, "")
+            else:
+                state.receive(offset, epoch, pub)
         except ValueError:
             log.warning("bad message from redis", extra={"channel": state.channel})
 
