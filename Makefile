@@ -56,7 +56,7 @@ unit: install ## Unit and integration tests (no Kubernetes)
 	$(PYTHON) -m pytest tests $(PYTEST_ARGS)
 
 test: test-deps lint unit ## Install what the tests need, then run them all
-	$(MAKE) --no-print-directory -j2 --output-sync=target e2e soak-check
+	$(MAKE) --no-print-directory -j2 e2e soak-check
 
 CONFORMANCE_ARGS ?=
 conformance: install ## The SDKs' own test suites (centrifuge-go, centrifuge-python) against Roomcast
