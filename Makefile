@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 JS_STAMP := tests/js/node_modules/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install run demo demo-build test unit lint format bench bench-peers soak conformance test-deps clean wheelhouse base-image image chart-lint
+.PHONY: help install run demo demo-build test unit lint format bench bench-peers soak soak-check conformance test-deps clean wheelhouse base-image image chart-lint
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -56,7 +56,8 @@ format: $(STAMP) ## Format the code with ruff
 unit: install ## Unit and integration tests (no Kubernetes)
 	$(PYTHON) -m pytest tests $(PYTEST_ARGS)
 
-test: test-deps lint unit e2e ## Install what the tests need, then run them all
+test: test-deps lint unit ## Install what the tests need, then run them all
+	$(MAKE) --no-print-directory -j2 e2e soak-check
 
 CONFORMANCE_ARGS ?=
 conformance: install ## The SDKs' own test suites (centrifuge-go, centrifuge-python) against Roomcast
@@ -66,10 +67,17 @@ bench: install ## Benchmarks: results as JSON in bench/results/ plus a table
 	$(PYTHON) bench/run.py $(BENCH_ARGS)
 
 SOAK_MINUTES ?= 10
-soak: install ## Churn against a real server (memory, then Redis): RSS, fds, tasks, hub, presence as JSON + PNG in reports/soak
-	$(PYTHON) -c "import matplotlib" 2>/dev/null || $(VENV)/bin/pip install --quiet matplotlib
-	$(PYTHON) -m tests.server.soak --engine memory --minutes $(SOAK_MINUTES)
-	$(PYTHON) -m tests.server.soak --engine redis --minutes $(SOAK_MINUTES)
+SOAK_OUT ?= reports/soak
+soak: install ## Churn against a real server, memory and Redis engine side by side: RSS, fds, tasks, hub, presence as JSON + PNG in reports/soak
+	$(PYTHON) -m tests.server.soak --engine memory --minutes $(SOAK_MINUTES) --out $(SOAK_OUT) & \
+	memory=$$!; \
+	$(PYTHON) -m tests.server.soak --engine redis --minutes $(SOAK_MINUTES) --out $(SOAK_OUT); \
+	redis=$$?; wait $$memory && exit $$redis
+
+# make test runs this beside the e2e suite (which mostly waits on its cluster), at a
+# lower priority so the e2e suite keeps its pace; a leak fails it.
+soak-check: install ## The 10-minute soak make test runs: everything back to its baseline
+	nice -n 10 $(MAKE) --no-print-directory soak SOAK_MINUTES=10 SOAK_OUT=reports/soak-check
 
 bench-peers: install ## Roomcast beside Centrifugo, socket.io, python-socketio and ws (builds them)
 	$(PYTHON) bench/peers/compare.py $(BENCH_ARGS)

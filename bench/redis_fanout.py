@@ -1,9 +1,10 @@
 """Benchmark the Redis backplane: ingest rate per core, and cross-node fan-out.
 
 1. ingest: a helper process floods Redis with pipelined PUBLISHes of engine frames
-   (offsets in order on a few channels); this process runs the RedisEngine with a
-   counting handler and reports messages per CPU-second of the reading process, next
-   to redis-py's PubSub reader on the same stream.
+   (offsets in order on a few channels), timed as this release publishes them and
+   plain as an earlier one does; this process runs the RedisEngine with a counting
+   handler and reports messages per CPU-second of the reading process, next to
+   redis-py's PubSub reader on the same stream.
 2. fanout: three ``roomcast serve`` nodes on one Redis, subscribers spread over them,
    a publisher on node A (server API); deliveries/s and p50/p99 publish-to-receive
    latency, beside the same load on one memory-engine node.
@@ -39,7 +40,7 @@ import yaml
 from roomcast.config import RedisSettings
 from roomcast.engine import ClientInfo, Publication
 from roomcast.engine.redis import RedisEngine
-from roomcast.engine.redis_codec import encode_body
+from roomcast.engine.redis_codec import encode_body, timed_prefix
 from roomcast.engine.redis_shard import RedisKeys
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -75,8 +76,9 @@ def start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
 
 
 # -- ingest ---------------------------------------------------------------------------
-def _flood(port: int, prefix: str, channels: int, messages: int) -> None:
-    """Publish ``messages`` frames spread over channels, offsets in order, pipelined."""
+def _flood(port: int, prefix: str, channels: int, messages: int, timed: bool = True) -> None:
+    """Publish ``messages`` frames spread over channels, offsets in order, pipelined;
+    ``timed`` frames carry the publisher's time, as this release writes them."""
     keys = RedisKeys(prefix)
     body = encode_body(Publication(b'{"text":"hello world","n":12345}', info=ClientInfo("u", "c")))
     sock = socket.create_connection(("127.0.0.1", port))
@@ -86,10 +88,11 @@ def _flood(port: int, prefix: str, channels: int, messages: int) -> None:
     sent = 0
     while sent < messages:
         parts = []
+        prefix = timed_prefix(time.time()) if timed else b""  # one clock read per batch
         for i in range(min(batch, messages - sent)):
             ch = (sent + i) % channels
             offsets[ch] += 1
-            frame = b"p%d:EPOCH:%s" % (offsets[ch], body)
+            frame = b"%sp%d:EPOCH:%s" % (prefix, offsets[ch], body)
             parts.append(hiredis.pack_command((b"PUBLISH", keys.pubsub(f"c{ch}"), frame)))
         sock.sendall(b"".join(parts))
         got = 0
@@ -121,7 +124,9 @@ class _Counter:
     def on_node_message(self, payload: bytes) -> None: ...
 
 
-async def _ingest_engine(port: int, messages: int, channels: int) -> dict[str, float]:
+async def _ingest_engine(
+    port: int, messages: int, channels: int, timed: bool = True
+) -> dict[str, float]:
     prefix = "bench"
     settings = RedisSettings(address=[f"redis://127.0.0.1:{port}/0"], prefix=prefix)
     engine = RedisEngine(settings)
@@ -129,7 +134,7 @@ async def _ingest_engine(port: int, messages: int, channels: int) -> dict[str, f
     await engine.start(counter)
     for ch in range(channels):
         await engine.subscribe(f"c{ch}")
-    flood = multiprocessing.Process(target=_flood, args=(port, prefix, channels, messages))
+    flood = multiprocessing.Process(target=_flood, args=(port, prefix, channels, messages, timed))
     cpu0, wall0 = time.process_time(), time.perf_counter()
     flood.start()
     while counter.n < messages:
@@ -303,6 +308,10 @@ def main() -> None:
     try:
         results["ingest_engine"] = asyncio.run(_ingest_engine(port, args.messages, args.channels))
         redis.Redis(port=port).flushall()
+        results["ingest_engine_plain"] = asyncio.run(
+            _ingest_engine(port, args.messages, args.channels, timed=False)
+        )
+        redis.Redis(port=port).flushall()
         results["ingest_redis_py"] = _ingest_redis_py(
             port, min(args.messages, 100_000), args.channels
         )
@@ -337,7 +346,7 @@ def main() -> None:
     path = out_dir / f"redis_fanout-{stamp}.json"
     path.write_text(json.dumps(results, indent=2))
     print(f"{'measurement':<22} {'value':>12}  detail")
-    for name in ("ingest_engine", "ingest_redis_py"):
+    for name in ("ingest_engine", "ingest_engine_plain", "ingest_redis_py"):
         r = results[name]
         print(
             f"{name:<22} {r['per_cpu_second']:>10,}/s"

@@ -28,7 +28,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +35,8 @@ from typing import Any
 
 import jwt
 import yaml
+
+from health import wait_healthy  # bench/ is on sys.path when run as a script
 
 BENCH_DIR = Path(__file__).resolve().parent
 LOADGEN_DIR = BENCH_DIR / "loadgen"
@@ -254,17 +255,9 @@ class Server:
         self._wait_healthy()
 
     def _wait_healthy(self) -> None:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise BenchError(f"server exited with {self.process.returncode}:\n{self.log()}")
-            with (
-                contextlib.suppress(OSError),
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=1),
-            ):
-                return
-            time.sleep(0.05)
-        raise BenchError(f"server did not become healthy:\n{self.log()}")
+        problem = wait_healthy(self.process, self.port, 20)
+        if problem is not None:
+            raise BenchError(f"server {problem}:\n{self.log()}")
 
     def sample(self) -> Sample:
         if self.process.poll() is not None:

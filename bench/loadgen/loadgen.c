@@ -37,10 +37,17 @@
  * (socketio), or a {"data":DATA} frame (ws, which has no acks). Every member of the
  * room receives it, the sender too.
  *
+ * With --reconnect-port P the run can end in a reconnect storm: after "storm" on stdin,
+ * every subscriber the server closes (a close frame, EOF or a reset) connects again at
+ * once, to port P, and sends connect and subscribe again; a failed attempt is retried
+ * 100 ms later. The caller stops the first server after sending "storm".
+ *
  * Output: JSON lines on stdout. With --wait the run has phases driven by the
  * caller (the benchmark runner reads server CPU between them):
- *   {"event":"ready",...}   all connections set up; then waits for "go" on stdin
+ *   {"event":"ready",...}   all connections set up; then waits for "go" or "storm" on stdin
  *   {"event":"done",...}    publishing finished; then waits for "quit" or EOF
+ *   {"event":"reconnected",...}  after "storm": every subscriber is ready again on port P
+ *                           (or the timeout passed); "storm" in it has the figures
  * Without --wait it sets up, publishes and prints only the "done" report.
  */
 #define _GNU_SOURCE
@@ -164,7 +171,7 @@ enum proto { P_CENTRIFUGE, P_SOCKETIO, P_WS, P_PROTOBUF };
 typedef struct {
     const char *host, *path, *channel, *tokens_file, *pub_token, *api_key, *api_path;
     enum proto proto;
-    int port, conns, concurrency, batch, size, wait, rooms;
+    int port, conns, concurrency, batch, size, wait, rooms, reconnect_port;
     long pubs, warmup;
     double rate, gap_ms, timeout_s;
 } config_t;
@@ -179,6 +186,7 @@ static config_t cfg = {
     .api_path = "/api",
     .proto = P_CENTRIFUGE,
     .rooms = 0,
+    .reconnect_port = 0,
     .port = 0,
     .conns = 1,
     .concurrency = 64,
@@ -227,6 +235,8 @@ typedef struct {
     int is_publisher;
     int replies_needed; /* connect (+ subscribe) replies before ready */
     uint64_t t_start, t_upgraded;
+    uint64_t lost_ns;  /* in a storm: when the server closed it (0: not lost) */
+    uint64_t retry_ns; /* in a storm: when to try a failed reconnect again (0: none) */
     char *rbuf; /* bytes of an incomplete frame or HTTP response */
     size_t rlen, rcap;
     char *wbuf; /* bytes the kernel did not take yet */
@@ -257,6 +267,12 @@ static int close_codes[64][2]; /* code, count */
 static int n_close_codes;
 static hist_t h_latency, h_last, h_upgrade, h_ready;
 static uint64_t setup_start, setup_end;
+
+/* reconnect storm (--reconnect-port, after "storm") */
+static int storm, storm_reported, stopping;
+static uint64_t storm_start, storm_last_ready, reconnected, reconnect_failures, retries_pending;
+static uint64_t storm_target; /* the subscribers ready when the storm began */
+static hist_t h_reconnect;
 
 /* publication bookkeeping, indexed by sequence number */
 static uint64_t *pub_sent_ns, *pub_last_ns;
@@ -311,6 +327,18 @@ static void conn_close(conn_t *c) {
     free(c->wbuf);
     c->rbuf = c->wbuf = NULL;
     c->rlen = c->rcap = c->wlen = c->wcap = 0;
+    if (storm && !stopping && !c->is_publisher) { /* reconnect: at once, or a retry later */
+        uint64_t t = now_ns();
+        if (was_setup && c->lost_ns) {
+            reconnect_failures++;
+            c->retry_ns = t + 100000000ull;
+            retries_pending++;
+        } else {
+            c->lost_ns = t;
+            c->retry_ns = t;
+            retries_pending++;
+        }
+    }
 }
 
 static void set_events(conn_t *c, uint32_t events) {
@@ -468,7 +496,8 @@ static void start_connection(conn_t *c) {
     struct epoll_event ev = {.events = EPOLLOUT | EPOLLIN, .data.ptr = c};
     if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0) die("epoll_ctl: %s", strerror(errno));
     struct sockaddr_in addr = server_addr;
-    if (!c->is_publisher) addr.sin_port = htons(ports[c->index % n_ports]);
+    if (!c->is_publisher)
+        addr.sin_port = htons(c->lost_ns ? (uint16_t)cfg.reconnect_port : ports[c->index % n_ports]);
     if (connect(fd, (struct sockaddr *)&addr, sizeof addr) < 0 &&
         errno != EINPROGRESS) {
         err_connect++;
@@ -552,6 +581,12 @@ static void became_ready(conn_t *c) {
     c->state = S_READY;
     in_setup--;
     hist_add_ns(&h_ready, t - c->t_start);
+    if (c->lost_ns) {
+        hist_add_ns(&h_reconnect, t - c->lost_ns);
+        c->lost_ns = 0;
+        reconnected++;
+        storm_last_ready = t;
+    }
     if (c->is_publisher)
         publisher_ready = 1;
     else
@@ -1183,7 +1218,18 @@ static void print_report(const char *event) {
             (unsigned long long)err_protocol, (unsigned long long)closed_by_server);
     for (int i = 0; i < n_close_codes; i++)
         fprintf(f, "%s\"%d\":%d", i ? "," : "", close_codes[i][0], close_codes[i][1]);
-    fprintf(f, "}}\n");
+    fputc('}', f);
+    if (storm) {
+        fprintf(f,
+                ",\"storm\":{\"seconds\":%.3f,\"clients\":%llu,\"reconnected\":%llu,"
+                "\"failures\":%llu,",
+                storm_last_ready > storm_start ? (double)(storm_last_ready - storm_start) / 1e9
+                                               : 0.0,
+                (unsigned long long)storm_target, (unsigned long long)reconnected, (unsigned long long)reconnect_failures);
+        hist_json(f, "reconnect_ms", &h_reconnect);
+        fputc('}', f);
+    }
+    fprintf(f, "}\n");
     fflush(f);
 }
 
@@ -1196,7 +1242,7 @@ static void usage(void) {
             "               [--rate R | --gap-ms G] [--size BYTES]] [--concurrency C]\n"
             "               [--timeout S] [--warmup K] [--wait] [--more-ports P2,P3,...]\n"
             "               [--proto centrifuge|socketio|ws|protobuf] [--api-key KEY [--api-path P]]\n"
-            "               [--rooms K]\n");
+            "               [--rooms K] [--reconnect-port P]\n");
     exit(2);
 }
 
@@ -1223,7 +1269,12 @@ static int on_stdin(void) {
     if (r <= 0) return 1;
     line[r] = 0;
     if (strstr(line, "quit")) return 1;
-    if (strstr(line, "go") && !publishing) start_publishing();
+    if (strstr(line, "storm") && cfg.reconnect_port && !storm) {
+        storm = 1;
+        storm_start = now_ns();
+        storm_target = (uint64_t)ready_subs;
+    } else if (strstr(line, "go") && !publishing)
+        start_publishing();
     return 0;
 }
 
@@ -1239,7 +1290,7 @@ int main(int argc, char **argv) {
         {"wait", no_argument, 0, 'w'},          {"more-ports", required_argument, 0, 'M'},
         {"warmup", required_argument, 0, 'W'},  {"proto", required_argument, 0, 'x'},
         {"api-key", required_argument, 0, 'k'}, {"api-path", required_argument, 0, 'A'},
-        {"rooms", required_argument, 0, 'R'},
+        {"rooms", required_argument, 0, 'R'},   {"reconnect-port", required_argument, 0, 'N'},
         {0, 0, 0, 0},
     };
     int o;
@@ -1270,6 +1321,7 @@ int main(int argc, char **argv) {
             break;
         case 'k': cfg.api_key = optarg; break;
         case 'R': cfg.rooms = atoi(optarg); break;
+        case 'N': cfg.reconnect_port = atoi(optarg); break;
         case 'A': cfg.api_path = optarg; break;
         case 'M':
             for (char *tok = strtok(optarg, ","); tok && n_ports < 16; tok = strtok(NULL, ","))
@@ -1311,6 +1363,7 @@ int main(int argc, char **argv) {
     hist_init(&h_latency);
     hist_init(&h_upgrade);
     hist_init(&h_ready);
+    hist_init(&h_reconnect);
 
     memset(&server_addr, 0, sizeof server_addr);
     server_addr.sin_family = AF_INET;
@@ -1378,6 +1431,21 @@ int main(int argc, char **argv) {
             }
             continue;
         }
+        if (storm) {
+            uint64_t t = now_ns();
+            if (retries_pending) /* reconnects due: none started from inside conn_close */
+                for (int i = 0; i < cfg.conns; i++)
+                    if (conns[i].retry_ns && conns[i].retry_ns <= t) {
+                        conns[i].retry_ns = 0;
+                        retries_pending--;
+                        start_connection(&conns[i]);
+                    }
+            if (!storm_reported && (reconnected >= storm_target ||
+                                    t - storm_start > (uint64_t)(cfg.timeout_s * 1e9))) {
+                storm_reported = 1;
+                print_report("reconnected");
+            }
+        }
         check_progress();
         if (publish_done && publishing == 1) {
             publishing = 2; /* report once */
@@ -1385,6 +1453,7 @@ int main(int argc, char **argv) {
             if (!cfg.wait) quit = 1;
         }
     }
+    stopping = 1;
     for (int i = 0; i < n_conns; i++) conn_close(&conns[i]);
     return 0;
 }

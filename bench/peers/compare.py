@@ -19,9 +19,11 @@ and bench/results/peers-latest pointing at the newest.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import os
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -42,6 +44,9 @@ from peers import Peer, PeerError, PeerServer, all_peers, install, tcp_segments_
 
 RESULTS_DIR = BENCH_DIR / "results"
 CONTENTION_FLAG = 0.05  # share of the server's core used by other processes
+#: How long a stopped peer may take to let its clients go past Roomcast's drain window
+#: (aiohttp, under python-socketio, waits up to 60 s for open handlers on shutdown).
+DRAIN_GRACE_S = 75.0
 
 
 @dataclass
@@ -76,7 +81,9 @@ class Bench:
     def size(self, full: int, quick: int) -> int:
         return quick if self.quick else full
 
-    def start(self, peer: Peer, redis_url: str | None = None) -> PeerServer:
+    def start(
+        self, peer: Peer, redis_url: str | None = None, env: dict[str, str] | None = None
+    ) -> PeerServer:
         server = PeerServer(
             peer,
             harness.free_port(),
@@ -85,6 +92,7 @@ class Bench:
             self.workdir,
             redis_url,
             preexec=harness.raise_fd_limit,
+            extra_env=env,
         )
         self.servers.append(server)
         return server
@@ -109,6 +117,8 @@ class Bench:
         more_ports: list[int] | None = None,
         rooms: int = 0,
         rate: float = 0.0,
+        reconnect_port: int = 0,
+        timeout: float = 0.0,
     ) -> harness.Loadgen:
         peer = server.peer
         args = [
@@ -118,9 +128,11 @@ class Bench:
             f"--conns={conns}",
             f"--tokens={self.tokens(max(conns, 1))}",
             f"--size={harness.MESSAGE_BYTES}",
-            f"--timeout={harness.setup_timeout(conns)}",
+            f"--timeout={timeout or harness.setup_timeout(conns)}",
             f"--concurrency={concurrency}",
         ]
+        if reconnect_port:
+            args.append(f"--reconnect-port={reconnect_port}")
         if channel:
             args.append(f"--channel={channel}")
         if more_ports:
@@ -375,6 +387,73 @@ def case_storm(count: int) -> Callable[[Bench, Peer], Run]:
     return lambda b, peer: connect_run(b, peer, count, count)
 
 
+def drain_run(b: Bench, peer: Peer, count: int, drain_window_s: float) -> Run:
+    """``count`` clients subscribed on one server, which is stopped with SIGTERM as
+    Kubernetes stops a pod; each client connects again at once to a second server of the
+    same peer (both on one Redis where the peer has a backplane) and subscribes again.
+
+    Each peer leaves as it does on SIGTERM: Roomcast closes with 3001 over its drain
+    window, Centrifugo disconnects everyone with its shutdown code, python-socketio
+    (aiohttp) shuts down its server, and the Node peers exit, their sockets closed by
+    the kernel. The CPU is the second server's, over the storm.
+    """
+    with contextlib.ExitStack() as stack:
+        redis_url = None
+        if peer.cross_process:
+            redis_port = stack.enter_context(harness.redis_server(b.workdir))
+            stack.callback(b.cleanup)  # the servers go before their Redis does
+            redis_url = f"redis://127.0.0.1:{redis_port}/0"
+        env = (
+            {"ROOMCAST_SHUTDOWN__DRAIN_WINDOW": f"{drain_window_s:g}s"}
+            if peer.name == "roomcast"
+            else None
+        )
+        first = b.start(peer, redis_url, env)
+        second = b.start(peer, redis_url, env)
+        timeout = harness.setup_timeout(count) + drain_window_s + DRAIN_GRACE_S
+        loadgen = b.loadgen(
+            first, count, channel="room", reconnect_port=second.port, timeout=timeout
+        )
+        wait_ready(loadgen, count)
+        time.sleep(0.5)
+        before = Window.take([first, second])  # the first stays sampled (a zombie) once it exits
+        loadgen.command("storm")
+        first.process.send_signal(signal.SIGTERM)
+        report_ = loadgen.event("reconnected", timeout + 30)
+        after = Window.take([first, second])
+        second.alive()
+        share = core_share([first, second], before, after)
+        storm = report_["storm"]
+        second_cpu = share["windows"][1]["server_cpu_s"]
+        reconnected = storm["reconnected"]
+        metrics = {
+            "all_reconnected_s": storm["seconds"],
+            "reconnect_p50_ms": storm["reconnect_ms"]["p50"],
+            "reconnect_p99_ms": storm["reconnect_ms"]["p99"],
+            "connect_failures": float(storm["failures"]),
+            "cpu_us_per_reconnect": second_cpu / max(reconnected, 1) * 1e6,
+        }
+        details = {
+            "loadgen": report_,
+            "window": share,
+            "first_server_cpu_s": share["windows"][0]["server_cpu_s"],
+            "drain_window_s": drain_window_s if peer.name == "roomcast" else None,
+        }
+        return Run(
+            metrics,
+            reconnected / count,
+            None,
+            second_cpu / max(share["wall_s"], 1e-9),
+            None,
+            share["others"],
+            details,
+        )
+
+
+def case_drain(count: int, drain_window_s: float) -> Callable[[Bench, Peer], Run]:
+    return lambda b, peer: drain_run(b, peer, count, drain_window_s)
+
+
 @dataclass(frozen=True)
 class Case:
     name: str
@@ -411,6 +490,7 @@ def cases(quick: bool) -> list[Case]:
             )
         )
     handshakes = size(5_000, 500)
+    drain_window = size(10, 2)
     found += [
         Case(
             f"idle-{crowd}",
@@ -448,6 +528,15 @@ def cases(quick: bool) -> list[Case]:
             "all_connected_s",
         ),
         Case(
+            f"drain-{crowd}",
+            "drain",
+            f"{crowd:,} clients of a server stopped with SIGTERM reconnect to a second one, "
+            f"on one Redis where the peer has a backplane (Roomcast's drain window "
+            f"{drain_window:g} s)",
+            case_drain(crowd, drain_window),
+            "reconnect_p99_ms",
+        ),
+        Case(
             f"redis-{big_room}",
             "redis",
             f"room of {big_room:,} over three processes through one Redis (CPU of all three)",
@@ -459,7 +548,7 @@ def cases(quick: bool) -> list[Case]:
     return found
 
 
-SCENARIOS = ("fanout", "idle", "handshake", "last", "rooms", "storm", "redis")
+SCENARIOS = ("fanout", "idle", "handshake", "last", "rooms", "storm", "drain", "redis")
 
 
 # Rounds and summaries -----------------------------------------------------------------

@@ -18,11 +18,12 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from health import wait_healthy  # compare.py puts bench/ on sys.path
 
 PEERS_DIR = Path(__file__).resolve().parent
 REPO = PEERS_DIR.parents[1]
@@ -213,10 +214,12 @@ class PeerServer:
         workdir: Path,
         redis_url: str | None = None,
         preexec: Any = None,
+        extra_env: dict[str, str] | None = None,
     ) -> None:
         self.peer = peer
         self.port = port
         command, env = peer.command(port, secret, api_key, workdir, redis_url)
+        env.update(extra_env or {})
         self.log_path = workdir / f"{peer.name}-{port}.log"
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
@@ -232,17 +235,9 @@ class PeerServer:
         self._wait_healthy()
 
     def _wait_healthy(self) -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise PeerError(f"{self.peer.name} exited: {self.log()}")
-            with (
-                contextlib.suppress(OSError),
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=1),
-            ):
-                return
-            time.sleep(0.05)
-        raise PeerError(f"{self.peer.name} did not answer /health: {self.log()}")
+        problem = wait_healthy(self.process, self.port, 60)
+        if problem is not None:
+            raise PeerError(f"{self.peer.name} {problem}: {self.log()}")
 
     def alive(self) -> None:
         if self.process.poll() is not None:

@@ -22,6 +22,11 @@ METRICS: dict[str, tuple[str, str]] = {
     "connects_per_s": ("connects per second", "/s"),
     "all_connected_s": ("time until all connected", "s"),
     "ready_p99_ms": ("connect p99", "ms"),
+    "reconnect_p50_ms": ("reconnect p50 (closed to subscribed again)", "ms"),
+    "reconnect_p99_ms": ("reconnect p99 (closed to subscribed again)", "ms"),
+    "all_reconnected_s": ("time until all reconnected", "s"),
+    "connect_failures": ("failed reconnect attempts", ""),
+    "cpu_us_per_reconnect": ("second server's CPU per reconnect", "µs"),
 }
 HIGHER = {"deliveries_per_s", "connects_per_s"}
 
@@ -33,6 +38,13 @@ SHOWN: dict[str, list[str]] = {
     "last": ["last_p99_ms", "last_p50_ms"],
     "rooms": ["cpu_us_per_publication", "p99_ms", "deliveries_per_s"],
     "storm": ["all_connected_s", "cpu_us_per_connect", "ready_p99_ms"],
+    "drain": [
+        "reconnect_p99_ms",
+        "reconnect_p50_ms",
+        "all_reconnected_s",
+        "connect_failures",
+        "cpu_us_per_reconnect",
+    ],
     "redis": ["cpu_us_per_delivery", "p99_ms", "deliveries_per_s"],
 }
 

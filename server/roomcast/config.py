@@ -238,7 +238,11 @@ class ClientSettings(_Section):
 class WebSocketSettings(_Section):
     handler_prefix: str = "/connection/websocket"
     message_size_limit: int = Field(65_536, gt=0, description="Largest incoming frame, bytes.")
-    write_timeout: Seconds = Field(1.0, gt=0)
+    write_timeout: Seconds = Field(
+        1.0,
+        gt=0,
+        description="Writes paused this long without one byte sent close the client (3008).",
+    )
     handshake_timeout: Seconds = Field(10.0, gt=0, description="Deadline for HTTP headers.")
     close_timeout: Seconds = Field(5.0, gt=0, description="Wait for the client's close reply.")
 

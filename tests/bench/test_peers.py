@@ -23,7 +23,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 COMPARE = ROOT / "bench" / "peers" / "compare.py"
 FANOUT = ("fanout-200-single", "fanout-200-bursty")
-CASES = (*FANOUT, "handshake")
+DRAIN = "drain-1000"
+CASES = (*FANOUT, "handshake", DRAIN)
 PEERS = ("roomcast", "centrifugo", "centrifugo-2", "socketio-node", "python-socketio", "ws")
 
 pytestmark = pytest.mark.skipif(
@@ -89,6 +90,26 @@ def test_fairness_columns_are_measured(results: tuple[dict[str, Any], Path]) -> 
             assert (run["others_on_core"] is not None) == pinned, name
 
 
+def test_every_peer_takes_its_clients_back_after_a_drain(
+    results: tuple[dict[str, Any], Path],
+) -> None:
+    """The first server stopped with SIGTERM: every client is subscribed again on the second."""
+    data, _ = results
+    peers = data["cases"][DRAIN]["peers"]
+    assert sorted(peers) == sorted(PEERS)
+    for name, entry in peers.items():
+        assert entry["errors"] == [], name
+        (run,) = entry["runs"]
+        report = run["details"]["loadgen"]
+        storm = report["storm"]
+        assert run["delivered"] == 1.0, name
+        assert storm["reconnected"] == storm["clients"] == report["conns"] == 1000, name
+        assert storm["reconnect_ms"]["n"] == 1000, name
+        assert storm["seconds"] > 0 and run["metrics"]["cpu_us_per_reconnect"] > 0, name
+    roomcast = peers["roomcast"]["runs"][0]["details"]["loadgen"]
+    assert roomcast["close_codes"] == {"3001": 1000}  # the drain's close, to every client
+
+
 def test_reports_are_written(results: tuple[dict[str, Any], Path]) -> None:
     data, run_dir = results
     table = (run_dir / "results.md").read_text()
@@ -96,6 +117,6 @@ def test_reports_are_written(results: tuple[dict[str, Any], Path]) -> None:
     for case in CASES:
         for name in PEERS:
             assert f"| {case} | {titles[name]} |" in table
-    for chart in ("fanout.png", "handshake.png"):
+    for chart in ("fanout.png", "handshake.png", "drain.png"):
         assert (run_dir / chart).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert {p["name"]: p["version"] for p in data["peers"]}["centrifugo"] == "6.9.1"

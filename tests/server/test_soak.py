@@ -1,7 +1,9 @@
 """A short soak in every test run: after churn of every kind, the server is back where it was.
 
-``make soak`` runs the same for as long as asked and charts it (see ``soak.py``); here a
-half-minute per engine checks that connections, subscriptions, channels and presence
+``make soak`` runs the same for as long as asked and charts it (see ``soak.py``), and
+``make test`` runs it for ten minutes beside the e2e suite (``make soak-check``); here a
+half-minute per engine checks that the churn was real (connections, bad input, aborts,
+recoveries: see ``too_little``), that connections, subscriptions, channels and presence
 entries are all gone, and fds, tasks and RSS back at the baseline.
 """
 
@@ -19,7 +21,4 @@ WORKERS = 10
 async def test_churn_leaves_nothing_behind(engine: str) -> None:
     with served(engine) as target:
         result = await soak(target, SECONDS, WORKERS, interval=2.0)
-    assert result["counts"]["cycles"] > 100
-    assert result["counts"]["bad_inputs"] and result["counts"]["aborts"]
-    assert result["counts"]["recoveries"]
     assert not result["problems"], (result["problems"], result["baseline"], result["final"])

@@ -26,6 +26,7 @@ from roomcast.ws.server import ConnectionProtocol
 from tests.processes import PROTOCOL_CONFIG, SECRET
 from tests.support.rawws import PATH, RawSocket, frame, upgrade_head
 from tests.support.served import Served, serving
+from tests.support.waiting import eventually
 
 LIMIT = 65_536
 
@@ -161,6 +162,38 @@ async def test_frame_error_closes_are_counted_and_logged(
     assert record.__dict__["code"] == code and record.__dict__["client"]
 
 
+async def _subscribe(raw: RawSocket, channel: str) -> None:
+    """Upgrade, connect and subscribe ``raw`` to ``channel``."""
+    assert await raw.upgrade() == 101
+    await raw.connect()
+    raw.send_text(json.dumps({"id": 2, "subscribe": {"channel": channel}}))
+    await raw.read_frame()
+
+
+def _server_side(served: Served) -> tuple[ConnectionProtocol, asyncio.Transport]:
+    """The only connection's protocol and socket transport, its kernel send buffer made
+    small so the server's own buffer fills quickly."""
+    (client,) = served.app[CONNECTIONS]
+    protocol = client.transport
+    assert isinstance(protocol, ConnectionProtocol)
+    raw_transport = protocol._raw
+    assert raw_transport is not None
+    raw_transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    return protocol, raw_transport
+
+
+async def _publish_until(served: Served, channel: str, done: Callable[[], object]) -> None:
+    """Publish 4 KB publications to ``channel`` until ``done()`` (2,000 at the most)."""
+    node = served.app[NODE]
+    info = node.rules.resolve(channel)
+    data = json.dumps({"pad": "x" * 4000}).encode()
+    for _ in range(2000):
+        await node.publish(channel, info, Publication(data), source="api")
+        await asyncio.sleep(0)  # the outboxes are flushed at the end of a loop turn
+        if done():
+            return
+
+
 async def test_slow_consumer_close_is_counted_and_logged(caplog: pytest.LogCaptureFixture) -> None:
     """A subscriber that never reads is cut with 3008, and the cut shows in metrics and logs."""
     caplog.set_level(logging.INFO, logger="roomcast.ws.server")
@@ -172,22 +205,50 @@ async def test_slow_consumer_close_is_counted_and_logged(caplog: pytest.LogCaptu
         serving(build_app(settings)) as server,
         await RawSocket.open(server.port, receive_buffer=4096) as raw,
     ):
-        assert await raw.upgrade() == 101
-        await raw.connect()
-        raw.send_text(json.dumps({"id": 2, "subscribe": {"channel": "flood"}}))
-        await raw.read_frame()
-        node = server.app[NODE]
-        info = node.rules.resolve("flood")
-        data = json.dumps({"pad": "x" * 4000}).encode()
-        for _ in range(2000):  # the client reads nothing from here on
-            await node.publish("flood", info, Publication(data), source="api")
-            await asyncio.sleep(0)  # the outboxes are flushed at the end of a loop turn
-            if _disconnects(server, 3008):
-                break
+        await _subscribe(raw, "flood")
+        # the client reads nothing from here on
+        await _publish_until(server, "flood", lambda: _disconnects(server, 3008))
         assert _disconnects(server, 3008) == 1
     assert any(
         r.getMessage() == "disconnect" and r.__dict__["code"] == 3008 for r in caplog.records
     )
+
+
+async def test_a_client_that_stops_reading_is_cut_after_the_write_timeout(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Writes without progress for ``write_timeout`` end in 3008, whatever is queued.
+
+    The queue limit is set far above what is sent, so only the write timeout can cut
+    this client; before it was read, the client stayed connected until its pong
+    deadline (and for good when it sent pongs without reading).
+    """
+    caplog.set_level(logging.INFO, logger="roomcast.ws.server")
+    queue_max = 64 * 1024 * 1024
+    settings = load_settings(
+        environ={"ROOMCAST_TOKEN_HMAC_SECRET": SECRET},
+        overrides={
+            **PROTOCOL_CONFIG,
+            "client": {"queue_max_size": queue_max},
+            "websocket": {"write_timeout": 0.5},
+        },
+    )
+    async with (
+        serving(build_app(settings)) as server,
+        await RawSocket.open(server.port, receive_buffer=4096) as raw,
+    ):
+        await _subscribe(raw, "stuck")
+        protocol, raw_transport = _server_side(server)
+        raw.writer.transport.pause_reading()  # the client reads nothing from here on
+        await _publish_until(server, "stuck", lambda: protocol._writing_paused)
+        assert protocol._writing_paused
+        assert raw_transport.get_write_buffer_size() < queue_max // 100
+        await eventually(lambda: _disconnects(server, 3008) == 1, timeout=10)
+        # Reading again, the client finds the close frame behind what was queued.
+        raw.writer.transport.resume_reading()
+        assert await raw.close_code() == 3008
+    (record,) = [r for r in caplog.records if r.getMessage() == "disconnect"]
+    assert record.__dict__["code"] == 3008 and record.__dict__["client"]
 
 
 async def test_pongs_to_a_ping_flood_stay_under_the_queue_limit() -> None:
@@ -203,13 +264,7 @@ async def test_pongs_to_a_ping_flood_stay_under_the_queue_limit() -> None:
     ):
         assert await raw.upgrade() == 101
         await raw.connect()
-        (client,) = server.app[CONNECTIONS]
-        protocol = client.transport
-        assert isinstance(protocol, ConnectionProtocol)
-        raw_transport = protocol._raw
-        assert raw_transport is not None
-        # Small kernel buffers on the server's side, so its own buffer fills quickly.
-        raw_transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        protocol, raw_transport = _server_side(server)
         ping = frame(0x9, b"p" * 125)
         for _ in range(200):  # up to 200 x 1,000 pings: 25 MB of pongs if all were answered
             raw.writer.write(ping * 1000)

@@ -7,6 +7,7 @@ Layout in Redis (``{channel}`` is a hash tag, so a channel's keys live on one sh
 * ``<prefix>.ch.{ch}``: the pub/sub channel of publications, joins and leaves.
 * ``<prefix>.presence.data.{ch}`` / ``.expire.{ch}``: client info, and expiry by Redis time.
 * ``<prefix>.nodes.data.{nodes}`` / ``.expire.{nodes}``: the node registry.
+* ``<prefix>.timed.data.{nodes}`` / ``.expire.{nodes}``: the nodes that read timed frames.
 * ``<prefix>.control``: commands for every node.
 * ``<prefix>.node.<uid>``: messages for one node (forwarded emulation requests).
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 import zlib
 from collections.abc import Sequence
 from typing import Any
@@ -41,7 +43,7 @@ from .base import (
     StreamPosition,
 )
 from .memory import IDEMPOTENCY_WINDOW_SECONDS, new_epoch
-from .redis_codec import decode_body, encode_body, parse_entry_offset
+from .redis_codec import decode_body, encode_body, parse_entry_offset, timed_prefix
 from .redis_protocol import ConnectionLost, RedisAddress, RedisReplyError, open_connection
 from .redis_redirects import Redirect
 from .redis_scripts import ADD_MEMBER, HISTORY, LIVE_MEMBERS, PUBLISH
@@ -324,8 +326,9 @@ class RedisEngine:
         shard = self._shard(channel)
         body = encode_body(pub)
         key = self._keys.pubsub(channel)
+        prefix = timed_prefix(time.time()) if self.metrics_collector.timed_frames else b""
         if history is None and not idempotency_key:
-            await shard.execute(self._publish_cmd, key, b"p0::" + body)
+            await shard.execute(self._publish_cmd, key, b"%sp0::%s" % (prefix, body))
             return None
         keys = [self._keys.stream(channel), self._keys.meta(channel)]
         if idempotency_key:
@@ -347,6 +350,7 @@ class RedisEngine:
                 new_epoch(),
                 self._publish_cmd,
                 _ms(IDEMPOTENCY_WINDOW_SECONDS),
+                prefix,
             ),
         )
         if offset == -1:  # a retry of an acknowledged publish: answer as the first time
@@ -456,11 +460,17 @@ class RedisEngine:
 
     # Nodes ---------------------------------------------------------------------
     async def announce(self, info: NodeInfo, ttl_seconds: float) -> None:
-        await self._nodes_shard().run_script(
-            ADD_MEMBER,
-            self._keys.nodes,
-            (info.uid, orjson.dumps(dataclasses.asdict(info)), _ms(ttl_seconds)),
+        """Keep this node in the registry; publish timed frames from now on only if
+        every live node reads them (a node of an earlier release would drop them)."""
+        shard = self._nodes_shard()
+        ttl = _ms(ttl_seconds)
+        await shard.run_script(
+            ADD_MEMBER, self._keys.nodes, (info.uid, orjson.dumps(dataclasses.asdict(info)), ttl)
         )
+        await shard.run_script(ADD_MEMBER, self._keys.timed_readers, (info.uid, b"1", ttl))
+        readers = {uid for uid, _ in await self._live(shard, self._keys.timed_readers)}
+        nodes = await self._live(shard, self._keys.nodes)
+        self.metrics_collector.timed_frames = all(uid in readers for uid, _ in nodes)
 
     async def nodes(self) -> list[NodeInfo]:
         out: list[NodeInfo] = []

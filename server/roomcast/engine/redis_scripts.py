@@ -25,7 +25,8 @@ class Script:
 #: misses one on pub/sub finds the hole and reads the stream.
 #: KEYS: stream, meta, [idempotency key]
 #: ARGV: body, pub/sub channel, size (0 = no history), ttl ms, meta ttl ms,
-#:       epoch to use if the stream is new, publish command, idempotency ttl ms
+#:       epoch to use if the stream is new, publish command, idempotency ttl ms,
+#:       prefix of the pub/sub frame ('' or the publisher's time, see redis_codec)
 #: returns {offset, epoch}; offset -1 means a duplicate, epoch then holds "offset:epoch".
 PUBLISH = Script.of("""
 local idem = KEYS[3]
@@ -51,7 +52,7 @@ if ARGV[3] ~= '0' then
   redis.call('pexpire', KEYS[1], ARGV[4])
   redis.call('pexpire', KEYS[2], ARGV[5])
 end
-redis.call(ARGV[7], ARGV[2], 'p' .. top .. ':' .. epoch .. ':' .. ARGV[1])
+redis.call(ARGV[7], ARGV[2], ARGV[9] .. 'p' .. top .. ':' .. epoch .. ':' .. ARGV[1])
 if idem then
   redis.call('set', idem, top .. ':' .. epoch, 'PX', ARGV[8])
 end

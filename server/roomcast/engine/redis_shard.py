@@ -26,7 +26,13 @@ from prometheus_client.registry import Collector
 from roomcast.config import RedisSettings
 
 from .base import EngineEventHandler, EngineUnavailable, Publication
-from .redis_codec import decode_body, decode_info, decode_message, parse_entry_offset
+from .redis_codec import (
+    decode_body,
+    decode_info,
+    decode_message,
+    decode_timed_message,
+    parse_entry_offset,
+)
 from .redis_ordering import ChannelState
 from .redis_protocol import (
     Arg,
@@ -58,6 +64,12 @@ class RedisKeys:
         #: this node's own channel, known once the engine starts
         self.node = b""
         self.nodes = (f"{prefix}.nodes.data.{{nodes}}", f"{prefix}.nodes.expire.{{nodes}}")
+        #: the live nodes that read timed frames (see redis_codec), a registry of its own
+        #: because a release before them refuses node records with fields it does not know
+        self.timed_readers = (
+            f"{prefix}.timed.data.{{nodes}}",
+            f"{prefix}.timed.expire.{{nodes}}",
+        )
 
     def node_channel(self, uid: str) -> bytes:
         return f"{self.prefix}.node.{uid}".encode()
@@ -94,6 +106,7 @@ class RedisEngineMetrics(Collector):
         self.holes_detected = 0
         self.holes_filled = 0
         self.insufficient_state = 0
+        self.timed_frames = False
         self.round_trip = Histogram(
             "roomcast_engine_redis_round_trip_seconds",
             "Round trip of the health-check PING on each Redis connection.",
@@ -149,6 +162,13 @@ class RedisEngineMetrics(Collector):
             for label, available in self._shard_states():
                 up.add_metric([label], float(available))
             yield up
+        timed = GaugeMetricFamily(
+            "roomcast_engine_redis_timed_frames",
+            "1 while this node publishes with its own time (every node in the registry "
+            "reads it); 0 while a node of an earlier release is live.",
+        )
+        timed.add_metric([], float(self.timed_frames))
+        yield timed
         yield from self.round_trip.collect()
         yield from self.resubscribe.collect()
 
@@ -182,6 +202,8 @@ class Shard:
         self._keys = keys
         self._metrics = metrics
         self.carries_control = carries_control
+        #: time.time() - time.monotonic(): timed frames become monotonic time with it
+        self.wall_offset = time.time() - time.monotonic()
         self._require_master = require_master
         self._sharded = sharded_pubsub
         self._sub_cmd, self._unsub_cmd = (
@@ -348,6 +370,7 @@ class Shard:
                 sent = time.monotonic()
                 await conn.execute("PING", wait_seconds=s.io_timeout)
                 self._metrics.round_trip.observe(time.monotonic() - sent)
+            self.wall_offset = time.time() - time.monotonic()  # follows clock adjustments
             if time.monotonic() >= next_check:
                 await self._check_positions()
                 next_check = time.monotonic() + s.position_check_interval
@@ -626,16 +649,20 @@ class Shard:
             return
         kind = frame[:1]
         try:
-            if kind == b"p":
+            if kind == b"t":
+                offset, epoch, pub = decode_timed_message(frame, time.monotonic(), self.wall_offset)
+            elif kind == b"p":
                 offset, epoch, pub = decode_message(frame, time.monotonic())
-                if offset == 0:
-                    handler.on_publication(state.channel, pub, "")
-                else:
-                    state.receive(offset, epoch, pub)
-            elif kind == b"j":
-                handler.on_join(state.channel, decode_info(frame[1:]))
-            elif kind == b"l":
-                handler.on_leave(state.channel, decode_info(frame[1:]))
+            else:
+                if kind == b"j":
+                    handler.on_join(state.channel, decode_info(frame[1:]))
+                elif kind == b"l":
+                    handler.on_leave(state.channel, decode_info(frame[1:]))
+                return
+            if offset == 0:
+                handler.on_publication(state.channel, pub, "")
+            else:
+                state.receive(offset, epoch, pub)
         except ValueError:
             log.warning("bad message from redis", extra={"channel": state.channel})
 

@@ -13,6 +13,11 @@ A WebSocket connection costs no aiohttp request, parser, queue or task: an idle
 one holds a few KiB, and a frame of commands runs in a task only while it is
 being handled. Every close, whoever asks for it, goes through ``_closing``, which
 counts it by code and logs it.
+
+Two bounds cut a client that does not keep up, both with 3008: the bytes waiting in
+the send buffer (``client.queue_max_size``), and time without progress
+(``websocket.write_timeout``): while writing is paused, a connection whose send buffer
+has not shrunk at all within that time is reading nothing, however little it is sent.
 """
 
 from __future__ import annotations
@@ -116,6 +121,7 @@ class Gateway:
         self.max_message_size = settings.websocket.message_size_limit
         self.handshake_timeout = settings.websocket.handshake_timeout
         self.close_timeout = settings.websocket.close_timeout
+        self.write_timeout = settings.websocket.write_timeout
         self.queue_max = settings.client.queue_max_size
         self.origins = OriginPolicy(settings.client.allowed_origins)
 
@@ -198,7 +204,9 @@ class ConnectionProtocol(asyncio.Protocol):
         "_pong",
         "_raw",
         "_reading_paused",
+        "_stall",
         "_state",
+        "_unsent",
         "_writing_paused",
     )
 
@@ -216,6 +224,8 @@ class ConnectionProtocol(asyncio.Protocol):
         self._binary = False
         self._reading_paused = False
         self._writing_paused = False
+        self._stall: asyncio.TimerHandle | None = None
+        self._unsent = 0
         self._pong: bytes | None = None
         self._on_lost: Callable[[BaseException | None], None] | None = None
 
@@ -243,6 +253,9 @@ class ConnectionProtocol(asyncio.Protocol):
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
+        if self._stall is not None:
+            self._stall.cancel()
+            self._stall = None
         client = self._client
         if client is not None and previous is not _State.HEAD:
             if isinstance(client, Client):
@@ -253,18 +266,46 @@ class ConnectionProtocol(asyncio.Protocol):
             on_lost(exc)
 
     def pause_writing(self) -> None:
-        """The send buffer passed its high-water mark: pongs wait (see ``_write_pong``).
+        """The send buffer passed its high-water mark: pongs wait (see ``_write_pong``),
+        and the write timeout starts watching for progress (see ``_check_progress``).
 
         Reading goes on: a client slow to read but keeping up must still have its
         commands and pongs read; the queue limit cuts one that does not keep up.
         """
         self._writing_paused = True
+        if self._state is _State.OPEN and self._raw is not None:
+            self._watch_progress(self._raw)
 
     def resume_writing(self) -> None:
         self._writing_paused = False
+        if self._stall is not None:
+            self._stall.cancel()
+            self._stall = None
         pong, self._pong = self._pong, None
         if pong is not None and self._state is not _State.CLOSED:
             self._write_pong(pong)
+
+    def _watch_progress(self, raw: asyncio.Transport) -> None:
+        """Note what is unsent now and look again in ``write_timeout``."""
+        self._unsent = raw.get_write_buffer_size()
+        self._stall = asyncio.get_running_loop().call_later(
+            self._gateway.write_timeout, self._check_progress
+        )
+
+    def _check_progress(self) -> None:
+        """Still paused: cut the client (3008) if not one byte left the send buffer.
+
+        ``_unsent`` grew by every write since the last look, so anything less than
+        it now went out: the client read something and gets another period.
+        """
+        self._stall = None
+        raw = self._raw
+        if not self._writing_paused or self._state is not _State.OPEN or raw is None:
+            return
+        if raw.get_write_buffer_size() >= self._unsent:
+            self.close(DisconnectCode.SLOW, "slow")
+        else:
+            self._watch_progress(raw)
 
     async def _teardown(self, client: Session) -> None:
         """The command still running finishes first; cleanup then undoes all it added."""
@@ -488,7 +529,10 @@ class ConnectionProtocol(asyncio.Protocol):
     def _write_control(self, opcode: int, payload: bytes) -> None:
         raw = self._raw
         if raw is not None and not raw.is_closing():
-            raw.write(server_frame(opcode, payload))
+            data = server_frame(opcode, payload)
+            if self._writing_paused:
+                self._unsent += len(data)
+            raw.write(data)
 
     # Transport (what Client writes to) -------------------------------------------
     @property
@@ -523,6 +567,8 @@ class ConnectionProtocol(asyncio.Protocol):
             return
         data = outbox_frames(outbox, frames, binary=self._binary)
         outbox.clear()  # reused: no list per connection per flush for the collector to chase
+        if self._writing_paused:
+            self._unsent += len(data)
         raw.write(data)
         if raw.get_write_buffer_size() > self._gateway.queue_max:
             self.close(DisconnectCode.SLOW, "slow")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import signal
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -14,19 +16,22 @@ import redis
 
 from roomcast.app import NODE, build_app
 from roomcast.config import load_settings
-from roomcast.engine import ClientInfo, EngineUnavailable, HistoryOptions, Publication
+from roomcast.engine import ClientInfo, EngineUnavailable, HistoryOptions, NodeInfo, Publication
 from roomcast.engine.redis import RedisEngine, jump_hash
-from roomcast.engine.redis_codec import encode_body
+from roomcast.engine.redis_codec import decode_timed_message, encode_body
 from roomcast.engine.redis_protocol import RedisAddress, open_connection
-from roomcast.engine.redis_scripts import PUBLISH
+from roomcast.engine.redis_scripts import ADD_MEMBER, PUBLISH
 from roomcast.engine.redis_shard import RedisKeys
-from tests.processes import PROTOCOL_CONFIG, SECRET
+from tests.processes import PROTOCOL_CONFIG, SECRET, ServerProcess, start_server
 from tests.support.rawws import RawSocket
 from tests.support.served import serving
+from tests.support.tokens import token
+from tests.wsclient import RawClient
 
 from .helpers import Recorder, eventually
 from .redis_servers import RedisServer, Sentinel, redis_servers
 from .test_engine_contract import redis_settings
+from .test_redis_codec import released_decode
 
 pytestmark = pytest.mark.redis
 
@@ -70,7 +75,7 @@ def publish_silently(server: RedisServer, engine: RedisEngine, channel: str, n: 
             conn.eval(
                 PUBLISH.source, 2, keys.stream(channel), keys.meta(channel),
                 encode_body(Publication(b'"lost"')), "nobody.listens", HISTORY.size,
-                60_000, 3_600_000, "unused", "PUBLISH", 1000,
+                60_000, 3_600_000, "unused", "PUBLISH", 1000, "",
             )  # fmt: skip
 
 
@@ -343,6 +348,95 @@ async def test_publish_to_write_latency_is_observed_with_redis(shared_redis: Red
         assert b'"data":{"n": 1}' in push
         count = node.metrics.registry.get_sample_value("roomcast_publish_to_write_seconds_count")
         assert count == 1
+
+
+async def test_timed_frames_wait_until_no_node_of_an_earlier_release_is_live(
+    redis_server: RedisServer, engines: list[RedisEngine]
+) -> None:
+    """A node of the release before timed frames skips them, so while one is in the
+    registry publications go out in the frame it reads; once it is gone, timed."""
+    engine, _ = await start(engines, redis_server.url, prefix="rollout")
+    keys = RedisKeys("rollout")
+    me = NodeInfo("new", "new", "", 0, 0, 0, 0, 0)
+    earlier = NodeInfo("earlier", "earlier", "", 0, 0, 0, 0, 0)
+    with redis_server.client() as conn:  # what the earlier release's announce writes
+        record = json.dumps(dataclasses.asdict(earlier))
+        conn.eval(ADD_MEMBER.source, 2, *keys.nodes, "earlier", record, 60_000)
+    pubsub = redis_server.client().pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(keys.pubsub("rolled"))
+
+    async def frame_of(n: int) -> bytes:
+        await engine.publish("rolled", Publication(b'{"n":%d}' % n), history=HISTORY)
+        message = await asyncio.to_thread(pubsub.get_message, timeout=5)
+        while message is None or message["type"] != "message":
+            message = await asyncio.to_thread(pubsub.get_message, timeout=5)
+        return bytes(message["data"])
+
+    try:
+        await engine.announce(me, 9)
+        assert not engine.metrics_collector.timed_frames
+        first = await frame_of(1)
+        assert released_decode(first) is not None
+        assert released_decode(first)[::2] == (1, b'{"n":1}')  # type: ignore[index]
+        with redis_server.client() as conn:  # its record gone, as when it expires
+            conn.hdel(keys.nodes[0], "earlier")
+        await engine.announce(me, 9)
+        assert engine.metrics_collector.timed_frames
+        second = await frame_of(2)
+        assert released_decode(second) is None
+        wall_offset = time.time() - time.monotonic()
+        offset, _, pub = decode_timed_message(second, time.monotonic(), wall_offset)
+        assert (offset, pub.data) == (2, b'{"n":2}')
+    finally:
+        pubsub.close()
+
+
+async def test_publish_to_write_runs_from_the_publisher_on_another_node(
+    shared_redis: RedisServer,
+) -> None:
+    """Two servers on one Redis: a publication held up on its way to the subscriber's
+    node (that node is stopped for a second) shows the hold-up in the subscriber
+    node's histogram, which timing from its own receipt would hide."""
+    redis_config = {"address": [shared_redis.url], "prefix": "timed2"}
+    config = {**PROTOCOL_CONFIG, "engine": {"type": "redis", "redis": redis_config}}
+    publisher = start_server(config)
+    subscriber_node = start_server(config)
+    try:
+        async with aiohttp.ClientSession() as session:
+
+            async def metric(server: ServerProcess, line: str) -> float | None:
+                async with session.get(f"{server.http_url}/metrics") as response:
+                    for row in (await response.text()).splitlines():
+                        if row.startswith(line + " "):
+                            return float(row.split()[-1])
+                return None
+
+            async def timed(server: ServerProcess) -> bool:
+                return await metric(server, "roomcast_engine_redis_timed_frames") == 1.0
+
+            deadline = time.monotonic() + 15  # each sees the other at its next announce
+            while not (await timed(publisher) and await timed(subscriber_node)):
+                assert time.monotonic() < deadline, "the nodes never agreed on timed frames"
+                await asyncio.sleep(0.2)
+            async with await RawClient.open(subscriber_node.ws_url) as client:
+                await client.connect(token("reader"))
+                await client.call(2, "subscribe", {"channel": "plain:held"})
+                subscriber_node.process.send_signal(signal.SIGSTOP)
+                try:
+                    await asyncio.to_thread(
+                        publisher.api, "publish", {"channel": "plain:held", "data": {"n": 1}}
+                    )
+                    await asyncio.sleep(1.0)  # the hold-up itself, not a wait for a result
+                finally:
+                    subscriber_node.process.send_signal(signal.SIGCONT)
+                push = await client.recv()
+                assert push["push"]["pub"]["data"] == {"n": 1}
+            histogram = "roomcast_publish_to_write_seconds"
+            assert await metric(subscriber_node, f"{histogram}_count") == 1.0
+            assert await metric(subscriber_node, f'{histogram}_bucket{{le="0.5"}}') == 0.0
+    finally:
+        subscriber_node.stop()
+        publisher.stop()
 
 
 async def test_ready_while_a_minority_of_shards_is_down() -> None:
