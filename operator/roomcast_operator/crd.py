@@ -194,6 +194,15 @@ DRAIN = _obj(
             maximum=3600,
             default=30,
         ),
+        "maxDrainingPods": _int(
+            "Most pods draining (terminating) at once, in rollouts, scale-in and evictions: "
+            "the operator holds a rollout and steps a lower replica count down while this "
+            "many drain, caps maxSurge at it, and sets it as the PodDisruptionBudget's "
+            "maxUnavailable.",
+            minimum=1,
+            maximum=100,
+            default=1,
+        ),
     },
     "Graceful shutdown; terminationGracePeriodSeconds is sized from these.",
     default={},
@@ -279,6 +288,13 @@ ROLLOUT = _obj(
             default=180,
         ),
         "autoRollback": _bool("Roll back to the last good revision when a release fails.", True),
+        "drainToNewRelease": _bool(
+            "Once a pod of the new release is Ready, take the old release's pods out of the "
+            "Service (label roomcast.io/serving=false), so the clients they drain reconnect "
+            "to the new release and move once. Off: every pod serves until it terminates, "
+            "and a drained client may land on another old pod and move again.",
+            True,
+        ),
         "healthThresholds": HEALTH,
     },
     "How releases roll out and when they are rolled back.",

@@ -22,6 +22,7 @@ from . import (
     KIND,
     VERSION,
     applied,
+    drains,
     podmetrics,
     releases,
     render,
@@ -264,9 +265,31 @@ class Reconciler:
         )
         # Before the Service: pods made by an operator that had no serving label must
         # carry it before a selector that asks for it is applied.
-        await self._mark_pods(namespace, pods, metrics, plan.run.number if plan.run else None)
+        await self._mark_pods(
+            namespace,
+            pods,
+            metrics,
+            plan.run.number if plan.run else None,
+            switch=spec.rollout.drain_to_new_release,
+        )
         if plan.run is not None:
-            await self._apply_children(owner, spec, plan.run, deployment, paused=plan.paused)
+            hold = drains.hold_rollout(observed.pods, plan.run.number, spec.max_draining_pods)
+            if hold and not plan.paused:
+                log.info(
+                    "%s/%s: rollout held while %d pods drain (drain.maxDrainingPods %d)",
+                    namespace,
+                    name,
+                    drains.draining(observed.pods),
+                    spec.max_draining_pods,
+                )
+            await self._apply_children(
+                owner,
+                spec,
+                plan.run,
+                deployment,
+                paused=plan.paused or hold,
+                draining=drains.draining(observed.pods),
+            )
         if plan.clear_rollback_request:
             written = await kube.merge_patch(
                 path,
@@ -294,17 +317,29 @@ class Reconciler:
         deployment: Obj | None,
         *,
         paused: bool = False,
+        draining: int = 0,
     ) -> None:
-        """Apply the children that changed; leave the replica count to an autoscaler."""
+        """Apply the children that changed; leave the replica count to an autoscaler.
+
+        A replica count the operator owns comes down in steps of at most the pods that
+        may still start draining (see :mod:`drains`)."""
         kube = self.kube
         capabilities = await self.capabilities()
-        children = render.children(
-            owner, spec, run.release, run.number, capabilities, paused=paused
-        )
         autoscaled = scaling.autoscaled(spec, capabilities)
+        live = (deployment or {}).get("spec", {}).get("replicas")
+        replicas = spec.min_replicas
+        if not autoscaled:
+            replicas = drains.replicas_step(
+                spec.min_replicas, live, draining, spec.max_draining_pods
+            )
+        elif live is not None:
+            replicas = live  # the autoscaler's count, which maxSurge is resolved against
+        children = render.children(
+            owner, spec, run.release, run.number, capabilities, replicas=replicas, paused=paused
+        )
         handover_after: int | None = None
         if not autoscaled:
-            scaling.set_replicas(children, spec.min_replicas)
+            scaling.set_replicas(children, replicas)
         elif deployment is None:
             # Created at minReplicas, then at once shared with the handover manager.
             scaling.set_replicas(children, spec.min_replicas)
@@ -359,15 +394,17 @@ class Reconciler:
         pods: list[Obj],
         metrics: dict[str, PodMetrics | None],
         revision: int | None,
+        *,
+        switch: bool = True,
     ) -> None:
         """One merge patch per pod that needs it, carrying both marks the operator keeps:
 
         * the serving label, which takes the old release's pods out of the Service once
-          the release being rolled to (``revision``) can serve;
+          the release being rolled to (``revision``) can serve (unless ``switch`` is off);
         * the deletion cost from the pod's scraped connections, which the ReplicaSet
           controller reads to remove the emptiest pod on scale-in.
         """
-        serving = render.serving_labels(pods, revision) if revision is not None else {}
+        serving = render.serving_labels(pods, revision, switch) if revision is not None else {}
         for pod in pods:
             meta = pod["metadata"]
             if meta.get("deletionTimestamp"):

@@ -71,6 +71,7 @@ class Rollout:
     max_surge: int | str
     progress_deadline_seconds: int
     auto_rollback: bool
+    drain_to_new_release: bool
     health: HealthThresholds
 
 
@@ -100,6 +101,7 @@ class ClusterSpec:
     server_config: Obj
     pre_stop_seconds: int
     drain_window_seconds: int
+    max_draining_pods: int
     rollout: Rollout
     service_type: str
     service_port: int
@@ -159,10 +161,12 @@ def parse(raw_spec: Obj) -> ClusterSpec:
         server_config=spec.get("serverConfig") or {},
         pre_stop_seconds=spec["drain"]["preStopSeconds"],
         drain_window_seconds=spec["drain"]["drainWindowSeconds"],
+        max_draining_pods=spec["drain"]["maxDrainingPods"],
         rollout=Rollout(
             max_surge=rollout["maxSurge"],
             progress_deadline_seconds=rollout["progressDeadlineSeconds"],
             auto_rollback=rollout["autoRollback"],
+            drain_to_new_release=rollout["drainToNewRelease"],
             health=HealthThresholds(
                 max_container_restarts=health["maxContainerRestarts"],
                 ready_timeout_seconds=health["readyTimeoutSeconds"],

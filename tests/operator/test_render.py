@@ -213,11 +213,9 @@ def test_autoscaled_deployment_keeps_the_autoscalers_replicas() -> None:
         "HorizontalPodAutoscaler",
     ]
     release = render.release_of(spec)
-    # A new Deployment starts at minReplicas; later the autoscaler's count is kept.
+    # A new Deployment starts at minReplicas; later the autoscaler's count is rendered.
     assert render.deployment(OWNER, spec, release, 1)["spec"]["replicas"] == 3
     assert render.deployment(OWNER, spec, release, 1, replicas=7)["spec"]["replicas"] == 7
-    assert render.deployment(OWNER, spec, release, 1, replicas=50)["spec"]["replicas"] == 9
-    assert render.deployment(OWNER, spec, release, 1, replicas=1)["spec"]["replicas"] == 3
     hpa = render.horizontal_pod_autoscaler(OWNER, spec)["spec"]
     assert (hpa["minReplicas"], hpa["maxReplicas"]) == (3, 9)
     assert hpa["metrics"][0]["pods"] == {
@@ -360,3 +358,11 @@ def test_a_rollback_hands_the_service_back_to_the_good_release() -> None:
     pods = [_pod("good", 1, True), _pod("bad", 2, True)]
     assert render.serving_labels(pods, 2) == {"good": "false", "bad": "true"}
     assert render.serving_labels(pods, 1) == {"good": "true", "bad": "false"}
+
+
+def test_without_the_switch_every_live_pod_serves_again() -> None:
+    pods = [_pod("o1", 1, True), _pod("n1", 2, True), _pod("gone", 1, True, terminating=True)]
+    assert render.serving_labels(pods, 2, switch=False) == {"o1": "true", "n1": "true"}
+    spec = make_spec(rollout={"drainToNewRelease": False})
+    assert spec.rollout.drain_to_new_release is False
+    assert make_spec().rollout.drain_to_new_release is True
