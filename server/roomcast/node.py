@@ -32,6 +32,7 @@ from .heartbeat import Heartbeat
 from .hub import Hub
 from .metrics import Metrics
 from .recovery import epoch_matches
+from .shed import Shedder
 from .tokens import SubscriptionOverride, TokenVerifier
 
 if TYPE_CHECKING:
@@ -65,6 +66,7 @@ class Node:
         self.clients: dict[str, Client] = {}
         self.users: dict[str, set[Client]] = {}
         self.draining = False
+        self.shedder = Shedder(self)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._background: list[asyncio.Task[None]] = []
         m = self.metrics
@@ -82,6 +84,7 @@ class Node:
         self._background.append(asyncio.create_task(self._announce_forever(), name="announce"))
 
     async def close(self) -> None:
+        await self.shedder.close()
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
