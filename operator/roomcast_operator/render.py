@@ -41,6 +41,10 @@ reconnect to the new release only and move once (see :func:`serving_labels`;
 COMPONENT = "server"
 SHUTDOWN_MARGIN_SECONDS = 10
 """Slack between the server's hard shutdown timeout and the kubelet's SIGKILL."""
+MIN_READY_SECONDS = 5
+"""A new pod counts as available (and lets the Deployment remove the next old pod) this
+long after it is Ready: the time the operator has to hold a rollout while pods drain
+(see :mod:`drains`), which a pod Ready within seconds of the last step would not leave."""
 POD_FIELDS = (
     "imagePullPolicy",
     "resources",
@@ -415,6 +419,7 @@ def deployment(
     surge = drains.max_surge(spec.rollout.max_surge, count, spec.max_draining_pods)
     body: Obj = {
         "replicas": count,
+        "minReadySeconds": MIN_READY_SECONDS,
         "selector": {"matchLabels": selector_labels(owner.name)},
         "strategy": {
             "type": "RollingUpdate",

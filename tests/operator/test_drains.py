@@ -36,6 +36,8 @@ def test_max_surge_is_capped_at_the_limit() -> None:
     spec = make_spec(rollout={"maxSurge": "50%"}, drain={"maxDrainingPods": 2})
     deployment = render.deployment(OWNER, spec, render.release_of(spec), 1, replicas=10)
     assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 2}
+    # A Ready pod counts as available only seconds later: the operator's time to hold.
+    assert deployment["spec"]["minReadySeconds"] == render.MIN_READY_SECONDS
 
 
 def test_scale_in_steps_down_by_the_pods_that_may_still_drain() -> None:
