@@ -301,6 +301,44 @@ ROLLOUT = _obj(
     default={},
 )
 
+REBALANCE = _obj(
+    {
+        "enabled": _bool(
+            "Move clients from the hottest pods to the emptiest while the fleet is steady "
+            "(after a scale-out). Off by default: it closes working connections on purpose.",
+            False,
+        ),
+        "tolerancePercent": _int(
+            "Rebalance when a pod's connections are further than this from the average, "
+            "until every pod is within it.",
+            minimum=1,
+            maximum=100,
+            default=10,
+        ),
+        "maxSharePercent": _int(
+            "Most of one pod's clients asked to move in one step.",
+            minimum=1,
+            maximum=100,
+            default=25,
+        ),
+        "windowSeconds": _int(
+            "Seconds over which a pod spreads one step's closes (3020, reconnect).",
+            minimum=1,
+            maximum=300,
+            default=10,
+        ),
+        "intervalSeconds": _int(
+            "Seconds between the end of one step and the next.",
+            minimum=0,
+            maximum=3600,
+            default=30,
+        ),
+    },
+    "Connection rebalancing across the pods; needs apiKeySecretRef (the operator calls "
+    "each pod's server API).",
+    default={},
+)
+
 SERVICE = _obj(
     {
         "type": _str(
@@ -392,6 +430,7 @@ SPEC = _obj(
         },
         "drain": DRAIN,
         "rollout": ROLLOUT,
+        "rebalance": REBALANCE,
         "service": SERVICE,
         "podAnnotations": {
             "type": "object",
@@ -423,7 +462,14 @@ SPEC = _obj(
                     "|| self.maxReplicas >= self.minReplicas"
                 ),
                 "message": "maxReplicas must be at least minReplicas",
-            }
+            },
+            {
+                "rule": (
+                    "!has(self.rebalance) || !has(self.rebalance.enabled) "
+                    "|| !self.rebalance.enabled || has(self.apiKeySecretRef)"
+                ),
+                "message": "rebalance.enabled needs apiKeySecretRef",
+            },
         ]
     },
 )

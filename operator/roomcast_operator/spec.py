@@ -11,7 +11,7 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import crd
+from . import crd, rebalance
 
 Obj = dict[str, Any]
 
@@ -103,6 +103,7 @@ class ClusterSpec:
     drain_window_seconds: int
     max_draining_pods: int
     rollout: Rollout
+    rebalance: rebalance.Settings
     service_type: str
     service_port: int
     pod_annotations: dict[str, str]
@@ -182,6 +183,13 @@ def parse(raw_spec: Obj) -> ClusterSpec:
                 window_seconds=health["windowSeconds"],
                 consecutive_bad_windows=health["consecutiveBadWindows"],
             ),
+        ),
+        rebalance=rebalance.Settings(
+            enabled=spec["rebalance"]["enabled"],
+            tolerance_percent=float(spec["rebalance"]["tolerancePercent"]),
+            max_share_percent=float(spec["rebalance"]["maxSharePercent"]),
+            window_seconds=float(spec["rebalance"]["windowSeconds"]),
+            interval_seconds=float(spec["rebalance"]["intervalSeconds"]),
         ),
         service_type=spec["service"]["type"],
         service_port=spec["service"]["port"],
