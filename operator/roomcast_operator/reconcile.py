@@ -286,7 +286,8 @@ class Reconciler:
             await self._shed(body, spec, pods, sheds)
         if plan.run is not None:
             hold = drains.hold_rollout(observed.pods, plan.run.number, spec.max_draining_pods)
-            if hold and not plan.paused:
+            already = bool(((deployment or {}).get("spec") or {}).get("paused"))
+            if hold and not plan.paused and not already:
                 log.info(
                     "%s/%s: rollout held while %d pods drain (drain.maxDrainingPods %d)",
                     namespace,
