@@ -46,8 +46,17 @@ async def test_scale_out_rebalances_600_clients_to_within_ten_percent(release: R
     # Switched on with the scale-out, so every move counted is the scale-out's.
     rebalance = {"enabled": False, "tolerancePercent": TOLERANCE_PERCENT}
     rebalance |= {"windowSeconds": 5, "intervalSeconds": 5}
+    # The first release is judged good after 5 s of observation: rebalancing waits for a
+    # steady fleet, and the default 30 s would be waiting, not rebalancing.
+    rollout = {"maxSurge": 1, "healthThresholds": {"observationSeconds": 5}}
     async with loaded(
-        release, clients=CLIENTS, channels=20, per_second=10, minReplicas=2, rebalance=rebalance
+        release,
+        clients=CLIENTS,
+        channels=20,
+        per_second=10,
+        minReplicas=2,
+        rebalance=rebalance,
+        rollout=rollout,
     ) as traffic:
         before = await asyncio.to_thread(_counts, release)
         started = time.monotonic()
