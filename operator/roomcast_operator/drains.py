@@ -16,7 +16,12 @@ The operator lists the pods on every pass (and on every pod change), so it gates
 steps it can hold: it caps the rendered ``maxSurge`` at the limit (one step never removes
 more), pauses the rollout while the limit is reached (:func:`hold_rollout`), and lowers a
 replica count it owns one allowed step at a time (:func:`replicas_step`). The PDB's
-``maxUnavailable`` is the limit too. These are pure functions over what a pass observed.
+``maxUnavailable`` is the limit too. New pods count as available only
+``render.MIN_READY_SECONDS`` after they are Ready, the operator's time to hold the rollout
+before the controller's next step. One step no pause holds: once the new ReplicaSet has
+every replica available, the controller scales the old one to zero even while paused, so
+the last old pod may start draining before the previous one is gone. These are pure
+functions over what a pass observed.
 """
 
 from __future__ import annotations
