@@ -342,6 +342,8 @@ def test_redis_change_rolls_out_and_bad_redis_is_a_condition(
         ({"image": "x", "rollout": {"progressDeadlineSeconds": 1}}, "progressDeadlineSeconds"),
         ({"image": "x", "auth": {"hmacSecretRef": {"name": "s"}}}, "key: Required value"),
         ({"image": "x", "replicas": 3}, 'unknown field "spec.replicas"'),
+        ({"image": "x", "drain": {"maxDrainingPods": 0}}, "spec.drain.maxDrainingPods"),
+        ({"image": "x", "rebalance": {"enabled": True}}, "rebalance.enabled needs apiKeySecretRef"),
     ],
 )
 def test_invalid_spec_is_rejected_by_the_schema(

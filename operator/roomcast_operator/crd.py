@@ -209,6 +209,15 @@ DRAIN = _obj(
             maximum=3600,
             default=30,
         ),
+        "maxDrainingPods": _int(
+            "Most pods draining (terminating) at once, in rollouts, scale-in and evictions: "
+            "the operator holds a rollout and steps a lower replica count down while this "
+            "many drain, caps maxSurge at it, and sets it as the PodDisruptionBudget's "
+            "maxUnavailable.",
+            minimum=1,
+            maximum=100,
+            default=1,
+        ),
     },
     "Graceful shutdown; terminationGracePeriodSeconds is sized from these.",
     default={},
@@ -294,9 +303,54 @@ ROLLOUT = _obj(
             default=180,
         ),
         "autoRollback": _bool("Roll back to the last good revision when a release fails.", True),
+        "drainToNewRelease": _bool(
+            "Once a pod of the new release is Ready, take the old release's pods out of the "
+            "Service (label roomcast.io/serving=false), so the clients they drain reconnect "
+            "to the new release and move once. Off: every pod serves until it terminates, "
+            "and a drained client may land on another old pod and move again.",
+            True,
+        ),
         "healthThresholds": HEALTH,
     },
     "How releases roll out and when they are rolled back.",
+    default={},
+)
+
+REBALANCE = _obj(
+    {
+        "enabled": _bool(
+            "Move clients from the hottest pods to the emptiest while the fleet is steady "
+            "(after a scale-out). Off by default: it closes working connections on purpose.",
+            False,
+        ),
+        "tolerancePercent": _int(
+            "Rebalance when a pod's connections are further than this from the average, "
+            "until every pod is within it.",
+            minimum=1,
+            maximum=100,
+            default=10,
+        ),
+        "maxSharePercent": _int(
+            "Most of one pod's clients asked to move in one step.",
+            minimum=1,
+            maximum=100,
+            default=25,
+        ),
+        "windowSeconds": _int(
+            "Seconds over which a pod spreads one step's closes (3020, reconnect).",
+            minimum=1,
+            maximum=300,
+            default=10,
+        ),
+        "intervalSeconds": _int(
+            "Seconds between the end of one step and the next.",
+            minimum=0,
+            maximum=3600,
+            default=30,
+        ),
+    },
+    "Connection rebalancing across the pods; needs apiKeySecretRef (the operator calls "
+    "each pod's server API).",
     default={},
 )
 
@@ -391,6 +445,7 @@ SPEC = _obj(
         },
         "drain": DRAIN,
         "rollout": ROLLOUT,
+        "rebalance": REBALANCE,
         "service": SERVICE,
         "podAnnotations": {
             "type": "object",
@@ -422,7 +477,14 @@ SPEC = _obj(
                     "|| self.maxReplicas >= self.minReplicas"
                 ),
                 "message": "maxReplicas must be at least minReplicas",
-            }
+            },
+            {
+                "rule": (
+                    "!has(self.rebalance) || !has(self.rebalance.enabled) "
+                    "|| !self.rebalance.enabled || has(self.apiKeySecretRef)"
+                ),
+                "message": "rebalance.enabled needs apiKeySecretRef",
+            },
         ]
     },
 )

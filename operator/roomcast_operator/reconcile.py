@@ -9,6 +9,7 @@ timer, an operator restart).
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import secrets
 import time
@@ -22,7 +23,10 @@ from . import (
     KIND,
     VERSION,
     applied,
+    drains,
+    podapi,
     podmetrics,
+    rebalance,
     releases,
     render,
     scaling,
@@ -115,6 +119,7 @@ class Reconciler:
         self._legacy_config_gone: set[tuple[str, str]] = set()
         self._own_versions: dict[ObjectKey, str] = {}
         self.status_pacer = StatusPacer(settings.connections_status_interval_seconds, clock)
+        self.rebalancer = rebalance.Rebalancer(clock)
 
     def own_write(self, kind: str, namespace: str, name: str, resource_version: str) -> bool:
         """True if the object is exactly as this operator's last write left it."""
@@ -182,6 +187,7 @@ class Reconciler:
         if body is None or body["metadata"].get("deletionTimestamp"):
             self.metrics.forget(namespace, name)
             self._scrapes.forget((namespace, name))
+            self.rebalancer.forget((namespace, name))
             return  # the garbage collector removes the children
         meta = body["metadata"]
         owner = Owner(name, namespace, meta["uid"])
@@ -262,11 +268,41 @@ class Reconciler:
             pods=len(observed.pods),
             pods_draining=sum(p.terminating for p in observed.pods),
         )
+        counts = {p.name: p.metrics.connections for p in observed.pods if p.metrics is not None}
+        sheds = self.rebalancer.advance(
+            (namespace, name), spec.rebalance, counts, _steady(plan, observed)
+        )
         # Before the Service: pods made by an operator that had no serving label must
         # carry it before a selector that asks for it is applied.
-        await self._mark_pods(namespace, pods, metrics, plan.run.number if plan.run else None)
+        await self._mark_pods(
+            namespace,
+            pods,
+            metrics,
+            plan.run.number if plan.run else None,
+            switch=spec.rollout.drain_to_new_release,
+            out_of_service=self.rebalancer.out_of_service((namespace, name)),
+        )
+        if sheds:
+            await self._shed(body, spec, pods, sheds)
         if plan.run is not None:
-            await self._apply_children(owner, spec, plan.run, deployment, paused=plan.paused)
+            hold = drains.hold_rollout(observed.pods, plan.run.number, spec.max_draining_pods)
+            already = bool(((deployment or {}).get("spec") or {}).get("paused"))
+            if hold and not plan.paused and not already:
+                log.info(
+                    "%s/%s: rollout held while %d pods drain (drain.maxDrainingPods %d)",
+                    namespace,
+                    name,
+                    drains.draining(observed.pods),
+                    spec.max_draining_pods,
+                )
+            await self._apply_children(
+                owner,
+                spec,
+                plan.run,
+                deployment,
+                paused=plan.paused or hold,
+                draining=drains.draining(observed.pods),
+            )
         if plan.clear_rollback_request:
             written = await kube.merge_patch(
                 path,
@@ -294,17 +330,29 @@ class Reconciler:
         deployment: Obj | None,
         *,
         paused: bool = False,
+        draining: int = 0,
     ) -> None:
-        """Apply the children that changed; leave the replica count to an autoscaler."""
+        """Apply the children that changed; leave the replica count to an autoscaler.
+
+        A replica count the operator owns comes down in steps of at most the pods that
+        may still start draining (see :mod:`drains`)."""
         kube = self.kube
         capabilities = await self.capabilities()
-        children = render.children(
-            owner, spec, run.release, run.number, capabilities, paused=paused
-        )
         autoscaled = scaling.autoscaled(spec, capabilities)
+        live = (deployment or {}).get("spec", {}).get("replicas")
+        replicas = spec.min_replicas
+        if not autoscaled:
+            replicas = drains.replicas_step(
+                spec.min_replicas, live, draining, spec.max_draining_pods
+            )
+        elif live is not None:
+            replicas = live  # the autoscaler's count, which maxSurge is resolved against
+        children = render.children(
+            owner, spec, run.release, run.number, capabilities, replicas=replicas, paused=paused
+        )
         handover_after: int | None = None
         if not autoscaled:
-            scaling.set_replicas(children, spec.min_replicas)
+            scaling.set_replicas(children, replicas)
         elif deployment is None:
             # Created at minReplicas, then at once shared with the handover manager.
             scaling.set_replicas(children, spec.min_replicas)
@@ -359,21 +407,25 @@ class Reconciler:
         pods: list[Obj],
         metrics: dict[str, PodMetrics | None],
         revision: int | None,
+        *,
+        switch: bool = True,
+        out_of_service: frozenset[str] = frozenset(),
     ) -> None:
         """One merge patch per pod that needs it, carrying both marks the operator keeps:
 
         * the serving label, which takes the old release's pods out of the Service once
-          the release being rolled to (``revision``) can serve;
+          the release being rolled to (``revision``) can serve (unless ``switch`` is off),
+          and the pods a rebalancing step keeps ``out_of_service`` (see :mod:`rebalance`);
         * the deletion cost from the pod's scraped connections, which the ReplicaSet
           controller reads to remove the emptiest pod on scale-in.
         """
-        serving = render.serving_labels(pods, revision) if revision is not None else {}
+        serving = render.serving_labels(pods, revision, switch) if revision is not None else {}
         for pod in pods:
             meta = pod["metadata"]
             if meta.get("deletionTimestamp"):
                 continue
             patch: Obj = {}
-            label = serving.get(meta["name"])
+            label = "false" if meta["name"] in out_of_service else serving.get(meta["name"])
             if label is not None and (meta.get("labels") or {}).get(render.SERVING_LABEL) != label:
                 patch["labels"] = {render.SERVING_LABEL: label}
             scraped = metrics.get(meta["name"])
@@ -395,6 +447,45 @@ class Reconciler:
                     raise
             else:
                 self._remember("Pod", written)
+
+    async def _shed(
+        self, body: Obj, spec: ClusterSpec, pods: list[Obj], moves: dict[str, int]
+    ) -> None:
+        """Ask each pod in ``moves`` to move that many clients (the server API's ``shed``
+        on the pod's own address, with the cluster's API key)."""
+        meta = body["metadata"]
+        ref = spec.api_key_secret
+        if ref is None:  # the CRD refuses rebalance without it; an older object may lack it
+            log.warning("%s/%s: rebalance needs apiKeySecretRef", meta["namespace"], meta["name"])
+            return
+        try:
+            secret = await self.kube.get(object_path("v1", "Secret", meta["namespace"], ref.name))
+        except ApiError as error:  # 403: an operator installed without the Secret rule
+            log.warning("%s/%s: API key not read: %s", meta["namespace"], meta["name"], error)
+            return
+        encoded = ((secret or {}).get("data") or {}).get(ref.key)
+        if encoded is None:
+            log.warning("%s/%s: no key %s in Secret %s", meta["namespace"], meta["name"],
+                        ref.key, ref.name)  # fmt: skip
+            return
+        api_key = base64.b64decode(encoded).decode()
+        targets = [
+            (p["metadata"]["name"], p["status"]["podIP"])
+            for p in pods
+            if p["metadata"]["name"] in moves and (p.get("status") or {}).get("podIP")
+        ]
+        window = spec.rebalance.window_seconds
+        results = await asyncio.gather(
+            *(podapi.shed(ip, SERVER_PORT, api_key, moves[pod], window) for pod, ip in targets)
+        )
+        moved = {pod: n for (pod, _), n in zip(targets, results, strict=True) if n is not None}
+        message = f"moving {sum(moved.values())} clients over {window:.0f}s: " + ", ".join(
+            f"{pod} {n}" for pod, n in sorted(moved.items())
+        )
+        try:
+            await self._post_event(body, Event("Normal", "Rebalancing", message))
+        except ApiError as error:
+            log.warning("event Rebalancing not posted: %s", error)
 
     async def _scrape(self, pods: list[Obj]) -> dict[str, PodMetrics | None]:
         """Metrics of every pod with an address; None for those that did not answer."""
@@ -478,6 +569,21 @@ class Reconciler:
                 "reportingInstance": FIELD_MANAGER,
             }
         )
+
+
+def _steady(plan: releases.Plan, observed: Observed) -> bool:
+    """Whether clients may be moved for balance: no release in progress or held, the
+    Deployment complete, and every pod of the running release, Ready, scraped and not
+    terminating."""
+    if plan.run is None or plan.paused or observed.deployment is None:
+        return False
+    records = plan.status.get("releases") or []
+    if records and records[-1].get("outcome") == releases.IN_PROGRESS:
+        return False
+    return observed.deployment.complete and all(
+        p.ready and not p.terminating and p.metrics is not None and p.revision == plan.run.number
+        for p in observed.pods
+    )
 
 
 def cost_to_write(current: str | None, connections: float) -> str | None:

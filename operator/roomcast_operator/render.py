@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from . import GROUP, KIND, VERSION
+from . import GROUP, KIND, VERSION, drains
 from .spec import ClusterSpec, parse
 
 Obj = dict[str, Any]
@@ -36,10 +36,15 @@ RELEASE_HASH_LABEL = "roomcast.io/release-hash"
 SERVING_LABEL = "roomcast.io/serving"
 """In the Service's selector but not the Deployment's: during a rollout the operator sets it
 to "false" on the old release's pods once a new pod is Ready, so clients they drain
-reconnect to the new release only and move once (see :func:`serving_labels`)."""
+reconnect to the new release only and move once (see :func:`serving_labels`;
+``rollout.drainToNewRelease`` turns it off)."""
 COMPONENT = "server"
 SHUTDOWN_MARGIN_SECONDS = 10
 """Slack between the server's hard shutdown timeout and the kubelet's SIGKILL."""
+MIN_READY_SECONDS = 5
+"""A new pod counts as available (and lets the Deployment remove the next old pod) this
+long after it is Ready: the time the operator has to hold a rollout while pods drain
+(see :mod:`drains`), which a pod Ready within seconds of the last step would not leave."""
 POD_FIELDS = (
     "imagePullPolicy",
     "resources",
@@ -348,16 +353,20 @@ def pod_template(owner: Owner, spec: ClusterSpec, release: Release, revision: in
     }
 
 
-def serving_labels(pods: list[Obj], revision: int) -> dict[str, str]:
+def serving_labels(pods: list[Obj], revision: int, switch: bool = True) -> dict[str, str]:
     """The serving label each live pod should carry while ``revision`` is rolled to.
 
     Once one pod of that revision is Ready, only its pods take new connections: a client
     drained from an old pod lands on the new release and is not moved again. Until then
     (a release that never gets Ready, or the first moments of any rollout) every pod keeps
     serving, so capacity never drops. Terminating pods are left alone: they are out of
-    the Service's endpoints anyway.
+    the Service's endpoints anyway. With ``switch`` off (``rollout.drainToNewRelease:
+    false``) every pod serves, as a plain Deployment's would: a pod taken out earlier is
+    put back.
     """
     live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+    if not switch:
+        return {p["metadata"]["name"]: "true" for p in live}
 
     def of_revision(pod: Obj) -> bool:
         annotation = (pod["metadata"].get("annotations") or {}).get(REVISION_ANNOTATION, "")
@@ -390,17 +399,6 @@ def deletion_cost(connections: float) -> int:
     return 0 if count <= 0 else 1 << (count.bit_length() - 1)
 
 
-def desired_replicas(spec: ClusterSpec, current: int | None) -> int:
-    """minReplicas, or when autoscaled the live count clamped to [min, max].
-
-    Applying the live count keeps the field ours without undoing the autoscaler's choice,
-    and a new Deployment starts at minReplicas instead of the API default of one.
-    """
-    if spec.metric_source == "none" or current is None:
-        return spec.min_replicas
-    return max(spec.min_replicas, min(spec.max_replicas, current))
-
-
 def deployment(
     owner: Owner,
     spec: ClusterSpec,
@@ -409,22 +407,29 @@ def deployment(
     replicas: int | None = None,
     paused: bool = False,
 ) -> Obj:
-    """``paused`` holds a rollout while the release is inconclusive: no further pod is
-    replaced, and the Deployment's progress deadline does not run out meanwhile."""
+    """``replicas``: the pod count to render (``minReplicas`` when None); ``maxSurge`` is
+    capped for it at ``drain.maxDrainingPods`` (see :func:`drains.max_surge`).
+
+    ``paused`` holds a rollout while the release is inconclusive or while as many pods
+    drain as may: no further pod is replaced, and the Deployment's progress deadline does
+    not run out meanwhile."""
+    count = spec.min_replicas if replicas is None else replicas
     meta = _meta(owner, owner.name, release.version)
     meta["annotations"] = {REVISION_ANNOTATION: str(revision)}
+    surge = drains.max_surge(spec.rollout.max_surge, count, spec.max_draining_pods)
     body: Obj = {
+        "replicas": count,
+        "minReadySeconds": MIN_READY_SECONDS,
         "selector": {"matchLabels": selector_labels(owner.name)},
         "strategy": {
             "type": "RollingUpdate",
-            "rollingUpdate": {"maxUnavailable": 0, "maxSurge": spec.rollout.max_surge},
+            "rollingUpdate": {"maxUnavailable": 0, "maxSurge": surge},
         },
         "progressDeadlineSeconds": spec.rollout.progress_deadline_seconds,
         "revisionHistoryLimit": spec.revision_history_limit,
         "template": pod_template(owner, spec, release, revision),
         "paused": paused,
     }
-    body["replicas"] = desired_replicas(spec, replicas)
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": body}
 
 
@@ -443,13 +448,17 @@ def service(owner: Owner, spec: ClusterSpec) -> Obj:
     }
 
 
-def pod_disruption_budget(owner: Owner) -> Obj:
-    """Voluntary evictions take one pod at a time, so drains never stack up."""
+def pod_disruption_budget(owner: Owner, spec: ClusterSpec) -> Obj:
+    """Voluntary evictions take at most ``drain.maxDrainingPods`` pods at a time, so their
+    drains never stack up beyond the limit."""
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
         "metadata": _meta(owner, owner.name),
-        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector_labels(owner.name)}},
+        "spec": {
+            "maxUnavailable": spec.max_draining_pods,
+            "selector": {"matchLabels": selector_labels(owner.name)},
+        },
     }
 
 
@@ -560,15 +569,15 @@ def children(
     release: Release,
     revision: int,
     capabilities: Capabilities,
-    current_replicas: int | None = None,
+    replicas: int | None = None,
     paused: bool = False,
 ) -> list[Obj]:
     """Every object the cluster should own right now, the ConfigMap before the Deployment."""
     objects = [
         config_map(owner, release),
-        deployment(owner, spec, release, revision, current_replicas, paused),
+        deployment(owner, spec, release, revision, replicas, paused),
         service(owner, spec),
-        pod_disruption_budget(owner),
+        pod_disruption_budget(owner, spec),
     ]
     if spec.metric_source == "prometheus-adapter":
         objects.append(horizontal_pod_autoscaler(owner, spec))

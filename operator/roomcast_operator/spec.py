@@ -11,7 +11,7 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import crd
+from . import crd, rebalance
 
 Obj = dict[str, Any]
 
@@ -71,6 +71,7 @@ class Rollout:
     max_surge: int | str
     progress_deadline_seconds: int
     auto_rollback: bool
+    drain_to_new_release: bool
     health: HealthThresholds
 
 
@@ -102,7 +103,9 @@ class ClusterSpec:
     server_config: Obj
     pre_stop_seconds: int
     drain_window_seconds: int
+    max_draining_pods: int
     rollout: Rollout
+    rebalance: rebalance.Settings
     service_type: str
     service_port: int
     pod_annotations: dict[str, str]
@@ -163,10 +166,12 @@ def parse(raw_spec: Obj) -> ClusterSpec:
         server_config=spec.get("serverConfig") or {},
         pre_stop_seconds=spec["drain"]["preStopSeconds"],
         drain_window_seconds=spec["drain"]["drainWindowSeconds"],
+        max_draining_pods=spec["drain"]["maxDrainingPods"],
         rollout=Rollout(
             max_surge=rollout["maxSurge"],
             progress_deadline_seconds=rollout["progressDeadlineSeconds"],
             auto_rollback=rollout["autoRollback"],
+            drain_to_new_release=rollout["drainToNewRelease"],
             health=HealthThresholds(
                 max_container_restarts=health["maxContainerRestarts"],
                 ready_timeout_seconds=health["readyTimeoutSeconds"],
@@ -182,6 +187,13 @@ def parse(raw_spec: Obj) -> ClusterSpec:
                 window_seconds=health["windowSeconds"],
                 consecutive_bad_windows=health["consecutiveBadWindows"],
             ),
+        ),
+        rebalance=rebalance.Settings(
+            enabled=spec["rebalance"]["enabled"],
+            tolerance_percent=float(spec["rebalance"]["tolerancePercent"]),
+            max_share_percent=float(spec["rebalance"]["maxSharePercent"]),
+            window_seconds=float(spec["rebalance"]["windowSeconds"]),
+            interval_seconds=float(spec["rebalance"]["intervalSeconds"]),
         ),
         service_type=spec["service"]["type"],
         service_port=spec["service"]["port"],

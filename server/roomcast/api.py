@@ -32,6 +32,7 @@ from .fields import (
     required_str,
 )
 from .node import Node
+from .shed import MAX_WINDOW_SECONDS as MAX_SHED_WINDOW_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -210,6 +211,25 @@ class ServerApi:
         await self.node.control(command)
         return {}
 
+    async def shed(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Move ``count`` of this node's clients to other nodes, closed with 3020 over
+        ``window`` seconds (see :mod:`shed`). Unlike ``disconnect`` it acts on the node
+        that receives it: the caller addresses the pod, not the Service."""
+        count = optional_int(req, "count")
+        if count < 1:
+            raise ProtocolError(ErrorCode.BAD_REQUEST, "count must be at least 1")
+        window = req.get("window", 10)
+        if (
+            isinstance(window, bool)
+            or not isinstance(window, int | float)
+            or not 0 <= window <= MAX_SHED_WINDOW_SECONDS
+        ):
+            raise ProtocolError(
+                ErrorCode.BAD_REQUEST, f"window must be 0-{MAX_SHED_WINDOW_SECONDS:.0f} seconds"
+            )
+        shedding = self.node.shedder.start(count, float(window))
+        return {"shedding": shedding, "connections": len(self.node.clients)}
+
     async def refresh(self, req: dict[str, Any]) -> dict[str, Any]:
         user = required_str(req, "user")
         expire_at = req.get("expire_at")
@@ -334,6 +354,7 @@ _METHODS: dict[str, ApiMethod] = {
         "subscribe",
         "unsubscribe",
         "disconnect",
+        "shed",
         "refresh",
         "presence",
         "presence_stats",

@@ -65,6 +65,9 @@ class DisconnectCode(IntEnum):
     FORCE_RECONNECT = 3011
     NO_PONG = 3012
     TOO_MANY_REQUESTS = 3013
+    REBALANCE = 3020
+    """Moved for balance: the node sheds a share of its clients (the server API's
+    ``shed``), who reconnect, through the load balancer, to a less loaded node."""
     INVALID_TOKEN = 3500
     BAD_REQUEST = 3501
     STALE = 3502
@@ -89,6 +92,7 @@ DISCONNECT_REASONS: dict[DisconnectCode, str] = {
     DisconnectCode.FORCE_RECONNECT: "force reconnect",
     DisconnectCode.NO_PONG: "no pong",
     DisconnectCode.TOO_MANY_REQUESTS: "too many requests",
+    DisconnectCode.REBALANCE: "rebalance",
     DisconnectCode.INVALID_TOKEN: "invalid token",
     DisconnectCode.BAD_REQUEST: "bad request",
     DisconnectCode.STALE: "stale",

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import math
 import random
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING
 
 from .codes import DisconnectCode
@@ -24,6 +24,20 @@ log = logging.getLogger(__name__)
 STEP_SECONDS = 0.1
 
 
+async def close_paced(
+    clients: Sequence[Client], window_seconds: float, code: DisconnectCode
+) -> None:
+    """Close ``clients`` in order with ``code``, an even share every step of the window."""
+    loop = asyncio.get_running_loop()
+    steps = max(1, math.floor(window_seconds / STEP_SECONDS))
+    per_step = max(1, math.ceil(len(clients) / steps))
+    start = loop.time()
+    for step, first in enumerate(range(0, len(clients), per_step)):
+        await asyncio.sleep(max(0.0, start + step * STEP_SECONDS - loop.time()))
+        for client in clients[first : first + per_step]:
+            client.disconnect(code)
+
+
 async def drain(
     connections: Callable[[], Collection[Client]],
     window_seconds: float,
@@ -34,14 +48,8 @@ async def drain(
     deadline = loop.time() + timeout_seconds
     clients = list(connections())
     random.shuffle(clients)
-    steps = max(1, math.floor(window_seconds / STEP_SECONDS))
-    per_step = max(1, math.ceil(len(clients) / steps))
     log.info("draining", extra={"connections": len(clients), "window_seconds": window_seconds})
-    start = loop.time()
-    for step, first in enumerate(range(0, len(clients), per_step)):
-        await asyncio.sleep(max(0.0, start + step * STEP_SECONDS - loop.time()))
-        for client in clients[first : first + per_step]:
-            client.disconnect(DisconnectCode.SHUTDOWN)
+    await close_paced(clients, window_seconds, DisconnectCode.SHUTDOWN)
     # Late arrivals (connected before readiness flipped) and stragglers.
     while connections() and loop.time() < deadline:
         for client in list(connections()):

@@ -32,6 +32,7 @@ from .heartbeat import Heartbeat
 from .hub import Hub
 from .metrics import Metrics
 from .recovery import epoch_matches
+from .shed import Shedder
 from .stream.sessions import Sessions
 from .tokens import SubscriptionOverride, TokenVerifier
 
@@ -68,6 +69,7 @@ class Node:
         self.sessions = Sessions(self)
         self.users: dict[str, set[Client]] = {}
         self.draining = False
+        self.shedder = Shedder(self)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._background: list[asyncio.Task[None]] = []
         m = self.metrics
@@ -86,6 +88,7 @@ class Node:
         self._background.append(asyncio.create_task(self._announce_forever(), name="announce"))
 
     async def close(self) -> None:
+        await self.shedder.close()
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)

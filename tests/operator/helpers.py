@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from roomcast_operator.health import DeploymentState
+from roomcast_operator.health import DeploymentState, PodState
+from roomcast_operator.releases import Observed, Revision
 from roomcast_operator.render import Owner
 from roomcast_operator.spec import ClusterSpec, parse
 
@@ -40,4 +41,26 @@ def two_pod_deployment(complete: bool = True) -> DeploymentState:
         ready_replicas=2,
         available_replicas=2,
         deadline_exceeded=False,
+    )
+
+
+def observed_pass(
+    revisions: list[Revision],
+    status: dict[str, Any],
+    *,
+    running: int | None = None,
+    complete: bool = True,
+    pods: list[PodState] | None = None,
+    rollback_to: int | None = None,
+    invalid: str | None = None,
+) -> Observed:
+    """What the reconciler observes in one pass over the two-pod Deployment: ``running``
+    is the revision its template carries (the status's currentRevision when None)."""
+    return Observed(
+        revisions=list(revisions),
+        deployment=two_pod_deployment(complete),
+        deployment_revision=running if running is not None else status.get("currentRevision"),
+        pods=pods or [],
+        rollback_request=rollback_to,
+        invalid_spec=invalid,
     )

@@ -40,5 +40,5 @@ def test_defaults_fill_nested_objects_like_the_api_server() -> None:
     assert spec["rollout"]["maxSurge"] == "25%"
     assert spec["rollout"]["autoRollback"] is True
     assert spec["rollout"]["healthThresholds"]["maxContainerRestarts"] == 2
-    assert spec["drain"] == {"preStopSeconds": 5, "drainWindowSeconds": 30}
+    assert spec["drain"] == {"preStopSeconds": 5, "drainWindowSeconds": 30, "maxDrainingPods": 1}
     assert "redis" not in spec

@@ -12,10 +12,10 @@ import pytest
 from roomcast_operator import render
 from roomcast_operator.health import PodState
 from roomcast_operator.metrics import OperatorMetrics, resource_of, serve
-from roomcast_operator.releases import Observed, Revision, decide
+from roomcast_operator.releases import Revision, decide
 from roomcast_operator.spec import ClusterSpec
 
-from .helpers import make_spec, two_pod_deployment
+from .helpers import make_spec, observed_pass
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 BAD_IMAGE = "ghcr.io/roomcast/roomcast:1.1.0"
@@ -40,14 +40,8 @@ class Passes:
         seconds: float = 1,
     ) -> None:
         self.now += timedelta(seconds=seconds)
-        observed = Observed(
-            revisions=list(self.revisions),
-            deployment=two_pod_deployment(complete),
-            deployment_revision=running
-            if running is not None
-            else self.status.get("currentRevision"),
-            pods=pods or [],
-            rollback_request=None,
+        observed = observed_pass(
+            self.revisions, self.status, running=running, complete=complete, pods=pods
         )
         plan = decide(self.spec, 1, self.status, render.release_of(self.spec), observed, self.now)
         if plan.new_revision is not None:

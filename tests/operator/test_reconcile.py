@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from roomcast_operator import render
-from roomcast_operator.reconcile import controller_revision, cost_to_write, rollback_request
-from roomcast_operator.releases import Revision
+import dataclasses
 
-from .helpers import OWNER, make_spec
+from roomcast_operator import render
+from roomcast_operator.health import PodMetrics, PodState
+from roomcast_operator.reconcile import (
+    _steady,
+    controller_revision,
+    cost_to_write,
+    rollback_request,
+)
+from roomcast_operator.releases import Observed, Plan, Revision
+
+from .helpers import OWNER, complete_deployment, make_spec
 
 
 def test_rollback_request_from_field_or_annotation() -> None:
@@ -37,3 +45,22 @@ def test_deletion_cost_moves_only_two_buckets_away() -> None:
     assert cost_to_write("0", 1) is None
     assert cost_to_write("0", 2) == "2"
     assert cost_to_write("garbage", 0) == "0"
+
+
+def test_clients_are_moved_for_balance_only_in_a_steady_fleet() -> None:
+    run = Revision(2, render.release_of(make_spec()))
+    pod = PodState("a", 2, True, 0, 600.0, metrics=PodMetrics(connections=10))
+    pods = [pod, dataclasses.replace(pod, name="b")]
+    done = {"releases": [{"revision": 2, "outcome": "Succeeded"}]}
+
+    def steady(status: dict[str, object], pods: list[PodState], **plan: object) -> bool:
+        observed = Observed([run], complete_deployment(2), 2, pods, None)
+        return _steady(Plan(status=status, run=run, **plan), observed)  # type: ignore[arg-type]
+
+    assert steady(done, pods)
+    assert not steady({"releases": [{"revision": 2, "outcome": "Progressing"}]}, pods)
+    assert not steady(done, pods, paused=True)
+    assert not steady(done, [pod, dataclasses.replace(pod, name="b", terminating=True)])
+    assert not steady(done, [pod, dataclasses.replace(pod, name="b", ready=False)])
+    assert not steady(done, [pod, dataclasses.replace(pod, name="b", metrics=None)])
+    assert not steady(done, [pod, dataclasses.replace(pod, name="b", revision=1)])

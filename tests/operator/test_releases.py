@@ -8,10 +8,10 @@ from typing import Any
 from roomcast_operator import render
 from roomcast_operator.conditions import find
 from roomcast_operator.health import PodState
-from roomcast_operator.releases import Observed, Plan, Revision, decide
+from roomcast_operator.releases import Plan, Revision, decide
 from roomcast_operator.spec import ClusterSpec
 
-from .helpers import make_spec, two_pod_deployment
+from .helpers import make_spec, observed_pass
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 GOOD_IMAGE = "ghcr.io/roomcast/roomcast:1.0.0"
@@ -39,15 +39,14 @@ class Cluster:
         seconds: float = 1,
     ) -> Plan:
         self.now += timedelta(seconds=seconds)
-        observed = Observed(
-            revisions=list(self.revisions),
-            deployment=two_pod_deployment(complete),
-            deployment_revision=running
-            if running is not None
-            else self.status.get("currentRevision"),
-            pods=pods or [],
-            rollback_request=rollback_to,
-            invalid_spec=invalid,
+        observed = observed_pass(
+            self.revisions,
+            self.status,
+            running=running,
+            complete=complete,
+            pods=pods,
+            rollback_to=rollback_to,
+            invalid=invalid,
         )
         plan = decide(
             self.spec,

@@ -215,11 +215,9 @@ def test_autoscaled_deployment_keeps_the_autoscalers_replicas() -> None:
         "HorizontalPodAutoscaler",
     ]
     release = render.release_of(spec)
-    # A new Deployment starts at minReplicas; later the autoscaler's count is kept.
+    # A new Deployment starts at minReplicas; later the autoscaler's count is rendered.
     assert render.deployment(OWNER, spec, release, 1)["spec"]["replicas"] == 3
     assert render.deployment(OWNER, spec, release, 1, replicas=7)["spec"]["replicas"] == 7
-    assert render.deployment(OWNER, spec, release, 1, replicas=50)["spec"]["replicas"] == 9
-    assert render.deployment(OWNER, spec, release, 1, replicas=1)["spec"]["replicas"] == 3
     hpa = render.horizontal_pod_autoscaler(OWNER, spec)["spec"]
     assert (hpa["minReplicas"], hpa["maxReplicas"]) == (3, 9)
     assert hpa["metrics"][0]["pods"] == {
@@ -404,3 +402,11 @@ def test_example_manifest_autoscales_on_connections() -> None:
     children = render.children(OWNER, spec, render.release_of(spec), 1, Capabilities())
     kinds = [c["kind"] for c in children]
     assert "HorizontalPodAutoscaler" in kinds
+
+
+def test_without_the_switch_every_live_pod_serves_again() -> None:
+    pods = [_pod("o1", 1, True), _pod("n1", 2, True), _pod("gone", 1, True, terminating=True)]
+    assert render.serving_labels(pods, 2, switch=False) == {"o1": "true", "n1": "true"}
+    spec = make_spec(rollout={"drainToNewRelease": False})
+    assert spec.rollout.drain_to_new_release is False
+    assert make_spec().rollout.drain_to_new_release is True

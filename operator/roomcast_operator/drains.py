@@ -1,0 +1,73 @@
+"""Paced drains across the fleet: at most ``drain.maxDrainingPods`` pods terminating at once.
+
+A terminating pod drains its clients (preStop, then closes paced over
+``drainWindowSeconds``) and they reconnect to the others: each pod draining at once adds
+its clients to the reconnect storm. Kubernetes bounds none of the ways pods terminate by
+how many already are:
+
+* a rolling update: a ReplicaSet does not count its terminating pods, so the Deployment
+  removes the next old pod as soon as the next new one is Ready, however many old pods are
+  still draining (pods that start faster than they drain pile up), and removes as many at
+  once as there are new pods Ready beyond the replica count (up to ``maxSurge``);
+* a lower replica count: the ReplicaSet deletes every surplus pod at once;
+* evictions: only a PodDisruptionBudget governs them.
+
+The operator lists the pods on every pass (and on every pod change), so it gates the
+steps it can hold: it caps the rendered ``maxSurge`` at the limit (one step never removes
+more), pauses the rollout while the limit is reached (:func:`hold_rollout`), and lowers a
+replica count it owns one allowed step at a time (:func:`replicas_step`). The PDB's
+``maxUnavailable`` is the limit too. New pods count as available only
+``render.MIN_READY_SECONDS`` after they are Ready, the operator's time to hold the rollout
+before the controller's next step. One step no pause holds: once the new ReplicaSet has
+every replica available, the controller scales the old one to zero even while paused, so
+the last old pod may start draining before the previous one is gone. These are pure
+functions over what a pass observed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # health imports render, which renders maxSurge from here
+    from .health import PodState
+
+
+def draining(pods: Sequence[PodState]) -> int:
+    """Pods terminating now (from their deletion until they are gone)."""
+    return sum(1 for pod in pods if pod.terminating)
+
+
+def hold_rollout(pods: Sequence[PodState], revision: int, max_draining: int) -> bool:
+    """Pause the rollout to ``revision``: ``max_draining`` pods or more are draining and
+    old pods are left to replace, so its next step would drain one more."""
+    old_left = any(not p.terminating and p.revision != revision for p in pods)
+    return old_left and draining(pods) >= max_draining
+
+
+def max_surge(configured: int | str, replicas: int, max_draining: int) -> int | str:
+    """``maxSurge`` as rendered: the configured value, or ``max_draining`` when that is
+    fewer pods. With ``maxUnavailable: 0`` a Deployment removes at most as many old pods
+    in one step as it has new ones Ready beyond the replica count, so capping the surge
+    caps the drains one step starts; more surge pods would only wait for the drains."""
+    wanted = configured if isinstance(configured, int) else _surge_pods(configured, replicas)
+    return configured if wanted <= max_draining else max_draining
+
+
+def _surge_pods(text: str, replicas: int) -> int:
+    """A maxSurge string in pods: a percentage of ``replicas`` rounded up, as Kubernetes
+    rounds it, or a number."""
+    text = text.strip()
+    return math.ceil(replicas * float(text[:-1]) / 100) if text.endswith("%") else int(text)
+
+
+def replicas_step(target: int, current: int | None, draining_now: int, max_draining: int) -> int:
+    """The replica count to apply on the way to ``target`` from the Deployment's
+    ``current`` one: scaling out at once, scaling in by no more pods than may still start
+    draining (none while the limit is reached; the next pass, on the pod's deletion,
+    takes the next step)."""
+    if current is None or target >= current:
+        return target
+    room = max(0, max_draining - draining_now)
+    return max(target, current - room)

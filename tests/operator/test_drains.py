@@ -1,0 +1,61 @@
+"""Paced drains: how many pods may start draining, on each path pods terminate by."""
+
+from __future__ import annotations
+
+from roomcast_operator import drains, render
+from roomcast_operator.health import PodState
+
+from .helpers import OWNER, make_spec
+
+
+def _pod(name: str, revision: int, terminating: bool = False) -> PodState:
+    return PodState(name, revision, True, 0, 60.0, terminating=terminating)
+
+
+def test_a_rollout_is_held_while_the_limit_drains_and_old_pods_are_left() -> None:
+    old, new = [_pod("o1", 1), _pod("o2", 1)], [_pod("n1", 2), _pod("n2", 2)]
+    draining_one = [_pod("o0", 1, terminating=True)]
+    assert drains.draining([*old, *draining_one, *new]) == 1
+    assert not drains.hold_rollout([*old, *new], 2, 1)  # nothing drains: go on
+    assert drains.hold_rollout([*old, *draining_one, *new], 2, 1)
+    assert not drains.hold_rollout([*old, *draining_one, *new], 2, 2)  # room for one more
+    # The last old pod drains and none is left to replace: nothing to hold.
+    assert not drains.hold_rollout([*draining_one, *new], 2, 1)
+    # A pod evicted from the new release counts too: the next step would add a second.
+    assert drains.hold_rollout([*old, _pod("n0", 2, terminating=True), *new], 2, 1)
+
+
+def test_max_surge_is_capped_at_the_limit() -> None:
+    assert drains.max_surge(1, 3, 1) == 1
+    assert drains.max_surge(3, 3, 1) == 1
+    assert drains.max_surge(3, 3, 2) == 2
+    assert drains.max_surge("25%", 3, 1) == "25%"  # one pod: ceil(0.75)
+    assert drains.max_surge("25%", 12, 1) == 1  # three pods
+    assert drains.max_surge("25%", 12, 3) == "25%"
+    assert drains.max_surge("2", 12, 1) == 1
+    spec = make_spec(rollout={"maxSurge": "50%"}, drain={"maxDrainingPods": 2})
+    deployment = render.deployment(OWNER, spec, render.release_of(spec), 1, replicas=10)
+    assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 2}
+    # A Ready pod counts as available only seconds later: the operator's time to hold.
+    assert deployment["spec"]["minReadySeconds"] == render.MIN_READY_SECONDS
+
+
+def test_scale_in_steps_down_by_the_pods_that_may_still_drain() -> None:
+    assert drains.replicas_step(2, 6, 0, 1) == 5
+    assert drains.replicas_step(2, 5, 1, 1) == 5  # one drains: hold
+    assert drains.replicas_step(2, 5, 0, 2) == 3
+    assert drains.replicas_step(2, 5, 1, 2) == 4
+    assert drains.replicas_step(2, 3, 0, 5) == 2  # never below the target
+    assert drains.replicas_step(6, 2, 1, 1) == 6  # scaling out is never held
+    assert drains.replicas_step(3, None, 0, 1) == 3  # a new Deployment
+
+
+def test_evictions_are_bounded_by_the_disruption_budget() -> None:
+    assert render.pod_disruption_budget(OWNER, make_spec())["spec"]["maxUnavailable"] == 1
+    spec = make_spec(drain={"maxDrainingPods": 3})
+    assert spec.max_draining_pods == 3
+    budget = render.pod_disruption_budget(OWNER, spec)["spec"]
+    assert budget == {
+        "maxUnavailable": 3,
+        "selector": {"matchLabels": render.selector_labels("chat")},
+    }
