@@ -112,10 +112,16 @@ async def test_shed_moves_the_asked_share_paced_and_they_recover(
     for _, m, d in fleet:
         assert len(d.subscribed) == (2 if m.lost else 1)
         assert all(ctx.recovered for ctx in d.subscribed[1:])
+    before = [len(m.connected) for _, m, _ in fleet]
     assert server.api("shed", {"count": CLIENTS * 2, "window": 0})["result"] == {
         "shedding": CLIENTS,
         "connections": CLIENTS,
     }  # more than it has: everyone, at once with a zero window
+    # Everyone is back before the fixture disconnects them: a client told to disconnect
+    # in the middle of its reconnect leaves its socket to the garbage collector.
+    await _until(
+        lambda: all(len(m.connected) > n for (_, m, _), n in zip(fleet, before, strict=True))
+    )
 
 
 async def test_shed_refuses_bad_requests_and_wrong_keys(server: ServerProcess) -> None:
