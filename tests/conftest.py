@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 
+from tests.jsclient import JsClient
 from tests.processes import ServerProcess, start_server
 
 _started: list[ServerProcess] = []
@@ -46,3 +47,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if report.failed and _started:
         for server in _started[-3:]:
             report.sections.append((f"server :{server.port} log (tail)", server.log()[-4000:]))
+
+
+@pytest.fixture
+async def js() -> AsyncIterator[JsClient]:
+    """centrifuge-js under Node, stopped after the test."""
+    client = await JsClient.start()
+    yield client
+    await client.close()

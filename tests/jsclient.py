@@ -15,6 +15,11 @@ NODE_MODULES = Path(__file__).parent / "js" / "node_modules" / "centrifuge"
 Event = dict[str, Any]
 
 
+def is_event(name: str, **match: object) -> Callable[[Event], bool]:
+    """A predicate for :meth:`JsClient.wait`: the event ``name`` with these fields."""
+    return lambda e: e.get("event") == name and all(e.get(k) == v for k, v in match.items())
+
+
 def js_sdk_available() -> bool:
     return shutil.which("node") is not None and NODE_MODULES.exists()
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.jsclient import JsClient, JsError, js_sdk_available
+from tests.jsclient import JsClient, JsError, is_event, js_sdk_available
 from tests.processes import ServerProcess, token
 
 pytestmark = [
@@ -16,17 +15,6 @@ pytestmark = [
         not js_sdk_available(), reason="node or tests/js/node_modules missing: run `make install`"
     ),
 ]
-
-
-@pytest.fixture
-async def js() -> AsyncIterator[JsClient]:
-    client = await JsClient.start()
-    yield client
-    await client.close()
-
-
-def is_event(name: str, **match: object):  # type: ignore[no-untyped-def]
-    return lambda e: e.get("event") == name and all(e.get(k) == v for k, v in match.items())
 
 
 async def test_connect_subscribe_publish_presence_history(

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from tests.jsclient import JsClient, js_sdk_available
+from tests.jsclient import JsClient, is_event, js_sdk_available
 from tests.processes import PROTOCOL_CONFIG, ServerProcess, start_server, token
 from tests.server.engine.redis_servers import RedisServer
 
@@ -67,17 +67,6 @@ def transport(request: pytest.FixtureRequest, nodes: Nodes) -> dict[str, Any]:
     if protocol:
         options["protocol"] = protocol
     return options
-
-
-@pytest.fixture
-async def js() -> AsyncIterator[JsClient]:
-    client = await JsClient.start()
-    yield client
-    await client.close()
-
-
-def is_event(name: str, **match: object):  # type: ignore[no-untyped-def]
-    return lambda e: e.get("event") == name and all(e.get(k) == v for k, v in match.items())
 
 
 async def test_connect_subscribe_publish_presence_history(
