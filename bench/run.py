@@ -1,4 +1,4 @@
-"""Benchmark the Roomcast server on this machine and compare it with issue 2's targets.
+"""Benchmark the Roomcast server on this machine and compare it with its targets.
 
 The server runs pinned to core 0 and the C load generator (bench/loadgen) to core 1,
 so the numbers say what one core of Python does. Server cost is read from the kernel
