@@ -422,7 +422,10 @@ SPEC = _obj(
         "apiKeySecretRef": _secret_key_ref("Secret key holding the server API key."),
         "allowedOrigins": {
             "type": "array",
-            "description": "Origins allowed to open WebSockets; '*' allows all.",
+            "description": (
+                "Origins allowed to open WebSockets, HTTP streams and SSE (browser Origin "
+                "header); '*' allows all."
+            ),
             "items": {"type": "string"},
         },
         "channel": _obj(
