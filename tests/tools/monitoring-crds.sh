@@ -25,22 +25,10 @@ complete() {
         [[ -s "${out}/monitoring.coreos.com_${kind}.yaml" ]] || return 1
     done
 }
-if complete; then
-    echo "$out"
-    exit 0
-fi
-
+# shellcheck source=tests/tools/cache.sh
+. "$(dirname "${BASH_SOURCE[0]}")/cache.sh"
+cached_or_locked "$root" "$out"
 mkdir -p "${root}/src"
-exec 9>"${root}/.lock"
-flock 9
-if complete; then
-    echo "$out"
-    exit 0
-fi
-
-go=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
-export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-buildvcs=false"
-log() { printf '%s monitoring-crds.sh: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 start=$(date +%s)
 
 src="${root}/src"

@@ -18,25 +18,10 @@ root="${XDG_CACHE_HOME:-$HOME/.cache}/roomcast/prometheus-adapter/${key}"
 bin="${root}/bin"
 
 complete() { [[ -x "${bin}/prometheus-adapter" ]]; }
-if complete; then
-    echo "$bin"
-    exit 0
-fi
-
+# shellcheck source=tests/tools/cache.sh
+. "$(dirname "${BASH_SOURCE[0]}")/cache.sh"
+cached_or_locked "$root" "$bin"
 mkdir -p "$bin"
-exec 9>"${root}/.lock"
-if ! flock -n 9; then
-    echo "prometheus-adapter.sh: another build holds ${root}/.lock, waiting" >&2
-    flock 9
-fi
-if complete; then
-    echo "$bin"
-    exit 0
-fi
-
-go=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
-export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-buildvcs=false"
-log() { printf '%s prometheus-adapter.sh: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 start=$(date +%s)
 
 # A module of our own requiring the adapter's: the build uses exactly the dependency

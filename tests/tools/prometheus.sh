@@ -21,25 +21,10 @@ root="${XDG_CACHE_HOME:-$HOME/.cache}/roomcast/prometheus/${key}"
 bin="${root}/bin"
 
 complete() { [[ -x "${bin}/prometheus" && -x "${bin}/promtool" ]]; }
-if complete; then
-    echo "$bin"
-    exit 0
-fi
-
+# shellcheck source=tests/tools/cache.sh
+. "$(dirname "${BASH_SOURCE[0]}")/cache.sh"
+cached_or_locked "$root" "$bin"
 mkdir -p "$bin" "${root}/src"
-exec 9>"${root}/.lock"
-if ! flock -n 9; then
-    echo "prometheus.sh: another build holds ${root}/.lock, waiting" >&2
-    flock 9
-fi
-if complete; then
-    echo "$bin"
-    exit 0
-fi
-
-go=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
-export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-buildvcs=false"
-log() { printf '%s prometheus.sh: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 start=$(date +%s)
 
 src="${root}/src/module"
