@@ -20,6 +20,34 @@ def is_event(name: str, **match: object) -> Callable[[Event], bool]:
     return lambda e: e.get("event") == name and all(e.get(k) == v for k, v in match.items())
 
 
+async def check_recovery(
+    js: JsClient,
+    channel: str,
+    publish: Callable[[dict[str, Any]], object],
+    publish_while_away: Callable[[dict[str, Any]], object] | None = None,
+) -> None:
+    """With ``js`` subscribed to ``channel``: one publication, a disconnect, three more
+    meanwhile (through ``publish_while_away``, by default ``publish``), a reconnect. The
+    SDK must recover and hand over all four, in order, once."""
+    publish_while_away = publish_while_away or publish
+    publish({"channel": channel, "data": {"n": 1}})
+    await js.wait(lambda e: is_event("publication")(e) and e["data"] == {"n": 1})
+
+    await js.call("disconnect")
+    await js.wait(is_event("disconnected"))
+    for n in (2, 3, 4):
+        publish_while_away({"channel": channel, "data": {"n": n}})
+    await js.call("reconnect")
+    resubscribed = await js.wait(
+        lambda e: is_event("subscribed", channel=channel)(e) and e["wasRecovering"]
+    )
+    assert resubscribed["recovered"] is True
+    for n in (2, 3, 4):
+        await js.wait(lambda e, n=n: is_event("publication")(e) and e["data"] == {"n": n})
+    offsets = [e["offset"] for e in js.events if e.get("event") == "publication"]
+    assert offsets == [1, 2, 3, 4]
+
+
 def js_sdk_available() -> bool:
     return shutil.which("node") is not None and NODE_MODULES.exists()
 

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from tests.jsclient import JsClient, JsError, is_event, js_sdk_available
+from tests.jsclient import JsClient, JsError, check_recovery, is_event, js_sdk_available
 from tests.processes import ServerProcess, token
 
 pytestmark = [
@@ -50,22 +50,7 @@ async def test_recovery_after_disconnect(js: JsClient, protocol_server: ServerPr
     await js.call("connect", url=protocol_server.ws_url, token=token("bob"))
     await js.call("subscribe", channel=ch)
     await js.wait(is_event("subscribed", channel=ch))
-    protocol_server.api("publish", {"channel": ch, "data": {"n": 1}})
-    await js.wait(lambda e: is_event("publication")(e) and e["data"] == {"n": 1})
-
-    await js.call("disconnect")
-    await js.wait(is_event("disconnected"))
-    for n in (2, 3, 4):
-        protocol_server.api("publish", {"channel": ch, "data": {"n": n}})
-    await js.call("reconnect")
-    resubscribed = await js.wait(
-        lambda e: is_event("subscribed", channel=ch)(e) and e["wasRecovering"]
-    )
-    assert resubscribed["recovered"] is True
-    for n in (2, 3, 4):
-        await js.wait(lambda e, n=n: is_event("publication")(e) and e["data"] == {"n": n})
-    offsets = [e["offset"] for e in js.events if e.get("event") == "publication"]
-    assert offsets == [1, 2, 3, 4]
+    await check_recovery(js, ch, lambda body: protocol_server.api("publish", body))
 
 
 async def test_token_refresh_keeps_connection(js: JsClient, server_factory) -> None:  # type: ignore[no-untyped-def]

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.jsclient import JsClient, is_event, js_sdk_available
+from tests.jsclient import JsClient, check_recovery, is_event, js_sdk_available
 from tests.processes import PROTOCOL_CONFIG, ServerProcess, start_server, token
 from tests.server.engine.redis_servers import RedisServer
 
@@ -106,22 +106,9 @@ async def test_recovery_after_reconnect(
     await js.call("connect", token=token("bob"), **transport)
     await js.call("subscribe", channel=ch)
     await js.wait(is_event("subscribed", channel=ch))
-    nodes.a.api("publish", {"channel": ch, "data": {"n": 1}})
-    await js.wait(lambda e: is_event("publication")(e) and e["data"] == {"n": 1})
-
-    await js.call("disconnect")
-    await js.wait(is_event("disconnected"))
-    for n in (2, 3, 4):
-        nodes.b.api("publish", {"channel": ch, "data": {"n": n}})
-    await js.call("reconnect")
-    resubscribed = await js.wait(
-        lambda e: is_event("subscribed", channel=ch)(e) and e["wasRecovering"]
+    await check_recovery(
+        js, ch, lambda body: nodes.a.api("publish", body), lambda body: nodes.b.api("publish", body)
     )
-    assert resubscribed["recovered"] is True
-    for n in (2, 3, 4):
-        await js.wait(lambda e, n=n: is_event("publication")(e) and e["data"] == {"n": n})
-    offsets = [e["offset"] for e in js.events if e.get("event") == "publication"]
-    assert offsets == [1, 2, 3, 4]
 
 
 async def test_server_disconnect_reaches_the_sdk_as_its_code(
