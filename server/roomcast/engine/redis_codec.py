@@ -65,10 +65,13 @@ def timed_prefix(sent: float) -> bytes:
     return b"t%d:" % int(sent * 1_000_000)
 
 
-def decode_message(frame: bytes, received: float) -> tuple[int, bytes, Publication]:
-    """A pub/sub publication frame (``p...``) that arrived at ``received`` (monotonic)."""
-    i = frame.index(b":", 1)
-    offset = int(frame[1:i])
+def decode_message(
+    frame: bytes, received: float, start: int = 0
+) -> tuple[int, bytes, Publication]:
+    """A pub/sub publication frame (``p...``, from ``start`` in ``frame``) that arrived at
+    ``received`` (monotonic)."""
+    i = frame.index(b":", start + 1)
+    offset = int(frame[start + 1 : i])
     j = frame.index(b":", i + 1)
     return offset, frame[i + 1 : j], decode_body(frame, j + 1, offset, received)
 
@@ -85,11 +88,7 @@ def decode_timed_message(
     """
     i = frame.index(b":", 1)
     sent = int(frame[1:i]) / 1_000_000 - wall_offset
-    j = frame.index(b":", i + 2)  # decode_message's work, inlined on this hot path
-    offset = int(frame[i + 2 : j])
-    k = frame.index(b":", j + 1)
-    created = sent if sent < received else received
-    return offset, frame[j + 1 : k], decode_body(frame, k + 1, offset, created)
+    return decode_message(frame, sent if sent < received else received, i + 1)
 
 
 def parse_entry_offset(entry_id: bytes) -> int:
