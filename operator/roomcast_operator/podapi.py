@@ -7,9 +7,10 @@ API key is the cluster's own (``spec.apiKeySecretRef``).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
+
+from . import podhttp
 
 log = logging.getLogger("roomcast_operator")
 
@@ -27,34 +28,21 @@ async def shed(
     """Ask the pod to move ``count`` clients over the window; how many it is moving, or
     None when it could not be asked (unreachable, refused, or an error reply)."""
     body = json.dumps({"count": count, "window": window_seconds}).encode()
-    request = (
-        f"POST /api/shed HTTP/1.0\r\nHost: {pod_ip}\r\nX-API-Key: {api_key}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-    ).encode() + body
+    head = (
+        f"POST /api/shed HTTP/1.0\r\nX-API-Key: {api_key}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}"
+    )
     try:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(pod_ip, port), timeout_seconds
-        )
-    except (OSError, TimeoutError) as error:
+        answer = await podhttp.exchange(pod_ip, port, head, body, timeout_seconds)
+    except podhttp.PodUnreachable as error:
         log.warning("shed on %s: %s", pod_ip, error)
         return None
-    try:
-        writer.write(request)
-        await writer.drain()
-        raw = await asyncio.wait_for(reader.read(), timeout_seconds)
-    except (OSError, TimeoutError) as error:
-        log.warning("shed on %s: %s", pod_ip, error)
-        return None
-    finally:
-        writer.close()
-    head, _, payload = raw.partition(b"\r\n\r\n")
-    status = head.split(b"\r\n", 1)[0].split()
-    if len(status) < 2 or status[1] != b"200":
-        log.warning("shed on %s: HTTP %s", pod_ip, b" ".join(status[1:]).decode(errors="replace"))
+    if not answer.ok:
+        log.warning("shed on %s: HTTP %s", pod_ip, answer.status)
         return None
     try:
-        reply = json.loads(payload)
+        reply = json.loads(answer.body)
         return int(reply["result"]["shedding"])
     except (ValueError, KeyError, TypeError):
-        log.warning("shed on %s: %s", pod_ip, payload[:200].decode(errors="replace"))
+        log.warning("shed on %s: %s", pod_ip, answer.body[:200].decode(errors="replace"))
         return None

@@ -8,10 +8,9 @@ called healthy (see ``health.judge_rollout``).
 
 from __future__ import annotations
 
-import asyncio
-
 from prometheus_client.parser import text_string_to_metric_families
 
+from . import podhttp
 from .health import PodMetrics
 
 SCRAPE_TIMEOUT_SECONDS = 1.5
@@ -78,27 +77,14 @@ async def scrape(
     pod_ip: str, port: int, timeout_seconds: float = SCRAPE_TIMEOUT_SECONDS
 ) -> PodMetrics | None:
     """Fetch and parse a pod's /metrics; None when it cannot be reached in time."""
+    head = "GET /metrics HTTP/1.0\r\nAccept: text/plain"
     try:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(pod_ip, port), timeout_seconds
-        )
-    except (OSError, TimeoutError):
+        answer = await podhttp.exchange(pod_ip, port, head, b"", timeout_seconds)
+    except podhttp.PodUnreachable:
+        return None
+    if not answer.ok:
         return None
     try:
-        writer.write(
-            f"GET /metrics HTTP/1.0\r\nHost: {pod_ip}\r\nAccept: text/plain\r\n\r\n".encode()
-        )
-        await writer.drain()
-        raw = await asyncio.wait_for(reader.read(), timeout_seconds)
-    except (OSError, TimeoutError):
-        return None
-    finally:
-        writer.close()
-    head, _, body = raw.partition(b"\r\n\r\n")
-    status_line = head.split(b"\r\n", 1)[0].split()
-    if len(status_line) < 2 or status_line[1] != b"200":
-        return None
-    try:
-        return parse(body.decode(errors="replace"))
+        return parse(answer.body.decode(errors="replace"))
     except ValueError:
         return None
