@@ -65,9 +65,7 @@ def timed_prefix(sent: float) -> bytes:
     return b"t%d:" % int(sent * 1_000_000)
 
 
-def decode_message(
-    frame: bytes, received: float, start: int = 0
-) -> tuple[int, bytes, Publication]:
+def decode_message(frame: bytes, received: float, start: int = 0) -> tuple[int, bytes, Publication]:
     """A pub/sub publication frame (``p...``, from ``start`` in ``frame``) that arrived at
     ``received`` (monotonic)."""
     i = frame.index(b":", start + 1)
