@@ -6,7 +6,25 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Protocol
+
+from .codes import DisconnectCode
+from .metrics import Metrics
+
+#: Closes logged at debug level: the server's own orderly ones.
+QUIET_CLOSES = frozenset({DisconnectCode.SHUTDOWN, DisconnectCode.CONNECTION_CLOSED})
+
+
+def record_close(
+    log: logging.Logger, metrics: Metrics, code: int, reason: str, client: str
+) -> None:
+    """Every close the server starts, on any transport, passes here once: counted by
+    code in ``roomcast_disconnects_total`` and logged (orderly ones at debug level)."""
+    metrics.count_disconnect(code)
+    level = logging.DEBUG if code in QUIET_CLOSES else logging.INFO
+    if log.isEnabledFor(level):
+        log.log(level, "disconnect", extra={"code": code, "reason": reason, "client": client})
 
 
 class Transport(Protocol):

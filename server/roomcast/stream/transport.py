@@ -23,15 +23,13 @@ from aiohttp import web
 
 from roomcast import protobuf
 from roomcast.codes import DisconnectCode
+from roomcast.transport import record_close
 
 if TYPE_CHECKING:
     from roomcast.client import Client
     from roomcast.node import Node
 
 log = logging.getLogger(__name__)
-
-#: Closes logged at debug level, as for WebSocket: the server's own orderly ones.
-_QUIET_CLOSES = frozenset({DisconnectCode.SHUTDOWN, DisconnectCode.CONNECTION_CLOSED})
 
 
 class Framing(enum.Enum):
@@ -115,13 +113,8 @@ class StreamTransport:
         if self._state is not _State.OPEN:
             return
         self._state = _State.CLOSING
-        self._node.metrics.count_disconnect(code)
-        level = logging.DEBUG if code in _QUIET_CLOSES else logging.INFO
-        if log.isEnabledFor(level):
-            client_id = self._client.id if self._client is not None else ""
-            log.log(
-                level, "disconnect", extra={"code": code, "reason": reason, "client": client_id}
-            )
+        client_id = self._client.id if self._client is not None else ""
+        record_close(log, self._node.metrics, code, reason, client_id)
         if code != DisconnectCode.CONNECTION_CLOSED:  # as Centrifugo: that one goes unsaid
             push = {"push": {"disconnect": {"code": code, "reason": reason}}}
             encoded = protobuf.encode_reply(push) if self.binary else orjson.dumps(push)

@@ -34,6 +34,7 @@ from aiohttp import web
 from roomcast.client import Client
 from roomcast.codes import DisconnectCode
 from roomcast.origins import OriginPolicy
+from roomcast.transport import record_close
 
 from .frames import (
     CLOSE_INVALID_DATA,
@@ -67,7 +68,6 @@ _REASONS = {
     503: "Service Unavailable",
 }
 #: Closes logged at debug level: the server's own orderly ones, many at once in a drain.
-_QUIET_CLOSES = frozenset({DisconnectCode.SHUTDOWN, DisconnectCode.CONNECTION_CLOSED})
 
 
 class _State(enum.Enum):
@@ -586,20 +586,10 @@ class ConnectionProtocol(asyncio.Protocol):
         asyncio.get_running_loop().call_later(self._gateway.close_timeout, _abort_if_open, raw)
 
     def _closing(self, code: int, reason: str) -> None:
-        """Every close the server starts passes here once: counted by code and logged."""
-        self._gateway.node.metrics.count_disconnect(code)
-        level = logging.DEBUG if code in _QUIET_CLOSES else logging.INFO
-        if log.isEnabledFor(level):
-            client = self._client
-            log.log(
-                level,
-                "disconnect",
-                extra={
-                    "code": code,
-                    "reason": reason,
-                    "client": client.id if isinstance(client, Client) else "",
-                },
-            )
+        """Every close this connection starts passes here once (see ``record_close``)."""
+        client = self._client
+        client_id = client.id if isinstance(client, Client) else ""
+        record_close(log, self._gateway.node.metrics, code, reason, client_id)
 
 
 def _abort_if_open(raw: asyncio.Transport) -> None:
