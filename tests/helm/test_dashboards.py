@@ -2,12 +2,13 @@
 
 Two ``roomcast serve`` processes share a real redis-server, a third runs the memory
 engine (its job ``roomcast-solo``, a second cluster); centrifuge-python clients connect,
-subscribe and publish through all three while Prometheus (built from source) scrapes them
-every second. Each panel query of the server dashboard must then return samples, all
-finite and non-negative, and the headline panels must agree with the traffic the test
-made. The operator dashboard needs the operator reconciling against an API server; its
-queries are checked here for syntax and series names, and against a running operator in
-e2e/operator/test_dashboard.py.
+subscribe and publish through all three, and an HTTP-streaming session on the first sends
+its commands to both Redis-engine servers (the second forwards them), while Prometheus
+(built from source) scrapes them every second. Each panel query of the server dashboard
+must then return samples, all finite and non-negative, and the headline panels must agree
+with the traffic the test made. The operator dashboard needs the operator reconciling
+against an API server; its queries are checked here for syntax and series names, and
+against a running operator in e2e/operator/test_dashboard.py.
 """
 
 from __future__ import annotations
@@ -22,14 +23,22 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from centrifuge import Client, SubscriptionEventHandler
 
 from roomcast.codes import DisconnectCode
 from tests.helm.chart import CHART, by_kind, render_chart
-from tests.processes import PROTOCOL_CONFIG, ServerProcess, start_server, token
+from tests.processes import ServerProcess, start_server, token
 from tests.prometheus import PrometheusServer
 from tests.server.engine.redis_servers import RedisServer
+from tests.support.streams import (
+    EMULATION_CONFIG,
+    JsonStream,
+    emulate,
+    http_session,
+    open_stream,
+)
 from tests.wsclient import RawClient
 
 DASHBOARDS = CHART / "dashboards"
@@ -39,6 +48,9 @@ SOLO_JOB = "roomcast-solo"
 #: Clients per server: the two Redis-engine pods, then the memory-engine one.
 PER_SERVER = (3, 3, 2)
 CLIENTS = sum(PER_SERVER)
+#: HTTP-streaming sessions per server (connections too, each with one subscription).
+EMULATED = (1, 0, 0)
+CONNECTIONS = CLIENTS + sum(EMULATED)
 RATE_WINDOW = "20s"
 
 pytestmark = pytest.mark.redis
@@ -82,17 +94,18 @@ def workdir() -> Path:
 
 @pytest.fixture(scope="module")
 def fleet(workdir: Path) -> Iterator[list[ServerProcess]]:
-    """Two servers on one real Redis, and one on the memory engine."""
+    """Two servers on one real Redis, and one on the memory engine; all serve the
+    emulation transports."""
     with RedisServer(workdir=workdir) as redis_server:
         config = {
-            **PROTOCOL_CONFIG,
+            **EMULATION_CONFIG,
             "engine": {"type": "redis", "redis": {"address": [redis_server.url]}},
         }
         servers: list[ServerProcess] = []
         try:
             for _ in range(2):
                 servers.append(start_server(config, workdir=workdir))
-            servers.append(start_server(PROTOCOL_CONFIG, workdir=workdir))
+            servers.append(start_server(EMULATION_CONFIG, workdir=workdir))
             yield servers
         finally:
             for server in servers:
@@ -120,11 +133,39 @@ async def refuse_one(server: ServerProcess) -> None:
         assert await refused.closed() == DisconnectCode.INVALID_TOKEN
 
 
+async def emulation_requests(fleet: list[ServerProcess], connect: dict[str, Any]) -> None:
+    """A pong to the stream's server (handled), one through the other Redis-engine server
+    (forwarded), and one for a session that does not exist (refused with 404). Its own
+    client session: closing one made by http_session ends the stream too."""
+    async with aiohttp.ClientSession() as http:
+        assert await emulate(http, fleet[0].http_url, connect, {}) == 204
+        assert await emulate(http, fleet[1].http_url, connect, {}) == 204
+        unknown = {**connect, "session": uuid.uuid4().hex}
+        assert await emulate(http, fleet[0].http_url, unknown, {}) == 404
+
+
+@pytest.fixture
+async def streaming(fleet: list[ServerProcess]) -> AsyncIterator[tuple[JsonStream, dict[str, Any]]]:
+    """An HTTP-streaming session on the first server, subscribed through the second (a
+    forwarded request); the stream and its connect reply."""
+    async with http_session() as http:
+        stream, connect = await open_stream(http, fleet[0], user="streamer")
+        quiet = {"id": 2, "subscribe": {"channel": f"quiet{uuid.uuid4().hex[:8]}"}}
+        assert await emulate(http, fleet[1].http_url, connect, quiet) == 204
+        assert "subscribe" in await stream.until(lambda m: m.get("id") == 2)
+        yield stream, connect
+
+
 @pytest.fixture
 async def traffic(
-    fleet: list[ServerProcess], prometheus: PrometheusServer
+    fleet: list[ServerProcess],
+    prometheus: PrometheusServer,
+    streaming: tuple[JsonStream, dict[str, Any]],
 ) -> AsyncIterator[list[Client]]:
-    """Clients on every server, each on one channel, publishing until the test ends."""
+    """Clients on every server, each on one channel, publishing until the test ends; the
+    streaming session's requests before and after Prometheus knows their counter, and its
+    pongs."""
+    stream, connect = streaming
     channel = f"dash{uuid.uuid4().hex[:8]}"
     clients: list[Client] = []
     handlers: list[Counting] = []
@@ -151,6 +192,7 @@ async def traffic(
         )
         assert again["subscribe"]["recovered"] is True
     await refuse_one(fleet[0])
+    await emulation_requests(fleet, connect)
 
     stop = asyncio.Event()
 
@@ -165,31 +207,43 @@ async def traffic(
             n += 1
             await asyncio.sleep(0.05)
 
+    async def pong() -> None:
+        async with aiohttp.ClientSession() as http:
+            while True:
+                if await stream.next(timeout=120) == {}:
+                    await emulate(http, fleet[0].http_url, connect, {})
+
     publisher = asyncio.create_task(publish())
+    ponger = asyncio.create_task(pong())
     try:
         # Prometheus must have seen the connections and a few scrapes of rising counters.
         deadline = asyncio.get_running_loop().time() + 60
         while True:
             assert not publisher.done(), publisher
+            assert not ponger.done(), ponger
             connections = prometheus.query("sum(roomcast_connections)")
             deliveries = prometheus.query(f"min(rate(roomcast_deliveries_total[{RATE_WINDOW}]))")
             latency = prometheus.query(
                 f"sum(rate(roomcast_publish_to_write_seconds_count[{RATE_WINDOW}]))"
             )
-            seen = connections and float(connections[0]["value"][1]) == CLIENTS
+            seen = connections and float(connections[0]["value"][1]) == CONNECTIONS
             rising = [float(q[0]["value"][1]) if q else 0 for q in (deliveries, latency)]
             if seen and min(rising) > 0:
                 break
             assert asyncio.get_running_loop().time() < deadline, "Prometheus saw no traffic"
             await asyncio.sleep(1)
         assert all(h.received > 0 for h in handlers)
-        # A second refusal once Prometheus knows the counter, so that its rate shows.
+        # A second refusal and emulation requests once Prometheus knows the counters, so
+        # that their rates show.
         await refuse_one(fleet[0])
+        await emulation_requests(fleet, connect)
         await asyncio.sleep(2.5)
         yield clients
     finally:
         stop.set()
         await publisher
+        ponger.cancel()
+        await asyncio.gather(ponger, return_exceptions=True)
         for client in clients:
             await client.disconnect()
         # The SDK closes its socket in a task of its own; let those finish before the loop ends.
@@ -215,19 +269,46 @@ async def test_every_server_panel_has_sane_data(
         assert all(math.isfinite(v) and v >= 0 for v in values), f"{title!r}: {values} ({expr})"
         seen.setdefault(title, []).extend(values)
 
-    assert seen["Connections"] == [CLIENTS]
+    assert seen["Connections"] == [CONNECTIONS]
     assert seen["Pods"] == [len(PER_SERVER)]
-    assert seen["Subscriptions"] == [CLIENTS]
+    assert seen["Subscriptions"] == [CONNECTIONS]
     assert seen["Pods with engine down"] == [0]
     assert seen["Pods draining"] == [0]
     assert seen["Deliveries / s"][0] > 0
-    assert sorted(seen["Connections per pod"]) == sorted(PER_SERVER)
+    per_pod = [c + e for c, e in zip(PER_SERVER, EMULATED, strict=True)]
+    assert sorted(seen["Connections per pod"]) == sorted(per_pod)
     latencies = seen["Publish-to-write latency"]
     assert all(0 < v < 2.5 for v in latencies), latencies
     # Two connections were refused for their tokens.
     refused = prometheus.query('sum(roomcast_disconnects_total{code="3500"})')
     assert _values(refused) == [2]
     assert seen["Connect attempts"] and max(seen["Connect attempts"]) > 0
+
+    transports = by_legend(prometheus, queries, "Connections by transport")
+    assert transports["WebSocket"] == [CLIENTS]
+    assert transports["HTTP streaming and SSE"] == [sum(EMULATED)]
+    assert sorted(transports["{{pod}} HTTP streaming and SSE"]) == sorted(EMULATED)
+    requests = by_legend(prometheus, queries, "Emulation requests", label="outcome")
+    assert {"handled", "forwarded", "no_session"} <= requests.keys(), requests
+    assert all(requests[outcome][0] > 0 for outcome in ("handled", "forwarded", "no_session"))
+    # The unknown session's requests were refused, the others not.
+    assert 0 < requests["refused share"][0] < 1, requests
+
+
+def by_legend(
+    prometheus: PrometheusServer, queries: list[tuple[str, str]], title: str, label: str = ""
+) -> dict[str, list[float]]:
+    """The values of one panel's queries by legend: the target's, or for a query by
+    ``label`` the value of that label."""
+    panel = next(p for p in load("server-fleet.json")["panels"] if p["title"] == title)
+    legends = [t["legendFormat"] for t in panel["targets"]]
+    exprs = [expr for t, expr in queries if t == title]
+    found: dict[str, list[float]] = {}
+    for legend, expr in zip(legends, exprs, strict=True):
+        for sample in prometheus.query(expr):
+            key = sample["metric"].get(label, legend) if label else legend
+            found.setdefault(key, []).append(float(sample["value"][1]))
+    return found
 
 
 def test_template_variables_list_the_scraped_cluster(

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import os
-import socket
 import struct
 import time
 import uuid
@@ -15,6 +13,7 @@ import aiohttp
 import pytest
 
 from tests.processes import PROTOCOL_CONFIG, ServerProcess, token
+from tests.support.rawws import RawSocket, upgrade_head
 from tests.wsclient import RawClient
 
 
@@ -229,10 +228,7 @@ async def test_upgrade_headers_dribble_is_cut(server_factory) -> None:  # type: 
 async def test_request_head_over_16_kib_is_refused_431(  # type: ignore[no-untyped-def]
     protocol_server, pieces: int
 ) -> None:
-    head = (
-        b"GET /connection/websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-        b"Connection: Upgrade\r\nX-Big: " + b"a" * 20_000 + b"\r\n\r\n"
-    )
+    head = upgrade_head(extra=f"X-Big: {'a' * 20_000}\r\n")
     reader, writer = await asyncio.open_connection("127.0.0.1", protocol_server.port)
     try:
         step = len(head) // pieces + 1
@@ -246,70 +242,15 @@ async def test_request_head_over_16_kib_is_refused_431(  # type: ignore[no-untyp
     assert data.startswith(b"HTTP/1.1 431 "), data[:80]
 
 
-def _raw_ws_socket(port: int, recv_buffer: int) -> socket.socket:
-    """A WebSocket opened by hand with a small receive buffer, for slow-reader tests."""
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, recv_buffer)
-    sock.connect(("127.0.0.1", port))
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(
-        f"GET /connection/websocket HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-        f"Sec-WebSocket-Version: 13\r\n\r\n".encode()
-    )
-    response = b""
-    while b"\r\n\r\n" not in response:
-        response += sock.recv(1)
-    assert b" 101 " in response.split(b"\r\n")[0]
-    return sock
-
-
-def _send_text(sock: socket.socket, text: str) -> None:
-    payload = text.encode()
-    mask = os.urandom(4)
-    header = bytes([0x81])
-    n = len(payload)
-    if n < 126:
-        header += bytes([0x80 | n])
-    else:
-        header += bytes([0x80 | 126]) + struct.pack("!H", n)
-    sock.sendall(header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
-
-
-def _read_until_close(sock: socket.socket) -> int | None:
-    """Read frames until a close frame; return its code."""
-    sock.settimeout(10)
-    buffer = b""
-
-    def need(n: int) -> bytes:
-        nonlocal buffer
-        while len(buffer) < n:
-            chunk = sock.recv(1 << 16)
-            if not chunk:
-                raise ConnectionError("closed without close frame")
-            buffer += chunk
-        out, buffer = buffer[:n], buffer[n:]
-        return out
-
-    while True:
-        b0, b1 = need(2)
-        length = b1 & 0x7F
-        if length == 126:
-            length = struct.unpack("!H", need(2))[0]
-        elif length == 127:
-            length = struct.unpack("!Q", need(8))[0]
-        payload = need(length)
-        if b0 & 0x0F == 0x8:
-            return struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
-
-
 async def test_slow_consumer_disconnected_with_3008(server_factory) -> None:  # type: ignore[no-untyped-def]
     server = server_factory({**PROTOCOL_CONFIG, "client": {"queue_max_size": 65536}})
     ch = f"slow{uuid.uuid4().hex[:6]}"
-    sock = await asyncio.to_thread(_raw_ws_socket, server.port, 4096)
-    try:
-        _send_text(sock, json.dumps({"id": 1, "connect": {"token": token("slow")}}))
-        _send_text(sock, json.dumps({"id": 2, "subscribe": {"channel": ch}}))
+    async with await RawSocket.open(server.port, receive_buffer=4096) as slow:
+        assert await slow.upgrade() == 101
+        await slow.connect()
+        slow.send_text(json.dumps({"id": 2, "subscribe": {"channel": ch}}))
+        await slow.read_frame()
+        slow.writer.transport.pause_reading()  # the slow client reads nothing from here on
         async with await RawClient.open(server.ws_url) as fast:
             await fast.connect(token("fast"))
             await fast.call(2, "subscribe", {"channel": ch})
@@ -321,22 +262,19 @@ async def test_slow_consumer_disconnected_with_3008(server_factory) -> None:  # 
                 message = await fast.recv()
                 if "pub" in message.get("push", {}):
                     received += 1
-        code = await asyncio.to_thread(_read_until_close, sock)
-        assert code == 3008
-    finally:
-        sock.close()
+        # Reading again, the slow client finds the close frame behind what was queued.
+        slow.writer.transport.resume_reading()
+        assert await slow.close_code(timeout=10) == 3008
 
 
 async def test_declared_huge_frame_closes_1009_without_allocating(
     protocol_server: ServerProcess,
 ) -> None:
-    sock = await asyncio.to_thread(_raw_ws_socket, protocol_server.port, 65536)
-    try:
+    async with await RawSocket.open(protocol_server.port) as sock:
+        assert await sock.upgrade() == 101
         # A masked text frame header announcing 2**63 - 1 bytes, then nothing.
-        sock.sendall(bytes([0x81, 0x80 | 127]) + struct.pack("!Q", 2**63 - 1) + os.urandom(4))
-        assert await asyncio.to_thread(_read_until_close, sock) == 1009
-    finally:
-        sock.close()
+        sock.writer.write(bytes([0x81, 0x80 | 127]) + struct.pack("!Q", 2**63 - 1) + os.urandom(4))
+        assert await sock.close_code(timeout=10) == 1009
 
 
 async def test_compression_is_never_negotiated(protocol_server: ServerProcess) -> None:
@@ -348,42 +286,20 @@ async def test_compression_is_never_negotiated(protocol_server: ServerProcess) -
         assert ws.compress == 0
 
 
-def _send_frame(sock: socket.socket, first_byte: int, payload: bytes) -> None:
-    mask = os.urandom(4)
-    sock.sendall(
-        bytes((first_byte, 0x80 | len(payload)))
-        + mask
-        + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    )
-
-
-def _read_frame(sock: socket.socket) -> tuple[int, bytes]:
-    sock.settimeout(5)
-    head = sock.recv(2, socket.MSG_WAITALL)
-    length = head[1] & 0x7F
-    if length == 126:
-        length = struct.unpack("!H", sock.recv(2, socket.MSG_WAITALL))[0]
-    payload = sock.recv(length, socket.MSG_WAITALL) if length else b""
-    return head[0] & 0x0F, payload
-
-
 async def test_websocket_ping_close_and_invalid_utf8(protocol_server: ServerProcess) -> None:
-    sock = await asyncio.to_thread(_raw_ws_socket, protocol_server.port, 65536)
-    try:
-        _send_frame(sock, 0x89, b"are you there")
-        assert await asyncio.to_thread(_read_frame, sock) == (0xA, b"are you there")
-        _send_frame(sock, 0x81, b"\xff\xfe not utf-8")
-        assert await asyncio.to_thread(_read_until_close, sock) == 1007
-    finally:
-        sock.close()
-    sock = await asyncio.to_thread(_raw_ws_socket, protocol_server.port, 65536)
-    try:
-        _send_frame(sock, 0x88, struct.pack("!H", 1000) + b"bye")
-        opcode, payload = await asyncio.to_thread(_read_frame, sock)
+    async with await RawSocket.open(protocol_server.port) as sock:
+        assert await sock.upgrade() == 101
+        sock.send(0x9, b"are you there")
+        assert await sock.read_frame() == (0xA, b"are you there")
+        sock.send(0x1, b"\xff\xfe not utf-8")
+        assert await sock.close_code() == 1007
+    async with await RawSocket.open(protocol_server.port) as sock:
+        assert await sock.upgrade() == 101
+        sock.send(0x8, struct.pack("!H", 1000) + b"bye")
+        opcode, payload = await sock.read_frame()
         assert opcode == 0x8 and struct.unpack("!H", payload[:2])[0] == 1000
-        assert await asyncio.to_thread(sock.recv, 10) == b""  # then the server hangs up
-    finally:
-        sock.close()
+        # then the server hangs up
+        assert await asyncio.wait_for(sock.reader.read(), 5) == b""
 
 
 @pytest.mark.parametrize(
