@@ -4,12 +4,13 @@ Two ``roomcast serve`` processes share a real redis-server, a third runs the mem
 engine (its job ``roomcast-solo``, a second cluster); centrifuge-python clients connect,
 subscribe and publish through all three, an HTTP-streaming session on the first sends
 its commands to both Redis-engine servers (the second forwards them) and an SSE session
-stays open on the second, while Prometheus
-(built from source) scrapes them every second. Each panel query of the server dashboard
-must then return samples, all finite and non-negative, and the headline panels must agree
-with the traffic the test made. The operator dashboard needs the operator reconciling
-against an API server; its queries are checked here for syntax and series names, and
-against a running operator in e2e/operator/test_dashboard.py.
+stays open on the second, while Prometheus (built from source) scrapes them every second.
+The traffic runs once for the module, for every test that reads what it exports. Each
+panel query of the server dashboard must then return samples, all finite and
+non-negative, and the headline panels must agree with the traffic. The operator
+dashboard needs the operator reconciling against an API server; its queries are checked
+here for syntax and series names, and against a running operator in
+e2e/operator/test_dashboard.py.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import pytest_asyncio
 from centrifuge import Client, SubscriptionEventHandler
 
 from roomcast.codes import DisconnectCode
@@ -147,7 +149,7 @@ async def emulation_requests(fleet: list[ServerProcess], connect: dict[str, Any]
         assert await emulate(http, fleet[0].http_url, unknown, {}) == 404
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def streaming(
     fleet: list[ServerProcess],
 ) -> AsyncIterator[dict[str, tuple[JsonStream, dict[str, Any], ServerProcess]]]:
@@ -166,15 +168,16 @@ async def streaming(
         yield sessions
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def traffic(
     fleet: list[ServerProcess],
     prometheus: PrometheusServer,
     streaming: dict[str, tuple[JsonStream, dict[str, Any], ServerProcess]],
 ) -> AsyncIterator[list[Client]]:
-    """Clients on every server, each on one channel, publishing until the test ends; the
-    HTTP-streaming session's requests before and after Prometheus knows their counter,
-    and the emulation sessions' pongs."""
+    """Clients on every server, each on one channel, publishing until the module's tests
+    end; the HTTP-streaming session's requests before and after Prometheus knows their
+    counter, and the emulation sessions' pongs. Once for the module: each test that reads
+    what the traffic exports asks for it, so it passes alone too."""
     _, connect, _ = streaming["http_stream"]
     channel = f"dash{uuid.uuid4().hex[:8]}"
     clients: list[Client] = []
@@ -268,6 +271,7 @@ def _values(samples: list[dict[str, Any]]) -> list[float]:
     return [float(s["value"][1]) for s in samples]
 
 
+@pytest.mark.asyncio(loop_scope="module")
 async def test_every_server_panel_has_sane_data(
     traffic: list[Client], prometheus: PrometheusServer
 ) -> None:
@@ -362,8 +366,12 @@ def test_operator_queries_parse_and_name_exported_series(prometheus: PrometheusS
             assert family in exported, f"{title!r} reads {name}, which the operator does not export"
 
 
-def test_server_queries_name_exported_series(prometheus: PrometheusServer) -> None:
-    names = set(prometheus.get("/api/v1/label/__name__/values"))
+@pytest.mark.asyncio(loop_scope="module")
+async def test_server_queries_name_exported_series(
+    traffic: list[Client], prometheus: PrometheusServer
+) -> None:
+    """A counter is exported once it has counted: the traffic makes every one count."""
+    names = set(await asyncio.to_thread(prometheus.get, "/api/v1/label/__name__/values"))
     for title, expr in panel_queries(load("server-fleet.json")):
         for name in metric_names(expr):
             assert name in names, f"{title!r} reads {name}, which no server exported"
