@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -36,7 +36,12 @@ LATENCY_BUCKETS_SECONDS = (
 
 
 class Metrics:
-    """Counters of one node; the gauges are read from callbacks at scrape time."""
+    """Counters of one node; the gauges are read from callbacks at scrape time.
+
+    A gauge of ``labelled_gauges`` has one label; its callback returns the reading of
+    each label value from counts its owner keeps as things happen, so a scrape counts
+    nothing and no event looks a label up.
+    """
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -50,6 +55,7 @@ class Metrics:
         self.emulation_requests: Counter[str] = Counter()  # /emulation requests by outcome
         self.engine_errors = 0
         self.gauges: dict[str, Callable[[], float]] = {}
+        self.labelled_gauges: dict[str, tuple[str, Callable[[], Mapping[str, float]]]] = {}
         self.publish_latency = Histogram(
             "roomcast_publish_to_write_seconds",
             "Time from accepting a publication (with Redis: from its arrival from Redis) "
@@ -91,6 +97,13 @@ class _Collector(Collector):
         for name, read in m.gauges.items():
             gauge = GaugeMetricFamily(f"roomcast_{name}", _GAUGE_HELP.get(name, name))
             gauge.add_metric([], read())
+            yield gauge
+        for name, (label, read_each) in m.labelled_gauges.items():
+            gauge = GaugeMetricFamily(
+                f"roomcast_{name}", _GAUGE_HELP.get(name, name), labels=[label]
+            )
+            for value, n in sorted(read_each().items()):
+                gauge.add_metric([value], n)
             yield gauge
         yield _counter("roomcast_deliveries", "Messages written to subscribers.", m.deliveries)
         yield _counter("roomcast_engine_errors", "Failed engine operations.", m.engine_errors)
@@ -156,7 +169,7 @@ def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
 
 
 _GAUGE_HELP = {
-    "emulation_sessions": "HTTP-streaming and SSE connections on this node.",
+    "emulation_sessions": "HTTP-streaming and SSE connections on this node, by transport.",
     "connections": "Open client connections on this node.",
     "subscriptions": "Channel subscriptions on this node.",
     "channels": "Channels with subscribers on this node.",

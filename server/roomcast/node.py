@@ -76,7 +76,7 @@ class Node:
         m.gauges["connections"] = lambda: len(self.clients)
         m.gauges["subscriptions"] = lambda: self.hub.num_subscriptions
         m.gauges["channels"] = lambda: self.hub.num_channels
-        m.gauges["emulation_sessions"] = lambda: len(self.sessions)
+        m.labelled_gauges["emulation_sessions"] = ("transport", lambda: self.sessions.by_transport)
         m.gauges["draining"] = lambda: float(self.draining)
         m.gauges["engine_available"] = lambda: float(self.engine.available)
         m.gauges["tasks"] = lambda: len(asyncio.all_tasks())

@@ -2,13 +2,15 @@
 
 Two ``roomcast serve`` processes share a real redis-server, a third runs the memory
 engine (its job ``roomcast-solo``, a second cluster); centrifuge-python clients connect,
-subscribe and publish through all three, and an HTTP-streaming session on the first sends
-its commands to both Redis-engine servers (the second forwards them), while Prometheus
-(built from source) scrapes them every second. Each panel query of the server dashboard
-must then return samples, all finite and non-negative, and the headline panels must agree
-with the traffic the test made. The operator dashboard needs the operator reconciling
-against an API server; its queries are checked here for syntax and series names, and
-against a running operator in e2e/operator/test_dashboard.py.
+subscribe and publish through all three, an HTTP-streaming session on the first sends
+its commands to both Redis-engine servers (the second forwards them) and an SSE session
+stays open on the second, while Prometheus (built from source) scrapes them every second.
+The traffic runs once for the module, for every test that reads what it exports. Each
+panel query of the server dashboard must then return samples, all finite and
+non-negative, and the headline panels must agree with the traffic. The operator
+dashboard needs the operator reconciling against an API server; its queries are checked
+here for syntax and series names, and against a running operator in
+e2e/operator/test_dashboard.py.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import pytest_asyncio
 from centrifuge import Client, SubscriptionEventHandler
 
 from roomcast.codes import DisconnectCode
@@ -37,6 +40,7 @@ from tests.support.streams import (
     JsonStream,
     emulate,
     http_session,
+    open_sse,
     open_stream,
 )
 from tests.wsclient import RawClient
@@ -48,9 +52,11 @@ SOLO_JOB = "roomcast-solo"
 #: Clients per server: the two Redis-engine pods, then the memory-engine one.
 PER_SERVER = (3, 3, 2)
 CLIENTS = sum(PER_SERVER)
-#: HTTP-streaming sessions per server (connections too, each with one subscription).
-EMULATED = (1, 0, 0)
-CONNECTIONS = CLIENTS + sum(EMULATED)
+#: Emulation sessions per server by transport (connections too, each with one subscription).
+EMULATED = {"http_stream": (1, 0, 0), "sse": (0, 1, 0)}
+EMULATED_PER_SERVER = [sum(n) for n in zip(*EMULATED.values(), strict=True)]
+CONNECTIONS = CLIENTS + sum(EMULATED_PER_SERVER)
+PODS = ("roomcast-0", "roomcast-1", "solo-0")
 RATE_WINDOW = "20s"
 
 pytestmark = pytest.mark.redis
@@ -115,9 +121,8 @@ def fleet(workdir: Path) -> Iterator[list[ServerProcess]]:
 @pytest.fixture(scope="module")
 def prometheus(fleet: list[ServerProcess], workdir: Path) -> Iterator[PrometheusServer]:
     targets = [
-        (JOB, f"127.0.0.1:{fleet[0].port}", {"namespace": NAMESPACE, "pod": "roomcast-0"}),
-        (JOB, f"127.0.0.1:{fleet[1].port}", {"namespace": NAMESPACE, "pod": "roomcast-1"}),
-        (SOLO_JOB, f"127.0.0.1:{fleet[2].port}", {"namespace": NAMESPACE, "pod": "solo-0"}),
+        (job, f"127.0.0.1:{server.port}", {"namespace": NAMESPACE, "pod": pod})
+        for job, server, pod in zip((JOB, JOB, SOLO_JOB), fleet, PODS, strict=True)
     ]
     server = PrometheusServer(targets, workdir).start()
     try:
@@ -144,28 +149,36 @@ async def emulation_requests(fleet: list[ServerProcess], connect: dict[str, Any]
         assert await emulate(http, fleet[0].http_url, unknown, {}) == 404
 
 
-@pytest.fixture
-async def streaming(fleet: list[ServerProcess]) -> AsyncIterator[tuple[JsonStream, dict[str, Any]]]:
-    """An HTTP-streaming session on the first server, subscribed through the second (a
-    forwarded request); the stream and its connect reply."""
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def streaming(
+    fleet: list[ServerProcess],
+) -> AsyncIterator[dict[str, tuple[JsonStream, dict[str, Any], ServerProcess]]]:
+    """By transport, a session's stream, connect reply and server: HTTP streaming on the
+    first server, subscribed through the second (a forwarded request), and SSE on the
+    second."""
     async with http_session() as http:
-        stream, connect = await open_stream(http, fleet[0], user="streamer")
-        quiet = {"id": 2, "subscribe": {"channel": f"quiet{uuid.uuid4().hex[:8]}"}}
-        assert await emulate(http, fleet[1].http_url, connect, quiet) == 204
-        assert "subscribe" in await stream.until(lambda m: m.get("id") == 2)
-        yield stream, connect
+        sessions = {
+            "http_stream": (*await open_stream(http, fleet[0], user="streamer"), fleet[0]),
+            "sse": (*await open_sse(http, fleet[1], user="eventsource"), fleet[1]),
+        }
+        for stream, connect, _ in sessions.values():
+            quiet = {"id": 2, "subscribe": {"channel": f"quiet{uuid.uuid4().hex[:8]}"}}
+            assert await emulate(http, fleet[1].http_url, connect, quiet) == 204
+            assert "subscribe" in await stream.until(lambda m: m.get("id") == 2)
+        yield sessions
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def traffic(
     fleet: list[ServerProcess],
     prometheus: PrometheusServer,
-    streaming: tuple[JsonStream, dict[str, Any]],
+    streaming: dict[str, tuple[JsonStream, dict[str, Any], ServerProcess]],
 ) -> AsyncIterator[list[Client]]:
-    """Clients on every server, each on one channel, publishing until the test ends; the
-    streaming session's requests before and after Prometheus knows their counter, and its
-    pongs."""
-    stream, connect = streaming
+    """Clients on every server, each on one channel, publishing until the module's tests
+    end; the HTTP-streaming session's requests before and after Prometheus knows their
+    counter, and the emulation sessions' pongs. Once for the module: each test that reads
+    what the traffic exports asks for it, so it passes alone too."""
+    _, connect, _ = streaming["http_stream"]
     channel = f"dash{uuid.uuid4().hex[:8]}"
     clients: list[Client] = []
     handlers: list[Counting] = []
@@ -207,20 +220,21 @@ async def traffic(
             n += 1
             await asyncio.sleep(0.05)
 
-    async def pong() -> None:
+    async def pong(stream: JsonStream, connect: dict[str, Any], server: ServerProcess) -> None:
         async with aiohttp.ClientSession() as http:
             while True:
                 if await stream.next(timeout=120) == {}:
-                    await emulate(http, fleet[0].http_url, connect, {})
+                    await emulate(http, server.http_url, connect, {})
 
     publisher = asyncio.create_task(publish())
-    ponger = asyncio.create_task(pong())
+    pongers = [asyncio.create_task(pong(*session)) for session in streaming.values()]
     try:
         # Prometheus must have seen the connections and a few scrapes of rising counters.
         deadline = asyncio.get_running_loop().time() + 60
         while True:
             assert not publisher.done(), publisher
-            assert not ponger.done(), ponger
+            for ponger in pongers:
+                assert not ponger.done(), ponger
             connections = prometheus.query("sum(roomcast_connections)")
             deliveries = prometheus.query(f"min(rate(roomcast_deliveries_total[{RATE_WINDOW}]))")
             latency = prometheus.query(
@@ -242,8 +256,9 @@ async def traffic(
     finally:
         stop.set()
         await publisher
-        ponger.cancel()
-        await asyncio.gather(ponger, return_exceptions=True)
+        for ponger in pongers:
+            ponger.cancel()
+        await asyncio.gather(*pongers, return_exceptions=True)
         for client in clients:
             await client.disconnect()
         # The SDK closes its socket in a task of its own; let those finish before the loop ends.
@@ -256,6 +271,7 @@ def _values(samples: list[dict[str, Any]]) -> list[float]:
     return [float(s["value"][1]) for s in samples]
 
 
+@pytest.mark.asyncio(loop_scope="module")
 async def test_every_server_panel_has_sane_data(
     traffic: list[Client], prometheus: PrometheusServer
 ) -> None:
@@ -275,7 +291,7 @@ async def test_every_server_panel_has_sane_data(
     assert seen["Pods with engine down"] == [0]
     assert seen["Pods draining"] == [0]
     assert seen["Deliveries / s"][0] > 0
-    per_pod = [c + e for c, e in zip(PER_SERVER, EMULATED, strict=True)]
+    per_pod = [c + e for c, e in zip(PER_SERVER, EMULATED_PER_SERVER, strict=True)]
     assert sorted(seen["Connections per pod"]) == sorted(per_pod)
     latencies = seen["Publish-to-write latency"]
     assert all(0 < v < 2.5 for v in latencies), latencies
@@ -285,10 +301,16 @@ async def test_every_server_panel_has_sane_data(
     assert seen["Connect attempts"] and max(seen["Connect attempts"]) > 0
 
     transports = by_legend(prometheus, queries, "Connections by transport")
-    assert transports["WebSocket"] == [CLIENTS]
-    assert transports["HTTP streaming and SSE"] == [sum(EMULATED)]
-    assert sorted(transports["{{pod}} HTTP streaming and SSE"]) == sorted(EMULATED)
-    requests = by_legend(prometheus, queries, "Emulation requests", label="outcome")
+    assert transports == {
+        "WebSocket": [CLIENTS],
+        **{transport: [sum(n)] for transport, n in EMULATED.items()},
+        **{
+            f"{pod} {transport}": [n[i]]
+            for transport, n in EMULATED.items()
+            for i, pod in enumerate(PODS)
+        },
+    }
+    requests = by_legend(prometheus, queries, "Emulation requests")
     assert {"handled", "forwarded", "no_session"} <= requests.keys(), requests
     assert all(requests[outcome][0] > 0 for outcome in ("handled", "forwarded", "no_session"))
     # The unknown session's requests were refused, the others not.
@@ -296,19 +318,23 @@ async def test_every_server_panel_has_sane_data(
 
 
 def by_legend(
-    prometheus: PrometheusServer, queries: list[tuple[str, str]], title: str, label: str = ""
+    prometheus: PrometheusServer, queries: list[tuple[str, str]], title: str
 ) -> dict[str, list[float]]:
-    """The values of one panel's queries by legend: the target's, or for a query by
-    ``label`` the value of that label."""
+    """The values of one panel's queries by legend, as Grafana shows it: the target's
+    ``legendFormat`` with each ``{{label}}`` replaced by the sample's value of it."""
     panel = next(p for p in load("server-fleet.json")["panels"] if p["title"] == title)
     legends = [t["legendFormat"] for t in panel["targets"]]
     exprs = [expr for t, expr in queries if t == title]
     found: dict[str, list[float]] = {}
     for legend, expr in zip(legends, exprs, strict=True):
         for sample in prometheus.query(expr):
-            key = sample["metric"].get(label, legend) if label else legend
+            key = legend_of(legend, sample["metric"])
             found.setdefault(key, []).append(float(sample["value"][1]))
     return found
+
+
+def legend_of(legend_format: str, labels: dict[str, str]) -> str:
+    return re.sub(r"\{\{(\w+)\}\}", lambda m: labels.get(m.group(1), ""), legend_format)
 
 
 def test_template_variables_list_the_scraped_cluster(
@@ -340,8 +366,12 @@ def test_operator_queries_parse_and_name_exported_series(prometheus: PrometheusS
             assert family in exported, f"{title!r} reads {name}, which the operator does not export"
 
 
-def test_server_queries_name_exported_series(prometheus: PrometheusServer) -> None:
-    names = set(prometheus.get("/api/v1/label/__name__/values"))
+@pytest.mark.asyncio(loop_scope="module")
+async def test_server_queries_name_exported_series(
+    traffic: list[Client], prometheus: PrometheusServer
+) -> None:
+    """A counter is exported once it has counted: the traffic makes every one count."""
+    names = set(await asyncio.to_thread(prometheus.get, "/api/v1/label/__name__/values"))
     for title, expr in panel_queries(load("server-fleet.json")):
         for name in metric_names(expr):
             assert name in names, f"{title!r} reads {name}, which no server exported"

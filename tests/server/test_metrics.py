@@ -10,6 +10,7 @@ from roomcast.metrics import Metrics
 def test_counters_exported_with_labels() -> None:
     m = Metrics()
     m.gauges["connections"] = lambda: 3
+    m.labelled_gauges["emulation_sessions"] = ("transport", lambda: {"sse": 1, "http_stream": 0})
     m.deliveries += 10
     m.publications["api"] += 2
     m.commands[("subscribe", "ok")] += 1
@@ -23,6 +24,8 @@ def test_counters_exported_with_labels() -> None:
     text = generate_latest(m.registry).decode()
     for line in (
         "roomcast_connections 3.0",
+        'roomcast_emulation_sessions{transport="http_stream"} 0.0',
+        'roomcast_emulation_sessions{transport="sse"} 1.0',
         "roomcast_deliveries_total 10.0",
         'roomcast_publications_total{source="api"} 2.0',
         'roomcast_commands_total{method="subscribe",result="ok"} 1.0',

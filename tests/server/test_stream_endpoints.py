@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from roomcast import protobuf
 from tests.processes import ServerProcess, running_server, token
@@ -24,6 +25,7 @@ from tests.support.streams import (
     commands,
     emulate,
     http_session,
+    open_sse,
     open_stream,
     track,
 )
@@ -214,6 +216,55 @@ async def test_bad_emulation_requests_get_a_clear_status(
     # Only this test sends malformed requests to the module's server.
     assert 'roomcast_emulation_requests_total{outcome="bad_request"} 5.0' in metrics
     assert 'roomcast_emulation_requests_total{outcome="too_large"} 1.0' in metrics
+
+
+async def sessions_by_transport(
+    http: aiohttp.ClientSession, server: ServerProcess
+) -> dict[str, float]:
+    """The server's ``roomcast_emulation_sessions`` gauge by its ``transport`` label."""
+    async with http.get(f"{server.http_url}/metrics") as response:
+        text = await response.text()
+    for family in text_string_to_metric_families(text):
+        if family.name == "roomcast_emulation_sessions":
+            return {s.labels["transport"]: s.value for s in family.samples}
+    raise AssertionError("roomcast_emulation_sessions not exported")
+
+
+async def until_sessions(
+    http: aiohttp.ClientSession, server: ServerProcess, want: dict[str, float]
+) -> None:
+    """Wait for the gauge to read ``want`` (a stream's end reaches it after its response's)."""
+    for _ in range(100):
+        if await sessions_by_transport(http, server) == want:
+            return
+        await asyncio.sleep(0.05)
+    assert await sessions_by_transport(http, server) == want
+
+
+async def test_sessions_gauge_counts_each_transport_while_its_streams_are_open(
+    http: aiohttp.ClientSession, server: ServerProcess
+) -> None:
+    # Both label values are there from the start; other tests' streams may still be ending.
+    await until_sessions(http, server, {"http_stream": 0, "sse": 0})
+    lines, _ = await open_stream(http, server, user="gauge")
+    binary = track(
+        await http.post(
+            f"{server.http_url}/connection/http_stream",
+            data=_prefixed(
+                protobuf.encode_message("Command", {"id": 1, "connect": {"token": token("pb")}})
+            ),
+            headers={"Content-Type": "application/octet-stream"},
+        )
+    )
+    assert binary.status == 200
+    sse, _ = await open_sse(http, server, user="gauge-sse")
+    # Protobuf streams are HTTP streaming too.
+    assert await sessions_by_transport(http, server) == {"http_stream": 2, "sse": 1}
+    sse.response.close()
+    await until_sessions(http, server, {"http_stream": 2, "sse": 0})
+    lines.response.close()
+    binary.close()
+    await until_sessions(http, server, {"http_stream": 0, "sse": 0})
 
 
 async def test_transports_are_off_unless_enabled(

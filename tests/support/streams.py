@@ -107,6 +107,20 @@ async def open_stream(
     return stream, connected["connect"]
 
 
+async def open_sse(
+    http: aiohttp.ClientSession, server: ServerProcess, user: str = "ann"
+) -> tuple[JsonStream, dict[str, Any]]:
+    """An EventSource's stream: its connect command in the URL."""
+    connect_command = commands({"id": 1, "connect": {"token": token(user)}})
+    response = await http.get(
+        f"{server.http_url}/connection/sse", params={"cf_connect": connect_command}
+    )
+    assert response.status == 200
+    stream = JsonStream(response, sse=True)
+    connected = await stream.next()
+    return stream, connected["connect"]
+
+
 async def emulate(
     http: aiohttp.ClientSession, url: str, connect: dict[str, Any], *items: dict[str, Any]
 ) -> int:

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 from roomcast.engine import EngineUnavailable
 
+from .transport import TRANSPORTS
+
 if TYPE_CHECKING:
     from roomcast.node import Node
 
@@ -51,16 +53,20 @@ class Sessions:
     def __init__(self, node: Node) -> None:
         self._node = node
         self._streams: dict[str, StreamTransport] = {}
+        #: open streams by transport, kept as they come and go so a scrape need not count
+        self.by_transport = dict.fromkeys(TRANSPORTS, 0)
 
     def __len__(self) -> int:
         return len(self._streams)
 
     def add(self, stream: StreamTransport) -> None:
         self._streams[stream.session] = stream
+        self.by_transport[stream.transport] += 1
 
     def remove(self, stream: StreamTransport) -> None:
         if self._streams.get(stream.session) is stream:
             del self._streams[stream.session]
+            self.by_transport[stream.transport] -= 1
 
     async def deliver(self, request: EmulationRequest) -> Outcome:
         node = self._node

@@ -46,6 +46,21 @@ class Framing(enum.Enum):
             return b"data: " + message + b"\n\n"
         return message
 
+    @property
+    def transport(self) -> str:
+        """The ``transport`` label of the stream's sessions in the metrics."""
+        return _TRANSPORTS[self]
+
+
+#: the transport of each framing (Protobuf is HTTP streaming too)
+_TRANSPORTS = {
+    Framing.LINES: "http_stream",
+    Framing.LENGTH_PREFIXED: "http_stream",
+    Framing.EVENTS: "sse",
+}
+#: the ``transport`` label values, each exported even while it has no session
+TRANSPORTS = ("http_stream", "sse")
+
 
 class _State(enum.Enum):
     OPEN = 1
@@ -68,12 +83,14 @@ class StreamTransport:
         "_ready",
         "_state",
         "session",
+        "transport",
     )
 
     def __init__(self, node: Node, framing: Framing) -> None:
         self._node = node
         self._framing = framing
         self.session = uuid.uuid4().hex
+        self.transport = framing.transport
         self._state = _State.OPEN
         self._pending: list[bytes] = []
         self._pending_size = 0
