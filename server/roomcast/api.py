@@ -20,6 +20,7 @@ import orjson
 from aiohttp import web
 
 from .codes import ErrorCode, ProtocolError
+from .dataformat import api_wire
 from .engine import EngineUnavailable, Publication
 from .fields import (
     json_bytes,
@@ -89,14 +90,16 @@ class ServerApi:
 
     # publish ------------------------------------------------------------------
     def _payload(self, req: dict[str, Any], channel_info: Any) -> bytes:
-        b64 = optional_str(req, "b64data")
-        if b64:
+        """``b64data`` (any bytes in a binary namespace, else base64 of JSON) or ``data``."""
+        b64 = req.get("b64data")
+        if b64 is not None and (b64 != "" or channel_info.data_format == "binary"):
+            if not isinstance(b64, str):
+                raise ProtocolError(ErrorCode.BAD_REQUEST, "b64data must be a string")
             try:
                 raw = base64.b64decode(b64, validate=True)
-                data = orjson.loads(raw)
-            except (binascii.Error, ValueError, TypeError):
-                raise ProtocolError(ErrorCode.BAD_REQUEST, "b64data must be base64 JSON") from None
-            return self.node.validate_data(channel_info, data)
+            except (binascii.Error, ValueError):
+                raise ProtocolError(ErrorCode.BAD_REQUEST, "b64data must be base64") from None
+            return self.node.validate_data(channel_info, raw)
         return self.node.validate_data(channel_info, req.get("data"))
 
     async def _publish_one(
@@ -111,7 +114,7 @@ class ServerApi:
         tags = optional_dict(req, "tags")
         if not all(isinstance(v, str) for v in tags.values()):
             raise ProtocolError(ErrorCode.BAD_REQUEST, "tags must map strings to strings")
-        data_format = info.options.publication_data_format
+        data_format = info.data_format
         data = payloads.get(data_format) if payloads is not None else None
         if data is None:
             data = self._payload(req, info)
@@ -271,6 +274,7 @@ class ServerApi:
             optional_position(req, "since"),
             optional_int(req, "limit"),
             optional_bool(req, "reverse"),
+            wire=api_wire if info.data_format == "binary" else Publication.wire,
         )
 
     async def history_remove(self, req: dict[str, Any]) -> dict[str, Any]:
