@@ -947,7 +947,10 @@ class Client:
         sub = self.subs.get(channel)
         if not self._may(may_publish, info):
             raise ProtocolError(ErrorCode.PERMISSION_DENIED)
-        data = node.validate_data(info, req.get("data"))
+        data = req.get("data")
+        if data is None and self.transport.binary:
+            data = b""  # Protobuf leaves empty bytes out
+        data = node.validate_data(info, data)
         pub_info = ClientInfo(
             self.user, self.id, self.conn_info, sub.client_info.chan_info if sub else None
         )

@@ -192,6 +192,8 @@ class Node:
         if isinstance(data, bytes):
             if fmt == "binary":
                 return data
+            if not data:
+                raise ProtocolError(ErrorCode.BAD_REQUEST, "data required")
             raw = data
             try:
                 data = orjson.loads(raw)
