@@ -90,17 +90,19 @@ class ServerApi:
 
     # publish ------------------------------------------------------------------
     def _payload(self, req: dict[str, Any], channel_info: Any) -> bytes:
-        """``b64data`` (any bytes in a binary namespace, else base64 of JSON) or ``data``."""
-        b64 = req.get("b64data")
-        if b64 is not None and (b64 != "" or channel_info.data_format == "binary"):
-            if not isinstance(b64, str):
-                raise ProtocolError(ErrorCode.BAD_REQUEST, "b64data must be a string")
+        """``b64data`` when not empty (any bytes in a binary namespace, else base64 of
+        JSON), else ``data``; in a binary namespace ``b64data: ""`` alone is empty data."""
+        b64 = optional_str(req, "b64data")
+        data = req.get("data")
+        if b64:
             try:
                 raw = base64.b64decode(b64, validate=True)
             except (binascii.Error, ValueError):
                 raise ProtocolError(ErrorCode.BAD_REQUEST, "b64data must be base64") from None
             return self.node.validate_data(channel_info, raw)
-        return self.node.validate_data(channel_info, req.get("data"))
+        if data is None and req.get("b64data") == "" and channel_info.data_format == "binary":
+            return b""
+        return self.node.validate_data(channel_info, data)
 
     async def _publish_one(
         self, channel: str, req: dict[str, Any], payloads: dict[str, bytes] | None = None

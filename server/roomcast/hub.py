@@ -92,6 +92,15 @@ def string_wire(
     return out
 
 
+def _bump(counts: dict[str, int], key: str, step: int) -> None:
+    """Add ``step`` to a count, forgetting it at zero."""
+    total = counts.get(key, 0) + step
+    if total:
+        counts[key] = total
+    else:
+        counts.pop(key, None)
+
+
 class Hub:
     """channel -> subscribers of this node; fan-out and join/leave delivery."""
 
@@ -105,6 +114,10 @@ class Hub:
         #: channel -> live subscribers here that are binary, take deltas or are guarded
         #: (the slow path)
         self._special: dict[str, int] = {}
+        #: channel -> its guarded subscribers, and those of them that are nothing else: when
+        #: all special ones are, a publication whose data is JSON as it is goes the plain way
+        self._guarded: dict[str, int] = {}
+        self._guarded_only: dict[str, int] = {}
         #: channel -> the data its delta subscribers last received
         self._delta_prev: dict[str, bytes] = {}
         self._metrics = metrics
@@ -133,6 +146,10 @@ class Hub:
             # necessarily this node's: its first live publication goes in full.
             sub.delta_base = False
             self._special[channel] = self._special.get(channel, 0) + 1
+            if sub.refuse is not None:
+                _bump(self._guarded, channel, 1)
+                if not sub.delta:
+                    _bump(self._guarded_only, channel, 1)
         return buffered
 
     def deliver_after(self, channel: str, client_id: str, offset: int) -> None:
@@ -154,6 +171,10 @@ class Hub:
             self._num_subs -= 1
             if removed.special:
                 self._special[channel] -= 1
+                if removed.refuse is not None:
+                    _bump(self._guarded, channel, -1)
+                    if not removed.delta:
+                        _bump(self._guarded_only, channel, -1)
                 if not self._special[channel]:
                     del self._special[channel]
                     self._delta_prev.pop(channel, None)
@@ -205,7 +226,7 @@ class Hub:
         if pub.offset:
             self._offsets[channel] = pub.offset
         ahead = self._ahead.get(channel)
-        if channel in self._special:
+        if channel in self._special and not self._plain_for_all(channel, pub):
             delivered = self._send_special(channel, subs, ahead, pub, message)
         elif ahead is not None and pub.offset:
             delivered = self._send_skipping(channel, subs, ahead, pub.offset, message)
@@ -217,6 +238,13 @@ class Hub:
         metrics.deliveries += delivered
         if pub.created:
             metrics.track_publish_latency(pub.created)
+
+    def _plain_for_all(self, channel: str, pub: Publication) -> bool:
+        """A channel whose special subscribers are all guarded, and data that is JSON as
+        it is: every subscriber takes the plain message."""
+        return (
+            self._special[channel] == self._guarded_only.get(channel) and json_form(pub) is pub.data
+        )
 
     def _send_skipping(
         self,
@@ -262,6 +290,8 @@ class Hub:
         encoded: dict[tuple[bool, int], bytes] = {(False, 0): message}
         patch: bytes | None = None
         refused: list[Subscriber] = []
+        guarded = channel in self._guarded  # (else nothing more is checked per subscriber)
+        form: bytes | None = b""  # what guarded subscribers take; decided at the first
 
         def variant(binary: bool, kind: int) -> bytes:
             out = encoded.get((binary, kind))
@@ -272,8 +302,7 @@ class Hub:
                     if binary:
                         wire.update(data=patch, delta=True)
                 elif kind >= 3:
-                    form = json_form(pub)
-                    assert form is not None
+                    assert form
                     wire = string_wire(pub, full=form) if kind == 4 else pub.wire()
                     if kind == 3:
                         wire["data"] = orjson.Fragment(form)
@@ -286,8 +315,9 @@ class Hub:
             if client_id in skip:
                 sub.delta_base = False  # it holds the recovered data, not ``prev``
                 continue
-            if sub.refuse is not None:
-                form = json_form(pub)
+            if guarded and sub.refuse is not None:
+                if form == b"":
+                    form = json_form(pub)
                 if form is None:
                     refused.append(sub)
                     continue

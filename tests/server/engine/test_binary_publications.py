@@ -19,7 +19,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from centrifuge import Client, DeltaType, StreamPosition
+from centrifuge import Client, ClientState, DeltaType, StreamPosition
 from centrifuge.fossil import apply_delta
 
 from roomcast.app import NODE, build_app
@@ -29,7 +29,7 @@ from roomcast.engine import Engine
 from roomcast.engine.memory import MemoryEngine
 from roomcast.engine.redis import RedisEngine
 from tests.processes import SECRET, token
-from tests.server.test_sdk_python import Recorder, next_item
+from tests.server.test_sdk_python import ClientRecorder, Recorder, next_item
 from tests.support.served import Served, serving
 from tests.wsclient import RawClient
 
@@ -137,6 +137,11 @@ async def test_protobuf_bytes_reach_protobuf_subscribers_and_close_json_ones(
     )
     json_sub = await json_subscriber(served, channel)
     json_other = await json_subscriber(served, elsewhere)
+    sdk_events = ClientRecorder()
+    json_sdk = Client(served.ws_url, token=token("json-sdk"), events=sdk_events)
+    sdk_clients.append(json_sdk)
+    await json_sdk.connect()
+    await json_sdk.new_subscription(channel, events=Recorder()).subscribe()
     try:
         # JSON bytes reach both kinds; spread over lines, JSON connections get them compact.
         await publisher.publish(channel, b'{\n  "n": 1\n}')
@@ -148,6 +153,8 @@ async def test_protobuf_bytes_reach_protobuf_subscribers_and_close_json_ones(
         await publisher.publish(channel, b"boom")
         assert (await next_item(events.publications)).pub.data == b"boom"
         assert await json_sub.closed() == INAPPROPRIATE
+        # The official SDK takes 3506 as terminal: disconnected, no reconnect.
+        assert (await next_item(sdk_events.disconnected)).code == INAPPROPRIATE
 
         # Nothing else is affected: empty data, the next publication, other channels.
         await publisher.publish(channel, b"")
@@ -157,10 +164,11 @@ async def test_protobuf_bytes_reach_protobuf_subscribers_and_close_json_ones(
         assert received == [None, b"\x00\xff"]
         await publisher.publish(elsewhere, b'{"still": "json"}')
         assert (await next_pub(json_other))["data"] == {"still": "json"}
+        assert json_sdk.state == ClientState.DISCONNECTED and sdk_events.connected.qsize() == 1
     finally:
         await json_sub.close()
         await json_other.close()
-    assert node.metrics.disconnects[INAPPROPRIATE] == 1
+    assert node.metrics.disconnects[INAPPROPRIATE] == 2
     warnings = [r for r in caplog.records if r.name == "roomcast.dataformat"]
     assert [(r.levelname, r.__dict__["channel"]) for r in warnings] == [("WARNING", channel)]
     assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
@@ -234,12 +242,19 @@ async def test_server_api_b64data(served: Served) -> None:
     assert "result" in await api(served, "publish", {"channel": text, "b64data": as_json})
     bad = await api(served, "publish", {"channel": binary, "b64data": "not base64!"})
     assert bad["error"]["code"] == 107
+    # An empty b64data beside data is no b64data (Centrifugo's precedence); nothing at all
+    # is still refused.
+    both = {"channel": binary, "b64data": "", "data": {"x": 1}}
+    assert "result" in await api(served, "publish", both)
+    missing = await api(served, "publish", {"channel": binary})
+    assert missing["error"] == {"code": 107, "message": "data required"}
     history = await api(served, "history", {"channel": text, "limit": 10})
     assert history["result"]["publications"] == [{"data": {"ok": True}, "offset": 1}]
     history = await api(served, "history", {"channel": binary, "limit": 10})
     assert history["result"]["publications"] == [
         {"b64data": "", "offset": 1},
         {"b64data": boom, "offset": 2},
+        {"data": {"x": 1}, "offset": 3},
     ]
 
 
