@@ -20,6 +20,7 @@ import orjson
 from aiohttp import web
 
 from .codes import ErrorCode, ProtocolError
+from .dataformat import api_wire
 from .engine import EngineUnavailable, Publication
 from .fields import (
     json_bytes,
@@ -89,15 +90,19 @@ class ServerApi:
 
     # publish ------------------------------------------------------------------
     def _payload(self, req: dict[str, Any], channel_info: Any) -> bytes:
+        """``b64data`` when not empty (any bytes in a binary namespace, else base64 of
+        JSON), else ``data``; in a binary namespace ``b64data: ""`` alone is empty data."""
         b64 = optional_str(req, "b64data")
+        data = req.get("data")
         if b64:
             try:
                 raw = base64.b64decode(b64, validate=True)
-                data = orjson.loads(raw)
-            except (binascii.Error, ValueError, TypeError):
-                raise ProtocolError(ErrorCode.BAD_REQUEST, "b64data must be base64 JSON") from None
-            return self.node.validate_data(channel_info, data)
-        return self.node.validate_data(channel_info, req.get("data"))
+            except (binascii.Error, ValueError):
+                raise ProtocolError(ErrorCode.BAD_REQUEST, "b64data must be base64") from None
+            return self.node.validate_data(channel_info, raw)
+        if data is None and req.get("b64data") == "" and channel_info.data_format == "binary":
+            return b""
+        return self.node.validate_data(channel_info, data)
 
     async def _publish_one(
         self, channel: str, req: dict[str, Any], payloads: dict[str, bytes] | None = None
@@ -111,7 +116,7 @@ class ServerApi:
         tags = optional_dict(req, "tags")
         if not all(isinstance(v, str) for v in tags.values()):
             raise ProtocolError(ErrorCode.BAD_REQUEST, "tags must map strings to strings")
-        data_format = info.options.publication_data_format
+        data_format = info.data_format
         data = payloads.get(data_format) if payloads is not None else None
         if data is None:
             data = self._payload(req, info)
@@ -271,6 +276,7 @@ class ServerApi:
             optional_position(req, "since"),
             optional_int(req, "limit"),
             optional_bool(req, "reverse"),
+            wire=api_wire if info.data_format == "binary" else Publication.wire,
         )
 
     async def history_remove(self, req: dict[str, Any]) -> dict[str, Any]:

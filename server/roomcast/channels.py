@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 
 from .codes import ErrorCode, ProtocolError
-from .config import ChannelOptions, ChannelSettings
+from .config import ChannelOptions, ChannelSettings, DataFormat
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +18,8 @@ class ChannelInfo:
     options: ChannelOptions
     private: bool
     allowed_users: frozenset[str] | None  # set for user-limited channels (`dialog#42,43`)
+    #: the namespace's publication_data_format, or the channel-wide one
+    data_format: DataFormat = "json"
 
 
 class ChannelRules:
@@ -68,7 +70,8 @@ class ChannelRules:
         if options.allow_user_limited_channels and s.user_boundary in rest:
             users = rest.rsplit(s.user_boundary, 1)[1]
             allowed_users = frozenset(u for u in users.split(s.user_separator) if u)
-        return ChannelInfo(channel, namespace, options, private, allowed_users)
+        data_format = options.publication_data_format or s.publication_data_format
+        return ChannelInfo(channel, namespace, options, private, allowed_users, data_format)
 
     def personal_channel(self, user: str, namespace: str) -> str:
         """The channel a user is subscribed to when personal channels are on."""

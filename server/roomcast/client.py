@@ -30,6 +30,7 @@ from .codes import (
     ProtocolError,
     UnsubscribeCode,
 )
+from .dataformat import json_form
 from .engine import ClientInfo, EngineUnavailable, Publication, StreamPosition
 from .expiry import schedule_expiry
 from .fields import (
@@ -620,6 +621,7 @@ class Client:
         channel = req.channel
         delta = req.delta and "fossil" in info.options.allowed_delta_types
         binary = self.transport.binary
+        guarded = not binary and info.data_format == "binary"
         subscriber = Subscriber(
             self.id,
             self.transport.send,
@@ -627,6 +629,7 @@ class Client:
             binary=binary,
             delta=delta,
             delta_publish=delta and info.options.delta_publish,
+            refuse=(lambda: self._refuse_data(channel)) if guarded else None,
         )
         first = node.hub.add_pending(channel, subscriber)
         presence_added = False
@@ -670,11 +673,7 @@ class Client:
                 presence_added = True
                 self._check_open()
         except BaseException:
-            # Undo what this subscribe added, in reverse.
-            if presence_added:
-                await self._engine_remove_presence(channel)
-            if node.hub.remove(channel, self.id):
-                await self._engine_unsubscribe(channel)
+            await self._undo_subscribe(channel, presence_added)
             raise
 
         if recoverable:
@@ -687,7 +686,17 @@ class Client:
             if subscriber.buffer:
                 subscriber.buffer = later
         if publications:
-            result["publications"] = _pub_wire(publications, delta and not binary)
+            as_strings = delta and not binary
+            if guarded:
+                try:
+                    result["publications"] = [
+                        self._json_wire(p, channel, as_strings) for p in publications
+                    ]
+                except Disconnect:
+                    await self._undo_subscribe(channel, presence_added)
+                    raise
+            else:
+                result["publications"] = _pub_wire(publications, as_strings)
         if recovered:
             result["recovered"] = True
         if top is not None:
@@ -729,13 +738,49 @@ class Client:
                         self.disconnect(DisconnectCode.INSUFFICIENT_STATE)
                         return
                     last = pub.offset
-                self.push(channel, "pub", string_wire(pub) if delta and not binary else pub.wire())
+                if guarded:
+                    try:
+                        wire = self._json_wire(pub, channel, delta)
+                    except Disconnect as exc:
+                        self.disconnect(exc.code)
+                        return
+                else:
+                    wire = string_wire(pub) if delta and not binary else pub.wire()
+                self.push(channel, "pub", wire)
             if top is not None:
                 node.hub.deliver_after(channel, self.id, last)
             if join_leave:
                 node.spawn(node.engine.publish_join(channel, client_info))
 
         return result, commit
+
+    async def _undo_subscribe(self, channel: str, presence_added: bool) -> None:
+        """Take back what a failed subscribe added, in reverse."""
+        if presence_added:
+            await self._engine_remove_presence(channel)
+        if self.node.hub.remove(channel, self.id):
+            await self._engine_unsubscribe(channel)
+
+    def _json_wire(self, pub: Publication, channel: str, as_string: bool = False) -> dict[str, Any]:
+        """A publication of a binary namespace for this JSON connection (a JSON string
+        once it negotiated deltas); data that is not JSON closes it (3506)."""
+        form = json_form(pub)
+        if form is None:
+            self.node.refusals.note(channel)
+            raise Disconnect(DisconnectCode.INAPPROPRIATE_PROTOCOL)
+        if as_string:
+            return string_wire(pub, full=form)
+        wire = pub.wire()
+        if form is not pub.data:
+            wire["data"] = orjson.Fragment(form)
+        return wire
+
+    def _refuse_data(self, channel: str) -> None:
+        """The fan-out met a publication of ``channel`` this JSON connection cannot take."""
+        if self.transport.closed:
+            return
+        self.node.refusals.note(channel)
+        self.disconnect(DisconnectCode.INAPPROPRIATE_PROTOCOL)
 
     def _schedule_subscription_expiry(self, sub: Subscription) -> None:
         if sub.expiry_timer is not None:
@@ -799,6 +844,9 @@ class Client:
         try:
             result, commit = await self._subscribe(req, ch_info, server_side=True)
         except ConnectionGone:
+            return
+        except Disconnect as exc:
+            self.disconnect(exc.code, exc.reason)
             return
         result.pop("was_recovering", None)
         self.push(channel, "subscribe", result)
@@ -899,7 +947,10 @@ class Client:
         sub = self.subs.get(channel)
         if not self._may(may_publish, info):
             raise ProtocolError(ErrorCode.PERMISSION_DENIED)
-        data = node.validate_data(info, req.get("data"))
+        data = req.get("data")
+        if data is None and self.transport.binary:
+            data = b""  # Protobuf leaves empty bytes out
+        data = node.validate_data(info, data)
         pub_info = ClientInfo(
             self.user, self.id, self.conn_info, sub.client_info.chan_info if sub else None
         )
@@ -936,7 +987,11 @@ class Client:
         if limit < 0 or limit > max_limit:
             limit = max_limit
         since = optional_position(req, "since")
-        return await node.read_history(info, since, limit, optional_bool(req, "reverse")), None
+        wire: Callable[[Publication], dict[str, Any]] = Publication.wire
+        if not self.transport.binary and info.data_format == "binary":
+            wire = lambda pub: self._json_wire(pub, info.name)  # noqa: E731
+        reverse = optional_bool(req, "reverse")
+        return await node.read_history(info, since, limit, reverse, wire), None
 
     async def _rpc(self, req: dict[str, Any]) -> tuple[dict[str, Any], None]:
         """No RPC handler exists: Centrifugo's 108 (104 would mean a handler without the method)."""

@@ -63,6 +63,16 @@ def parse_duration(value: object) -> object:
 Seconds = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
 
 
+#: what a namespace accepts as publication data (Centrifugo's names): JSON, a JSON object,
+#: or any bytes from Protobuf clients and the server API's b64data
+DataFormat = Literal["json", "json_object", "binary"]
+
+
+def _unset_format(value: object) -> object:
+    """Centrifugo's unset value, ``""``: the namespace takes the channel-wide format."""
+    return None if value == "" else value
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
@@ -102,7 +112,11 @@ class ChannelOptions(_Section):
     delta_publish: bool = Field(
         False, description="Send publications as fossil deltas to subscribers that negotiated it."
     )
-    publication_data_format: Literal["", "json", "json_object", "binary"] = ""
+    publication_data_format: Annotated[DataFormat | None, BeforeValidator(_unset_format)] = Field(
+        None,
+        description="json, json_object or binary (see channel.publication_data_format); "
+        "unset takes the channel-wide value.",
+    )
 
     @field_validator("channel_regex")
     @classmethod
@@ -132,6 +146,12 @@ class ChannelSettings(_Section):
     user_boundary: str = Field("#", min_length=1, max_length=1)
     user_separator: str = Field(",", min_length=1, max_length=1)
     history_meta_ttl: Seconds = Field(720 * 3600.0, description="Stream position retention.")
+    publication_data_format: DataFormat = Field(
+        "json",
+        description="Publication data accepted where a namespace does not say: json (checked "
+        "on every publish, error 107 otherwise), json_object, or binary (any bytes from "
+        "Protobuf clients and b64data; a JSON subscriber sent non-JSON data is closed, 3506).",
+    )
 
     @model_validator(mode="after")
     def _unique_namespaces(self) -> ChannelSettings:

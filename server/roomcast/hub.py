@@ -20,6 +20,11 @@ string (in the JSON encoding; as bytes in Protobuf): the full text, or a delta a
 the data it received before. Subscribers on Protobuf connections get the publication in
 that encoding. Each variant is encoded once per publication for all who need it, and
 only channels with such a subscriber pay for the check.
+
+In a binary namespace (``publication_data_format: binary``) a JSON connection is
+"guarded": a publication whose data is not JSON closes it (3506, see ``dataformat``)
+instead of being sent, and JSON spread over lines goes compacted. Whether the data is
+JSON is decided once per publication, and only on channels with such a subscriber.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from . import fossil, protobuf
+from .dataformat import json_form
 from .engine import ClientInfo, Publication
 
 if TYPE_CHECKING:
@@ -56,6 +62,14 @@ class Subscriber:
     delta_publish: bool = False
     #: the client holds the channel's previous data, so a delta applies
     delta_base: bool = False
+    #: set for a JSON connection in a binary namespace: called, instead of a send, for a
+    #: publication whose data is not JSON (the connection closes)
+    refuse: Callable[[], None] | None = None
+
+    @property
+    def special(self) -> bool:
+        """Served by the slow path: binary, taking deltas, or guarded."""
+        return self.binary or self.delta or self.refuse is not None
 
 
 def encode_push(channel: str, kind: str, body: object, binary: bool = False) -> bytes:
@@ -63,16 +77,28 @@ def encode_push(channel: str, kind: str, body: object, binary: bool = False) -> 
     return protobuf.encode_reply(push) if binary else orjson.dumps(push)
 
 
-def string_wire(pub: Publication, data: bytes | None = None) -> dict[str, Any]:
+def string_wire(
+    pub: Publication, data: bytes | None = None, full: bytes | None = None
+) -> dict[str, Any]:
     """The Publication object for a delta subscriber: ``data`` as a JSON string, holding
-    the full text, or (with ``data`` given) a fossil delta flagged ``delta``."""
+    the full text (``full``, by default the publication's data), or (with ``data`` given)
+    a fossil delta flagged ``delta``."""
     out = pub.wire()
     if data is None:
-        out["data"] = pub.data.decode()
+        out["data"] = (pub.data if full is None else full).decode()
     else:
         out["data"] = data.decode()
         out["delta"] = True
     return out
+
+
+def _bump(counts: dict[str, int], key: str, step: int) -> None:
+    """Add ``step`` to a count, forgetting it at zero."""
+    total = counts.get(key, 0) + step
+    if total:
+        counts[key] = total
+    else:
+        counts.pop(key, None)
 
 
 class Hub:
@@ -85,8 +111,13 @@ class Hub:
         self._ahead: dict[str, dict[str, int]] = {}
         #: channel -> offset of the last publication fanned out here
         self._offsets: dict[str, int] = {}
-        #: channel -> live subscribers here that are binary or take deltas (the slow path)
+        #: channel -> live subscribers here that are binary, take deltas or are guarded
+        #: (the slow path)
         self._special: dict[str, int] = {}
+        #: channel -> its guarded subscribers, and those of them that are nothing else: when
+        #: all special ones are, a publication whose data is JSON as it is goes the plain way
+        self._guarded: dict[str, int] = {}
+        self._guarded_only: dict[str, int] = {}
         #: channel -> the data its delta subscribers last received
         self._delta_prev: dict[str, bytes] = {}
         self._metrics = metrics
@@ -110,11 +141,15 @@ class Hub:
         buffered, sub.buffer = sub.buffer or [], None
         self._channels.setdefault(channel, {})[client_id] = sub
         self._num_subs += 1
-        if sub.delta or sub.binary:
+        if sub.special:
             # What a delta client holds is the subscribe reply's last publication, not
             # necessarily this node's: its first live publication goes in full.
             sub.delta_base = False
             self._special[channel] = self._special.get(channel, 0) + 1
+            if sub.refuse is not None:
+                _bump(self._guarded, channel, 1)
+                if not sub.delta:
+                    _bump(self._guarded_only, channel, 1)
         return buffered
 
     def deliver_after(self, channel: str, client_id: str, offset: int) -> None:
@@ -134,8 +169,12 @@ class Hub:
         removed = subs.pop(client_id, None) if subs is not None else None
         if subs is not None and removed is not None:
             self._num_subs -= 1
-            if removed.delta or removed.binary:
+            if removed.special:
                 self._special[channel] -= 1
+                if removed.refuse is not None:
+                    _bump(self._guarded, channel, -1)
+                    if not removed.delta:
+                        _bump(self._guarded_only, channel, -1)
                 if not self._special[channel]:
                     del self._special[channel]
                     self._delta_prev.pop(channel, None)
@@ -187,7 +226,7 @@ class Hub:
         if pub.offset:
             self._offsets[channel] = pub.offset
         ahead = self._ahead.get(channel)
-        if channel in self._special:
+        if channel in self._special and not self._plain_for_all(channel, pub):
             delivered = self._send_special(channel, subs, ahead, pub, message)
         elif ahead is not None and pub.offset:
             delivered = self._send_skipping(channel, subs, ahead, pub.offset, message)
@@ -199,6 +238,13 @@ class Hub:
         metrics.deliveries += delivered
         if pub.created:
             metrics.track_publish_latency(pub.created)
+
+    def _plain_for_all(self, channel: str, pub: Publication) -> bool:
+        """A channel whose special subscribers are all guarded, and data that is JSON as
+        it is: every subscriber takes the plain message."""
+        return (
+            self._special[channel] == self._guarded_only.get(channel) and json_form(pub) is pub.data
+        )
 
     def _send_skipping(
         self,
@@ -233,14 +279,19 @@ class Hub:
         pub: Publication,
         message: bytes,
     ) -> int:
-        """Fan out on a channel with binary or delta subscribers. A delta subscriber gets
-        the shared delta when it holds the previous data, else the full payload (and holds
-        it from then on); each variant is encoded once, when first needed."""
+        """Fan out on a channel with binary, delta or guarded subscribers. A delta
+        subscriber gets the shared delta when it holds the previous data, else the full
+        payload (and holds it from then on); each variant is encoded once, when first
+        needed. A guarded subscriber is closed for data that is not JSON."""
         skip = self._take_skips(channel, ahead, pub.offset) if ahead and pub.offset else set()
         prev = self._delta_prev.get(channel)
-        # (binary, variant) -> message; variant 0 plain, 1 full string, 2 delta
+        # (binary, variant) -> message; variant 0 plain, 1 full string, 2 delta,
+        # 3 plain and 4 full string with the data compacted for guarded subscribers
         encoded: dict[tuple[bool, int], bytes] = {(False, 0): message}
         patch: bytes | None = None
+        refused: list[Subscriber] = []
+        guarded = channel in self._guarded  # (else nothing more is checked per subscriber)
+        form: bytes | None = b""  # what guarded subscribers take; decided at the first
 
         def variant(binary: bool, kind: int) -> bytes:
             out = encoded.get((binary, kind))
@@ -250,6 +301,11 @@ class Hub:
                     wire = string_wire(pub, patch) if not binary else pub.wire()
                     if binary:
                         wire.update(data=patch, delta=True)
+                elif kind >= 3:
+                    assert form
+                    wire = string_wire(pub, full=form) if kind == 4 else pub.wire()
+                    if kind == 3:
+                        wire["data"] = orjson.Fragment(form)
                 else:
                     wire = string_wire(pub) if kind == 1 and not binary else pub.wire()
                 out = encoded[(binary, kind)] = encode_push(channel, "pub", wire, binary)
@@ -259,6 +315,18 @@ class Hub:
             if client_id in skip:
                 sub.delta_base = False  # it holds the recovered data, not ``prev``
                 continue
+            if guarded and sub.refuse is not None:
+                if form == b"":
+                    form = json_form(pub)
+                if form is None:
+                    refused.append(sub)
+                    continue
+                if form is not pub.data:
+                    # Compacted: a delta subscriber holds other bytes than the next
+                    # delta's base, so it takes the next publication in full.
+                    sub.send(variant(False, 4 if sub.delta else 3))
+                    sub.delta_base = False
+                    continue
             if not sub.delta:
                 sub.send(variant(sub.binary, 0))
                 continue
@@ -273,7 +341,10 @@ class Hub:
             sub.send(variant(sub.binary, 0 if sub.binary else 1))
             sub.delta_base = True
         self._delta_prev[channel] = pub.data
-        return len(subs) - len(skip)
+        for sub in refused:
+            assert sub.refuse is not None
+            sub.refuse()
+        return len(subs) - len(skip) - len(refused)
 
     def broadcast_join_leave(self, channel: str, kind: str, info: ClientInfo) -> None:
         subs = self._channels.get(channel)

@@ -9,7 +9,7 @@ import logging
 import socket
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -18,6 +18,7 @@ from . import __version__
 from .channels import ChannelInfo, ChannelRules
 from .codes import Disconnect, DisconnectCode, ErrorCode, ProtocolError, UnsubscribeCode
 from .config import Settings
+from .dataformat import Refusals
 from .engine import (
     ClientInfo,
     Engine,
@@ -70,6 +71,8 @@ class Node:
         self.users: dict[str, set[Client]] = {}
         self.draining = False
         self.shedder = Shedder(self)
+        #: JSON connections closed for non-JSON data in binary namespaces, logged per channel
+        self.refusals = Refusals()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._background: list[asyncio.Task[None]] = []
         m = self.metrics
@@ -177,21 +180,26 @@ class Node:
         return HistoryOptions(o.history_size, o.history_ttl, meta)
 
     def validate_data(self, info: ChannelInfo, data: Any) -> bytes:
-        """Check a payload against the namespace's data format; return it as JSON text.
+        """Check a payload against the channel's data format; return the bytes to publish.
 
-        A JSON command's payload is a parsed value and goes out compact. A Protobuf
-        command's payload is the bytes the client sent: kept exactly when they are JSON
-        on one line (JSON frames are newline-delimited), else made compact.
+        A JSON command's payload is a parsed value and goes out compact. Raw bytes (a
+        Protobuf command's payload, the server API's ``b64data``) are kept exactly in a
+        binary namespace, and elsewhere when they are JSON on one line (JSON frames are
+        newline-delimited), else made compact.
         """
-        fmt = info.options.publication_data_format
+        fmt = info.data_format
         raw: bytes | None = None
         if isinstance(data, bytes):
+            if fmt == "binary":
+                return data
+            if not data:
+                raise ProtocolError(ErrorCode.BAD_REQUEST, "data required")
             raw = data
             try:
                 data = orjson.loads(raw)
             except orjson.JSONDecodeError:
                 raise ProtocolError(ErrorCode.BAD_REQUEST, "data must be JSON") from None
-        if data is None and fmt != "binary":
+        if data is None:
             raise ProtocolError(ErrorCode.BAD_REQUEST, "data required")
         if fmt == "json_object" and not isinstance(data, dict):
             raise ProtocolError(ErrorCode.BAD_REQUEST, "data must be a JSON object")
@@ -220,9 +228,15 @@ class Node:
         return position
 
     async def read_history(
-        self, info: ChannelInfo, since: StreamPosition | None, limit: int, reverse: bool
+        self,
+        info: ChannelInfo,
+        since: StreamPosition | None,
+        limit: int,
+        reverse: bool,
+        wire: Callable[[Publication], dict[str, Any]] = Publication.wire,
     ) -> dict[str, Any]:
-        """The history command of both the client protocol and the server API."""
+        """The history command of both the client protocol and the server API; ``wire``
+        makes each publication's object for the caller's encoding."""
         history = self.history_options(info)
         if history is None:
             raise ProtocolError(ErrorCode.NOT_AVAILABLE)
@@ -234,7 +248,7 @@ class Node:
         if since is not None and not epoch_matches(since.epoch, result.position.epoch):
             raise ProtocolError(ErrorCode.UNRECOVERABLE_POSITION)
         return {
-            "publications": [p.wire() for p in result.publications],
+            "publications": [wire(p) for p in result.publications],
             "epoch": result.position.epoch,
             "offset": result.position.offset,
         }

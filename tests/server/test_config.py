@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from roomcast.channels import ChannelRules
 from roomcast.config import ConfigError, load_settings, parse_duration
 from tests.processes import ROOMCAST
 
@@ -120,3 +121,58 @@ def test_check_config_command(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "client.allowed_origin" in result.stderr
     assert "websocket.message_size_limit" in result.stderr
+
+
+#: channel settings -> the data format of a channel without namespace and of "ns:x"
+_FORMAT_ROWS = [
+    ({}, "json", "json"),
+    ({"publication_data_format": "binary"}, "binary", "binary"),
+    ({"namespaces": [{"name": "ns", "publication_data_format": "binary"}]}, "json", "binary"),
+    (
+        {
+            "publication_data_format": "binary",
+            "without_namespace": {"publication_data_format": "json"},
+            "namespaces": [{"name": "ns", "publication_data_format": "json_object"}],
+        },
+        "json",
+        "json_object",
+    ),
+    # Centrifugo's unset value: the channel-wide format.
+    (
+        {
+            "publication_data_format": "binary",
+            "namespaces": [{"name": "ns", "publication_data_format": ""}],
+        },
+        "binary",
+        "binary",
+    ),
+]
+
+
+@pytest.mark.parametrize(("channel", "plain", "namespaced"), _FORMAT_ROWS)
+def test_publication_data_format(channel: dict[str, object], plain: str, namespaced: str) -> None:
+    """Channel-wide default (json), overridden by without_namespace and per namespace."""
+    channel = {"namespaces": [{"name": "ns"}], **channel}
+    rules = ChannelRules(load_settings(environ={}, overrides={"channel": channel}).channel)
+    assert (rules.resolve("x").data_format, rules.resolve("ns:x").data_format) == (
+        plain,
+        namespaced,
+    )
+
+
+@pytest.mark.parametrize(
+    ("channel", "path"),
+    [
+        ({"publication_data_format": "bytes"}, "channel.publication_data_format"),
+        ({"without_namespace": {"publication_data_format": "protobuf"}},
+         "channel.without_namespace.publication_data_format"),
+        ({"namespaces": [{"name": "ns", "publication_data_format": "JSON"}]},
+         "channel.namespaces.0.publication_data_format"),
+    ],
+)  # fmt: skip
+def test_unknown_publication_data_format_is_a_config_error(
+    channel: dict[str, object], path: str
+) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_settings(environ={}, overrides={"channel": channel})
+    assert error.value.problems == [(path, "Input should be 'json', 'json_object' or 'binary'")]

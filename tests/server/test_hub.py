@@ -157,3 +157,28 @@ def orjson_doc(n: int) -> bytes:
     return json.dumps(
         {"round": n, "scores": [i * 7 for i in range(60)]}, separators=(",", ":")
     ).encode()
+
+
+def test_guarded_subscribers_take_json_and_are_refused_the_rest() -> None:
+    """JSON connections in a binary namespace: JSON data as it is goes the plain way (one
+    shared message), JSON over lines compacted, anything else refuses them (the
+    connection closes) while a Protobuf subscriber receives every publication."""
+    metrics = Metrics()
+    hub = Hub(metrics)
+    refused: list[str] = []
+    inboxes: dict[str, list[bytes]] = {"a": [], "b": [], "pb": []}
+    for name in ("a", "b"):
+        refuse = (lambda n: lambda: refused.append(n))(name)
+        hub.add_pending("c", Subscriber(name, inboxes[name].append, False, refuse=refuse))
+        hub.activate("c", name)
+    hub.broadcast_publication("c", Publication(b'{"n":1}', offset=1))
+    assert inboxes["a"][0] is inboxes["b"][0]
+    hub.add_pending("c", Subscriber("pb", inboxes["pb"].append, False, binary=True))
+    hub.activate("c", "pb")
+    hub.broadcast_publication("c", Publication(b'{\n"n": 2}', offset=2))
+    assert json.loads(inboxes["a"][1])["push"]["pub"] == {"data": {"n": 2}, "offset": 2}
+    assert inboxes["a"][1] is inboxes["b"][1] and b"\n" not in inboxes["a"][1]
+    hub.broadcast_publication("c", Publication(b"\xffboom", offset=3))
+    assert refused == ["a", "b"] and len(inboxes["a"]) == 2
+    assert b"\xffboom" in inboxes["pb"][-1] and len(inboxes["pb"]) == 2
+    assert metrics.deliveries == 2 + 3 + 1

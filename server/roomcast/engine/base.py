@@ -64,7 +64,8 @@ class ClientInfo:
 
 @dataclass(slots=True)
 class Publication:
-    """One message in a channel. ``data`` is compact raw JSON (no newlines)."""
+    """One message in a channel. ``data`` is compact raw JSON (no newlines), or in a
+    namespace with ``publication_data_format: binary`` any bytes (see ``dataformat``)."""
 
     data: bytes
     offset: int = 0
@@ -72,6 +73,9 @@ class Publication:
     tags: dict[str, str] | None = None
     #: monotonic time when the server accepted it; for latency metrics only.
     created: float = field(default=0.0, compare=False)
+    #: binary namespaces: the data as JSON connections take it, None if it is not JSON;
+    #: b"" until ``dataformat.json_form`` decides (no JSON text is empty)
+    json_form: bytes | None = field(default=b"", compare=False, repr=False)
 
     def wire(self) -> dict[str, Any]:
         """The protocol's Publication object, as used in pushes and history."""

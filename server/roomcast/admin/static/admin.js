@@ -124,7 +124,8 @@ async function inspect(channel) {
   const history = (detail.history || []).map((pub) => {
     const li = document.createElement("li");
     const code = document.createElement("code");
-    code.textContent = JSON.stringify(pub.data);
+    // Data that is not JSON (a binary namespace) comes as base64 in b64data.
+    code.textContent = "b64data" in pub ? `base64 ${pub.b64data}` : JSON.stringify(pub.data);
     li.append(`#${pub.offset} `, code);
     return li;
   });
