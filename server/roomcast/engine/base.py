@@ -88,21 +88,6 @@ class Publication:
             out["tags"] = self.tags
         return out
 
-    def encode(self) -> bytes:
-        """Storage form (history, Redis messages)."""
-        return orjson.dumps(self.wire())
-
-    @classmethod
-    def decode(cls, raw: bytes | str) -> Publication:
-        obj = orjson.loads(raw)
-        info = obj.get("info")
-        return cls(
-            data=orjson.dumps(obj.get("data")),
-            offset=int(obj.get("offset", 0)),
-            info=None if info is None else ClientInfo.decode(orjson.dumps(info)),
-            tags=obj.get("tags") or None,
-        )
-
 
 @dataclass(frozen=True, slots=True)
 class StreamPosition:
