@@ -698,7 +698,7 @@ class Shard:
             return
         if self.states.get(channel) is not state:
             return
-        pubs = [decode_body(fields[1], 0, parse_entry_offset(eid)) for eid, fields in entries]
+        pubs = [decode_body(fields[1], parse_entry_offset(eid)) for eid, fields in entries]
         if state.filled(epoch, first, last, pubs, meta_epoch or None, int(top)):
             self._metrics.holes_filled += 1
 
