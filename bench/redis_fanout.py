@@ -12,6 +12,10 @@
 Usage: .venv/bin/python bench/redis_fanout.py [--messages N] [--subscribers N]
        [--rate R] [--seconds S] [--skip-fanout]
 Results: bench/results/redis_fanout-<timestamp>.json and a printed table.
+
+``--ingest-only --redis-port P`` measures the ingest alone against a running Redis and
+prints it as JSON, with frames as the ``roomcast`` on the path publishes them (timed
+if it reads them): ``bench/run.py`` runs it so with the code of ``--server-commit``.
 """
 
 from __future__ import annotations
@@ -37,11 +41,16 @@ import jwt
 import redis
 import yaml
 
+import roomcast
 from roomcast.config import RedisSettings
-from roomcast.engine import ClientInfo, Publication
+from roomcast.engine import ClientInfo, Publication, redis_codec
 from roomcast.engine.redis import RedisEngine
-from roomcast.engine.redis_codec import encode_body, timed_prefix
+from roomcast.engine.redis_codec import encode_body
 from roomcast.engine.redis_shard import RedisKeys
+
+#: whether the roomcast measured reads (and so, in a cluster of its release, receives)
+#: timed frames; a release before them reads only plain ones
+READS_TIMED = hasattr(redis_codec, "decode_timed_message")
 
 BENCH_DIR = Path(__file__).resolve().parent
 SECRET = "bench-secret-0123456789abcdef0123456789"
@@ -76,9 +85,14 @@ def start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
 
 
 # -- ingest ---------------------------------------------------------------------------
-def _flood(port: int, prefix: str, channels: int, messages: int, timed: bool = True) -> None:
+def _flood(
+    port: int, prefix: str, channels: int, messages: int, timed: bool, core: int | None
+) -> None:
     """Publish ``messages`` frames spread over channels, offsets in order, pipelined;
-    ``timed`` frames carry the publisher's time, as this release writes them."""
+    ``timed`` frames carry the publisher's time, as this release writes them. ``core``
+    keeps the publisher off the reader's core."""
+    if core is not None:
+        os.sched_setaffinity(0, {core})
     keys = RedisKeys(prefix)
     body = encode_body(Publication(b'{"text":"hello world","n":12345}', info=ClientInfo("u", "c")))
     sock = socket.create_connection(("127.0.0.1", port))
@@ -88,7 +102,7 @@ def _flood(port: int, prefix: str, channels: int, messages: int, timed: bool = T
     sent = 0
     while sent < messages:
         parts = []
-        prefix = timed_prefix(time.time()) if timed else b""  # one clock read per batch
+        prefix = redis_codec.timed_prefix(time.time()) if timed else b""  # one read per batch
         for i in range(min(batch, messages - sent)):
             ch = (sent + i) % channels
             offsets[ch] += 1
@@ -125,7 +139,7 @@ class _Counter:
 
 
 async def _ingest_engine(
-    port: int, messages: int, channels: int, timed: bool = True
+    port: int, messages: int, channels: int, timed: bool = True, flood_core: int | None = None
 ) -> dict[str, float]:
     prefix = "bench"
     settings = RedisSettings(address=[f"redis://127.0.0.1:{port}/0"], prefix=prefix)
@@ -134,7 +148,9 @@ async def _ingest_engine(
     await engine.start(counter)
     for ch in range(channels):
         await engine.subscribe(f"c{ch}")
-    flood = multiprocessing.Process(target=_flood, args=(port, prefix, channels, messages, timed))
+    flood = multiprocessing.Process(
+        target=_flood, args=(port, prefix, channels, messages, timed, flood_core)
+    )
     cpu0, wall0 = time.process_time(), time.perf_counter()
     flood.start()
     while counter.n < messages:
@@ -160,7 +176,9 @@ def _ingest_redis_py(port: int, messages: int, channels: int) -> dict[str, float
     pubsub.subscribe(*[keys.pubsub(f"c{ch}") for ch in range(channels)])
     while pubsub.get_message(timeout=0.1) is not None:
         pass
-    flood = multiprocessing.Process(target=_flood, args=(port, "bench", channels, messages))
+    flood = multiprocessing.Process(
+        target=_flood, args=(port, "bench", channels, messages, READS_TIMED, None)
+    )
     cpu0, wall0 = time.process_time(), time.perf_counter()
     flood.start()
     n = 0
@@ -298,7 +316,21 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=10.0)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--skip-fanout", action="store_true")
+    parser.add_argument("--ingest-only", action="store_true", help="print the ingest as JSON")
+    parser.add_argument("--redis-port", type=int, help="with --ingest-only: a running Redis")
+    parser.add_argument("--flood-core", type=int, help="with --ingest-only: the publisher's core")
     args = parser.parse_args()
+    if args.ingest_only:
+        if args.redis_port is None:
+            parser.error("--ingest-only needs --redis-port")
+        ingest = asyncio.run(
+            _ingest_engine(
+                args.redis_port, args.messages, args.channels, READS_TIMED, args.flood_core
+            )
+        )
+        frames = "timed" if READS_TIMED else "plain"
+        print(json.dumps({**ingest, "frames": frames, "roomcast": roomcast.__path__[0]}))
+        return
     workdir = Path(tempfile.mkdtemp(prefix="roomcast-bench-"))
     redis_proc, port = start_redis(workdir)
     procs: list[subprocess.Popen[bytes]] = [redis_proc]
@@ -306,7 +338,9 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
     }
     try:
-        results["ingest_engine"] = asyncio.run(_ingest_engine(port, args.messages, args.channels))
+        results["ingest_engine"] = asyncio.run(
+            _ingest_engine(port, args.messages, args.channels, READS_TIMED)
+        )
         redis.Redis(port=port).flushall()
         results["ingest_engine_plain"] = asyncio.run(
             _ingest_engine(port, args.messages, args.channels, timed=False)

@@ -428,7 +428,7 @@ class RedisEngine:
                 "1" if reverse else "0",
             ),
         )
-        pubs = [decode_body(fields[1], 0, parse_entry_offset(eid)) for eid, fields in entries]
+        pubs = [decode_body(fields[1], parse_entry_offset(eid)) for eid, fields in entries]
         return HistoryResult(pubs, StreamPosition(int(top), epoch.decode()))
 
     async def remove_history(self, channel: str) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import ssl
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,7 +25,8 @@ import hiredis
 from .base import EngineUnavailable
 
 Arg = bytes | str | int | float
-OnMessage = Callable[[bytes, bytes], None]
+#: a pushed message: its channel, its payload, and when its read arrived (monotonic)
+OnMessage = Callable[[bytes, bytes, float], None]
 
 #: hiredis's stub types a command as a one-element tuple; it takes any length.
 _pack = cast(Callable[[tuple[Arg, ...]], bytes], hiredis.pack_command)
@@ -136,6 +138,8 @@ class RedisConnection(asyncio.Protocol):
 
     With ``on_message`` set it is a subscriber connection: pushed messages go to the
     callback and subscribe confirmations to ``on_confirm``; only PING waits for a reply.
+    Every message of one read carries the time the read arrived: one clock read per
+    read, not per message, and the time it waited behind the others counts.
     ``on_redirect`` takes MOVED/ASK answers to SSUBSCRIBE, which would otherwise end the
     connection and every other channel's subscription with it.
     """
@@ -168,6 +172,7 @@ class RedisConnection(asyncio.Protocol):
         reader = self._reader
         reader.feed(data)
         on_message = self._on_message
+        received = time.monotonic() if on_message is not None else 0.0
         while True:
             reply = reader.gets()
             if reply is False:
@@ -175,7 +180,7 @@ class RedisConnection(asyncio.Protocol):
             if on_message is not None and type(reply) is list and reply:
                 kind = reply[0]
                 if kind in _PUSH_MESSAGE:
-                    on_message(reply[1], reply[2])
+                    on_message(reply[1], reply[2], received)
                     continue
                 if kind in _PUSH_CONFIRM:
                     if self._on_confirm is not None:

@@ -635,7 +635,7 @@ class Shard:
                 self._pubsub.close()
 
     # Delivery ------------------------------------------------------------------
-    def _on_message(self, key: bytes, frame: bytes) -> None:
+    def _on_message(self, key: bytes, frame: bytes, received: float) -> None:
         self._metrics.messages_in += 1
         state = self._by_key.get(key)
         handler = self.handler
@@ -650,9 +650,9 @@ class Shard:
         kind = frame[:1]
         try:
             if kind == b"t":
-                offset, epoch, pub = decode_timed_message(frame, time.monotonic(), self.wall_offset)
+                offset, epoch, pub = decode_timed_message(frame, received, self.wall_offset)
             elif kind == b"p":
-                offset, epoch, pub = decode_message(frame, time.monotonic())
+                offset, epoch, pub = decode_message(frame, received)
             else:
                 if kind == b"j":
                     handler.on_join(state.channel, decode_info(frame[1:]))
@@ -698,7 +698,7 @@ class Shard:
             return
         if self.states.get(channel) is not state:
             return
-        pubs = [decode_body(fields[1], 0, parse_entry_offset(eid)) for eid, fields in entries]
+        pubs = [decode_body(fields[1], parse_entry_offset(eid)) for eid, fields in entries]
         if state.filled(epoch, first, last, pubs, meta_epoch or None, int(top)):
             self._metrics.holes_filled += 1
 

@@ -12,7 +12,12 @@ from __future__ import annotations
 
 import pytest
 
-from roomcast.engine.redis_codec import decode_message, decode_timed_message, timed_prefix
+from roomcast.engine.redis_codec import (
+    decode_body,
+    decode_message,
+    decode_timed_message,
+    timed_prefix,
+)
 
 RELEASED_FRAME = (
     b'p7:ZxYwVuTs:50:17:{"user":"u1","client":"c1","conn_info":{"x":true}}{"k":"v","n":"1"}{"n":1}'
@@ -43,6 +48,13 @@ def test_a_released_frame_is_read_and_timed_from_its_arrival() -> None:
     assert pub.created == 100.0
 
 
+def test_a_stream_entry_holds_the_body_of_the_frame() -> None:
+    body = RELEASED_FRAME.split(b":", 2)[2]
+    pub = decode_body(body, 7)
+    _, _, from_frame = decode_message(RELEASED_FRAME, received=0.0)
+    assert pub == from_frame and pub.created == 0.0
+
+
 def test_a_timed_frame_is_timed_from_its_publisher() -> None:
     frame = timed_prefix(1_700_000_000.25) + RELEASED_FRAME
     offset, epoch, pub = decode_timed_message(frame, received=100.0, wall_offset=WALL_OFFSET)
@@ -58,7 +70,14 @@ def test_a_publisher_clock_ahead_counts_as_no_time_on_the_way() -> None:
 
 @pytest.mark.parametrize(
     "frame",
-    [b"tnow:" + RELEASED_FRAME, b"t1700000000000000:j{}", b"t1700000000000000", b"t:p"],
+    [
+        b"tnow:" + RELEASED_FRAME,
+        b"t1700000000000000:j{}",
+        b"t1700000000000000",
+        b"t:p",
+        b"t1700000000000000:" + RELEASED_FRAME.replace(b"ZxYwVuTs:", b""),  # no epoch
+        b"t1700000000000000:x" + RELEASED_FRAME[1:],  # a kind other than p inside
+    ],
 )
 def test_a_malformed_timed_frame_is_a_value_error(frame: bytes) -> None:
     """The shard logs a ValueError as a bad message from Redis and reads on."""
