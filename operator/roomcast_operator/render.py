@@ -41,10 +41,12 @@ reconnect to the new release only and move once (see :func:`serving_labels`;
 COMPONENT = "server"
 SHUTDOWN_MARGIN_SECONDS = 10
 """Slack between the server's hard shutdown timeout and the kubelet's SIGKILL."""
-MIN_READY_SECONDS = 5
-"""A new pod counts as available (and lets the Deployment remove the next old pod) this
-long after it is Ready: the time the operator has to hold a rollout while pods drain
-(see :mod:`drains`), which a pod Ready within seconds of the last step would not leave."""
+DRAIN_EXIT_SECONDS = 5
+"""After preStop and the drain window: the server's last closes, its exit and the pod's
+removal from the API."""
+PROGRESS_SLACK_SECONDS = 30
+"""How much longer than ``minReadySeconds`` the rendered progress deadline is at least: a
+new pod reports no progress between Ready and available."""
 POD_FIELDS = (
     "imagePullPolicy",
     "resources",
@@ -277,6 +279,25 @@ def termination_grace_seconds(spec: ClusterSpec) -> int:
     return spec.pre_stop_seconds + spec.drain_window_seconds + SHUTDOWN_MARGIN_SECONDS + 5
 
 
+def min_ready_seconds(spec: ClusterSpec) -> int:
+    """The Deployment's ``minReadySeconds``: what a drain takes (preStop, the paced closes
+    over the drain window, the process's exit and the pod's removal).
+
+    A new pod counts as available, and lets the Deployment remove the next old pod, only
+    this long after it is Ready; it was created when an old pod started draining, so that
+    pod is gone by then. This serializes the drains in every step of a rollout, the last
+    included (see :mod:`drains`)."""
+    return spec.pre_stop_seconds + spec.drain_window_seconds + DRAIN_EXIT_SECONDS
+
+
+def progress_deadline_seconds(spec: ClusterSpec) -> int:
+    """``rollout.progressDeadlineSeconds``, raised to ``minReadySeconds`` plus some slack
+    when lower: between Ready and available a new pod reports no progress, and a deadline
+    shorter than that wait would fail every rollout."""
+    floor = min_ready_seconds(spec) + PROGRESS_SLACK_SECONDS
+    return max(spec.rollout.progress_deadline_seconds, floor)
+
+
 def pod_template(owner: Owner, spec: ClusterSpec, release: Release, revision: int) -> Obj:
     """The pods of ``release``: rendered from its own pod fields, not the current spec's."""
     spec = release.pod_spec(spec)
@@ -419,13 +440,13 @@ def deployment(
     surge = drains.max_surge(spec.rollout.max_surge, count, spec.max_draining_pods)
     body: Obj = {
         "replicas": count,
-        "minReadySeconds": MIN_READY_SECONDS,
+        "minReadySeconds": min_ready_seconds(spec),
         "selector": {"matchLabels": selector_labels(owner.name)},
         "strategy": {
             "type": "RollingUpdate",
             "rollingUpdate": {"maxUnavailable": 0, "maxSurge": surge},
         },
-        "progressDeadlineSeconds": spec.rollout.progress_deadline_seconds,
+        "progressDeadlineSeconds": progress_deadline_seconds(spec),
         "revisionHistoryLimit": spec.revision_history_limit,
         "template": pod_template(owner, spec, release, revision),
         "paused": paused,

@@ -36,8 +36,35 @@ def test_max_surge_is_capped_at_the_limit() -> None:
     spec = make_spec(rollout={"maxSurge": "50%"}, drain={"maxDrainingPods": 2})
     deployment = render.deployment(OWNER, spec, render.release_of(spec), 1, replicas=10)
     assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 2}
-    # A Ready pod counts as available only seconds later: the operator's time to hold.
-    assert deployment["spec"]["minReadySeconds"] == render.MIN_READY_SECONDS
+
+
+def test_a_new_pod_is_available_only_a_drain_after_it_is_ready() -> None:
+    """minReadySeconds is what a drain takes, so the old pod removed when a new pod was
+    created is gone before that pod lets the next one go, the rollout's last step too."""
+    spec = make_spec(drain={"preStopSeconds": 5, "drainWindowSeconds": 30})
+    deployment = render.deployment(OWNER, spec, render.release_of(spec), 1)["spec"]
+    assert deployment["minReadySeconds"] == 5 + 30 + render.DRAIN_EXIT_SECONDS
+    # Never longer than the kubelet lets a drain last, so a drain is what it waits.
+    assert deployment["minReadySeconds"] < render.termination_grace_seconds(spec)
+    # No drain to wait for (preStop and window 0): the exit alone.
+    quick = make_spec(drain={"preStopSeconds": 0, "drainWindowSeconds": 0})
+    assert render.min_ready_seconds(quick) == render.DRAIN_EXIT_SECONDS
+
+
+def test_the_progress_deadline_outlasts_the_wait_for_availability() -> None:
+    """Between Ready and available a new pod reports no progress: a deadline shorter than
+    minReadySeconds would fail every rollout, so the rendered one is raised above it."""
+    kept = make_spec(drain={"preStopSeconds": 5, "drainWindowSeconds": 30})
+    assert render.progress_deadline_seconds(kept) == 180  # the default, above 40 + 30
+    long_drain = make_spec(
+        drain={"preStopSeconds": 10, "drainWindowSeconds": 300},
+        rollout={"progressDeadlineSeconds": 120},
+    )
+    raised = 10 + 300 + render.DRAIN_EXIT_SECONDS + render.PROGRESS_SLACK_SECONDS
+    assert render.progress_deadline_seconds(long_drain) == raised
+    deployment = render.deployment(OWNER, long_drain, render.release_of(long_drain), 1)["spec"]
+    assert deployment["progressDeadlineSeconds"] == raised
+    assert deployment["progressDeadlineSeconds"] > deployment["minReadySeconds"]
 
 
 def test_scale_in_steps_down_by_the_pods_that_may_still_drain() -> None:
