@@ -301,9 +301,9 @@ ROLLOUT = _obj(
         },
         "progressDeadlineSeconds": _int(
             "Seconds a rollout may go without progress before the release fails. "
-            "Rendered at least minReadySeconds (a drain: drain.preStopSeconds + "
-            "drain.drainWindowSeconds + 5) + 30, since a new pod waits that long between "
-            "Ready and available; a lower value is raised to it.",
+            "Rendered at least twice minReadySeconds (a drain: drain.preStopSeconds + "
+            "drain.drainWindowSeconds + 5), since a new pod waits that long between Ready "
+            "and available; a lower value is raised to it.",
             minimum=10,
             default=180,
         ),

@@ -44,9 +44,10 @@ SHUTDOWN_MARGIN_SECONDS = 10
 DRAIN_EXIT_SECONDS = 5
 """After preStop and the drain window: the server's last closes, its exit and the pod's
 removal from the API."""
-PROGRESS_SLACK_SECONDS = 30
-"""How much longer than ``minReadySeconds`` the rendered progress deadline is at least: a
-new pod reports no progress between Ready and available."""
+PROGRESS_DEADLINE_FACTOR = 2
+"""The rendered progress deadline is at least this many times ``minReadySeconds``: a new pod
+reports no progress between Ready and available, and that wait may take no more than half
+the deadline."""
 POD_FIELDS = (
     "imagePullPolicy",
     "resources",
@@ -291,10 +292,10 @@ def min_ready_seconds(spec: ClusterSpec) -> int:
 
 
 def progress_deadline_seconds(spec: ClusterSpec) -> int:
-    """``rollout.progressDeadlineSeconds``, raised to ``minReadySeconds`` plus some slack
-    when lower: between Ready and available a new pod reports no progress, and a deadline
-    shorter than that wait would fail every rollout."""
-    floor = min_ready_seconds(spec) + PROGRESS_SLACK_SECONDS
+    """``rollout.progressDeadlineSeconds``, raised to twice ``minReadySeconds`` when lower:
+    between Ready and available a new pod reports no progress, and a deadline not well
+    above that wait would fail every rollout."""
+    floor = PROGRESS_DEADLINE_FACTOR * min_ready_seconds(spec)
     return max(spec.rollout.progress_deadline_seconds, floor)
 
 

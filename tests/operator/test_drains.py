@@ -55,16 +55,22 @@ def test_the_progress_deadline_outlasts_the_wait_for_availability() -> None:
     """Between Ready and available a new pod reports no progress: a deadline shorter than
     minReadySeconds would fail every rollout, so the rendered one is raised above it."""
     kept = make_spec(drain={"preStopSeconds": 5, "drainWindowSeconds": 30})
-    assert render.progress_deadline_seconds(kept) == 180  # the default, above 40 + 30
+    assert render.progress_deadline_seconds(kept) == 180  # the default, above twice 40
     long_drain = make_spec(
         drain={"preStopSeconds": 10, "drainWindowSeconds": 300},
         rollout={"progressDeadlineSeconds": 120},
     )
-    raised = 10 + 300 + render.DRAIN_EXIT_SECONDS + render.PROGRESS_SLACK_SECONDS
+    raised = render.PROGRESS_DEADLINE_FACTOR * (10 + 300 + render.DRAIN_EXIT_SECONDS)
     assert render.progress_deadline_seconds(long_drain) == raised
     deployment = render.deployment(OWNER, long_drain, render.release_of(long_drain), 1)["spec"]
     assert deployment["progressDeadlineSeconds"] == raised
     assert deployment["progressDeadlineSeconds"] > deployment["minReadySeconds"]
+    # No drain: the schema's shortest deadline (10 s) is already twice the exit margin.
+    short = make_spec(
+        drain={"preStopSeconds": 0, "drainWindowSeconds": 0},
+        rollout={"progressDeadlineSeconds": 10},
+    )
+    assert render.progress_deadline_seconds(short) == 10
 
 
 def test_scale_in_steps_down_by_the_pods_that_may_still_drain() -> None:
