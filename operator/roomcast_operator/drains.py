@@ -19,15 +19,14 @@ only for a new one available, and creates a new pod only for an old one removed;
 old pod's removal waits for a new pod created no earlier than the previous removal, plus
 its start and a whole drain, by when that drain is over. Each of ``maxSurge`` such chains
 has one pod draining at a time, in every step, the controller's last one (scaling the old
-ReplicaSet to zero once the new one is available, which it does even while paused)
-included; so the operator caps the rendered ``maxSurge`` at the limit. The cost is a drain
-period (plus a pod's start) per step, where the controller alone would take a start.
+ReplicaSet to zero once the new one is available) included; so the operator caps the
+rendered ``maxSurge`` at the limit. The cost is a drain period (plus a pod's start) per
+step, where the controller alone would take a start.
 
-The operator lists the pods on every pass (and on every pod change) and holds what time
-does not cover: it pauses the rollout while the limit is reached (:func:`hold_rollout`),
-for drains the controller did not start (an eviction, a pod deleted by hand, a scale-in
-step) or that outlast ``minReadySeconds`` (stragglers up to the server's shutdown
-timeout); it lowers a replica count it owns one allowed step at a time
+The operator does not pause a rollout while pods drain: a paused Deployment still scales
+its ReplicaSets up to ``replicas + maxSurge`` (the surplus to the largest), so a pause
+late in a rollout adds a pod that the resumed rollout removes again, one more drain. A
+lower replica count it owns comes down one allowed step at a time
 (:func:`replicas_step`), since a ReplicaSet deletes every surplus pod at once; and the
 PodDisruptionBudget's ``maxUnavailable`` is the limit for evictions. These are pure
 functions over what a pass observed.
@@ -46,13 +45,6 @@ if TYPE_CHECKING:  # health imports render, which renders maxSurge from here
 def draining(pods: Sequence[PodState]) -> int:
     """Pods terminating now (from their deletion until they are gone)."""
     return sum(1 for pod in pods if pod.terminating)
-
-
-def hold_rollout(pods: Sequence[PodState], revision: int, max_draining: int) -> bool:
-    """Pause the rollout to ``revision``: ``max_draining`` pods or more are draining and
-    old pods are left to replace, so its next step would drain one more."""
-    old_left = any(not p.terminating and p.revision != revision for p in pods)
-    return old_left and draining(pods) >= max_draining
 
 
 def max_surge(configured: int | str, replicas: int, max_draining: int) -> int | str:

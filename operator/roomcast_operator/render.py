@@ -432,9 +432,9 @@ def deployment(
     """``replicas``: the pod count to render (``minReplicas`` when None); ``maxSurge`` is
     capped for it at ``drain.maxDrainingPods`` (see :func:`drains.max_surge`).
 
-    ``paused`` holds a rollout while the release is inconclusive or while as many pods
-    drain as may: no further pod is replaced, and the Deployment's progress deadline does
-    not run out meanwhile."""
+    ``paused`` holds a rollout while the release is inconclusive: no further pod is
+    replaced, and the Deployment's progress deadline does not run out meanwhile. Drains
+    are paced by ``minReadySeconds`` instead (see :mod:`drains`)."""
     count = spec.min_replicas if replicas is None else replicas
     meta = _meta(owner, owner.name, release.version)
     meta["annotations"] = {REVISION_ANNOTATION: str(revision)}
