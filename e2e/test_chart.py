@@ -44,6 +44,13 @@ THIRD_PARTY = {
     ("monitoring.coreos.com/v1", "PrometheusRule"),
 }
 RELEASE = "roomcast"
+KWOK_DRAIN = [
+    "--set",
+    "cluster.drain.preStopSeconds=0",
+    "--set",
+    "cluster.drain.drainWindowSeconds=0",
+]
+"""Pods on kwok nodes drain nothing; a rollout step waits a drain (see the harness's)."""
 OLD_IMAGE, NEW_IMAGE = "ghcr.io/roomcast/roomcast:1.0.0", "ghcr.io/roomcast/roomcast:1.1.0"
 
 
@@ -168,7 +175,7 @@ def test_install_upgrade_rollback_uninstall(
     common = ["-n", namespace, "--set", "cluster.name=chat", "--set", "image.pullPolicy=Never"]
     # An operator for this namespace: the bed may already have a cluster-wide one (the
     # operator suite's), beside which the chart refuses to install a second.
-    common += ["--set", f"operator.watchNamespace={namespace}"]
+    common += ["--set", f"operator.watchNamespace={namespace}", *KWOK_DRAIN]
     image = ["--set", "image.repository=ghcr.io/roomcast/roomcast"]
     # Three pods on the dev Redis, as a user would start.
     dev = ["--set", "redis.dev.enabled=true", "--set", "cluster.minReplicas=3"]
@@ -256,7 +263,7 @@ def test_release_check_fails_when_the_operator_rolled_back(
         "-n", namespace, "--set", "cluster.name=chat", "--set", "image.pullPolicy=Never",
         "--set", f"operator.watchNamespace={namespace}",
         "--set", "cluster.rollout.healthThresholds.observationSeconds=2",
-        "--set", "cluster.rollout.healthThresholds.readyTimeoutSeconds=10",
+        "--set", "cluster.rollout.healthThresholds.readyTimeoutSeconds=10", *KWOK_DRAIN,
     ]  # fmt: skip
     _helm(helm, cluster, "install", release, str(CHART), *values, "--wait", "--timeout=120s")
     process = operator_for_release(f"{release}-operator")

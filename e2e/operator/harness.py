@@ -152,12 +152,22 @@ class OperatorProcess:
         return "(no log)"
 
 
+KWOK_DRAIN = {"preStopSeconds": 0, "drainWindowSeconds": 0}
+"""A pod on a kwok node drains nothing (kwok removes it as soon as it is deleted), and a
+rollout step waits a drain (``minReadySeconds``), so kwok clusters render the shortest."""
+
+
 def roomcast_cluster(name: str, **spec: Any) -> Obj:
     return {
         "apiVersion": GROUP_VERSION,
         "kind": "RoomcastCluster",
         "metadata": {"name": name},
-        "spec": {"image": "ghcr.io/roomcast/roomcast:1.0.0", "minReplicas": 3, **spec},
+        "spec": {
+            "image": "ghcr.io/roomcast/roomcast:1.0.0",
+            "minReplicas": 3,
+            "drain": KWOK_DRAIN,
+            **spec,
+        },
     }
 
 

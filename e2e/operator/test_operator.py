@@ -153,7 +153,10 @@ def test_image_change_is_a_drained_rolling_update(
 ) -> None:
     kube = cluster.kube
     create(
-        cluster, namespace, rollout={"maxSurge": 1, "healthThresholds": {"observationSeconds": 2}}
+        cluster,
+        namespace,
+        rollout={"maxSurge": 1, "healthThresholds": {"observationSeconds": 2}},
+        drain={"preStopSeconds": 1, "drainWindowSeconds": 1},
     )
     patch(kube, namespace, {"image": NEXT})
     lowest_available = 3
@@ -174,9 +177,11 @@ def test_image_change_is_a_drained_rolling_update(
     assert lowest_available == 3, "capacity dropped during the rolling update"
     strategy = deployment["spec"]["strategy"]["rollingUpdate"]
     assert strategy == {"maxSurge": 1, "maxUnavailable": 0}
+    # A new pod is available a drain after it is Ready: preStop + drain window + exit.
+    assert deployment["spec"]["minReadySeconds"] == 1 + 1 + 5
     pod = kube.items("pods", namespace)[0]["spec"]
-    assert pod["containers"][0]["lifecycle"]["preStop"] == {"sleep": {"seconds": 5}}
-    assert pod["terminationGracePeriodSeconds"] == 5 + 30 + 10 + 5
+    assert pod["containers"][0]["lifecycle"]["preStop"] == {"sleep": {"seconds": 1}}
+    assert pod["terminationGracePeriodSeconds"] == 1 + 1 + 10 + 5
     releases = status(kube, NAME, namespace)["releases"]
     assert [(r["revision"], r["image"], r["outcome"]) for r in releases] == [
         (1, GOOD, "Succeeded"),

@@ -211,15 +211,17 @@ DRAIN = _obj(
         ),
         "maxDrainingPods": _int(
             "Most pods draining (terminating) at once, in rollouts, scale-in and evictions: "
-            "the operator holds a rollout and steps a lower replica count down while this "
-            "many drain, caps maxSurge at it, and sets it as the PodDisruptionBudget's "
-            "maxUnavailable.",
+            "the operator caps maxSurge at it, renders minReadySeconds as a drain "
+            "(preStopSeconds + drainWindowSeconds + 5), so a new pod lets the next old "
+            "pod go only once the previous one is gone (a rollout takes a drain per "
+            "step), steps a lower replica count down while this many drain, and sets it "
+            "as the PodDisruptionBudget's maxUnavailable.",
             minimum=1,
             maximum=100,
             default=1,
         ),
     },
-    "Graceful shutdown; terminationGracePeriodSeconds is sized from these.",
+    "Graceful shutdown; terminationGracePeriodSeconds and minReadySeconds are sized from these.",
     default={},
 )
 
@@ -298,7 +300,10 @@ ROLLOUT = _obj(
             "default": "25%",
         },
         "progressDeadlineSeconds": _int(
-            "Seconds a release may take to become available before it fails.",
+            "Seconds a rollout may go without progress before the release fails. "
+            "Rendered at least twice minReadySeconds (a drain: drain.preStopSeconds + "
+            "drain.drainWindowSeconds + 5), since a new pod waits that long between Ready "
+            "and available; a lower value is raised to it.",
             minimum=10,
             default=180,
         ),

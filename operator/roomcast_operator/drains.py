@@ -12,15 +12,23 @@ how many already are:
 * a lower replica count: the ReplicaSet deletes every surplus pod at once;
 * evictions: only a PodDisruptionBudget governs them.
 
-The operator lists the pods on every pass (and on every pod change), so it gates the
-steps it can hold: it caps the rendered ``maxSurge`` at the limit (one step never removes
-more), pauses the rollout while the limit is reached (:func:`hold_rollout`), and lowers a
-replica count it owns one allowed step at a time (:func:`replicas_step`). The PDB's
-``maxUnavailable`` is the limit too. New pods count as available only
-``render.MIN_READY_SECONDS`` after they are Ready, the operator's time to hold the rollout
-before the controller's next step. One step no pause holds: once the new ReplicaSet has
-every replica available, the controller scales the old one to zero even while paused, so
-the last old pod may start draining before the previous one is gone. These are pure
+What bounds a rollout is time: new pods count as available only
+``render.min_ready_seconds`` after they are Ready, which is what a drain takes (preStop,
+the drain window, the exit). With ``maxUnavailable: 0`` the Deployment removes an old pod
+only for a new one available, and creates a new pod only for an old one removed; so each
+old pod's removal waits for a new pod created no earlier than the previous removal, plus
+its start and a whole drain, by when that drain is over. Each of ``maxSurge`` such chains
+has one pod draining at a time, in every step, the controller's last one (scaling the old
+ReplicaSet to zero once the new one is available) included; so the operator caps the
+rendered ``maxSurge`` at the limit. The cost is a drain period (plus a pod's start) per
+step, where the controller alone would take a start.
+
+The operator does not pause a rollout while pods drain: a paused Deployment still scales
+its ReplicaSets up to ``replicas + maxSurge`` (the surplus to the largest), so a pause
+late in a rollout adds a pod that the resumed rollout removes again, one more drain. A
+lower replica count it owns comes down one allowed step at a time
+(:func:`replicas_step`), since a ReplicaSet deletes every surplus pod at once; and the
+PodDisruptionBudget's ``maxUnavailable`` is the limit for evictions. These are pure
 functions over what a pass observed.
 """
 
@@ -37,13 +45,6 @@ if TYPE_CHECKING:  # health imports render, which renders maxSurge from here
 def draining(pods: Sequence[PodState]) -> int:
     """Pods terminating now (from their deletion until they are gone)."""
     return sum(1 for pod in pods if pod.terminating)
-
-
-def hold_rollout(pods: Sequence[PodState], revision: int, max_draining: int) -> bool:
-    """Pause the rollout to ``revision``: ``max_draining`` pods or more are draining and
-    old pods are left to replace, so its next step would drain one more."""
-    old_left = any(not p.terminating and p.revision != revision for p in pods)
-    return old_left and draining(pods) >= max_draining
 
 
 def max_surge(configured: int | str, replicas: int, max_draining: int) -> int | str:

@@ -285,22 +285,12 @@ class Reconciler:
         if sheds:
             await self._shed(body, spec, pods, sheds)
         if plan.run is not None:
-            hold = drains.hold_rollout(observed.pods, plan.run.number, spec.max_draining_pods)
-            already = bool(((deployment or {}).get("spec") or {}).get("paused"))
-            if hold and not plan.paused and not already:
-                log.info(
-                    "%s/%s: rollout held while %d pods drain (drain.maxDrainingPods %d)",
-                    namespace,
-                    name,
-                    drains.draining(observed.pods),
-                    spec.max_draining_pods,
-                )
             await self._apply_children(
                 owner,
                 spec,
                 plan.run,
                 deployment,
-                paused=plan.paused or hold,
+                paused=plan.paused,
                 draining=drains.draining(observed.pods),
             )
         if plan.clear_rollback_request:

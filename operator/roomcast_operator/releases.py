@@ -21,7 +21,7 @@ from typing import Any
 from . import conditions, windows
 from .conditions import Condition
 from .health import DeploymentState, Phase, PodState, Verdict, judge_rollout
-from .render import Release
+from .render import Release, progress_deadline_seconds
 from .spec import ClusterSpec
 from .windows import Samples
 
@@ -249,7 +249,7 @@ def _judge(
         observed.pods,
         revision,
         spec.rollout.health,
-        spec.rollout.progress_deadline_seconds,
+        progress_deadline_seconds(spec),
         0.0 if since is None else (now - since).total_seconds(),
         _seconds_since(record.get("available"), now),
         windows.windows(observed.samples, revision, now, spec.rollout.health),

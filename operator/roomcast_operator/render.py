@@ -41,10 +41,13 @@ reconnect to the new release only and move once (see :func:`serving_labels`;
 COMPONENT = "server"
 SHUTDOWN_MARGIN_SECONDS = 10
 """Slack between the server's hard shutdown timeout and the kubelet's SIGKILL."""
-MIN_READY_SECONDS = 5
-"""A new pod counts as available (and lets the Deployment remove the next old pod) this
-long after it is Ready: the time the operator has to hold a rollout while pods drain
-(see :mod:`drains`), which a pod Ready within seconds of the last step would not leave."""
+DRAIN_EXIT_SECONDS = 5
+"""After preStop and the drain window: the server's last closes, its exit and the pod's
+removal from the API."""
+PROGRESS_DEADLINE_FACTOR = 2
+"""The rendered progress deadline is at least this many times ``minReadySeconds``: a new pod
+reports no progress between Ready and available, and that wait may take no more than half
+the deadline."""
 POD_FIELDS = (
     "imagePullPolicy",
     "resources",
@@ -277,6 +280,25 @@ def termination_grace_seconds(spec: ClusterSpec) -> int:
     return spec.pre_stop_seconds + spec.drain_window_seconds + SHUTDOWN_MARGIN_SECONDS + 5
 
 
+def min_ready_seconds(spec: ClusterSpec) -> int:
+    """The Deployment's ``minReadySeconds``: what a drain takes (preStop, the paced closes
+    over the drain window, the process's exit and the pod's removal).
+
+    A new pod counts as available, and lets the Deployment remove the next old pod, only
+    this long after it is Ready; it was created when an old pod started draining, so that
+    pod is gone by then. This serializes the drains in every step of a rollout, the last
+    included (see :mod:`drains`)."""
+    return spec.pre_stop_seconds + spec.drain_window_seconds + DRAIN_EXIT_SECONDS
+
+
+def progress_deadline_seconds(spec: ClusterSpec) -> int:
+    """``rollout.progressDeadlineSeconds``, raised to twice ``minReadySeconds`` when lower:
+    between Ready and available a new pod reports no progress, and a deadline not well
+    above that wait would fail every rollout."""
+    floor = PROGRESS_DEADLINE_FACTOR * min_ready_seconds(spec)
+    return max(spec.rollout.progress_deadline_seconds, floor)
+
+
 def pod_template(owner: Owner, spec: ClusterSpec, release: Release, revision: int) -> Obj:
     """The pods of ``release``: rendered from its own pod fields, not the current spec's."""
     spec = release.pod_spec(spec)
@@ -410,22 +432,22 @@ def deployment(
     """``replicas``: the pod count to render (``minReplicas`` when None); ``maxSurge`` is
     capped for it at ``drain.maxDrainingPods`` (see :func:`drains.max_surge`).
 
-    ``paused`` holds a rollout while the release is inconclusive or while as many pods
-    drain as may: no further pod is replaced, and the Deployment's progress deadline does
-    not run out meanwhile."""
+    ``paused`` holds a rollout while the release is inconclusive: no further pod is
+    replaced, and the Deployment's progress deadline does not run out meanwhile. Drains
+    are paced by ``minReadySeconds`` instead (see :mod:`drains`)."""
     count = spec.min_replicas if replicas is None else replicas
     meta = _meta(owner, owner.name, release.version)
     meta["annotations"] = {REVISION_ANNOTATION: str(revision)}
     surge = drains.max_surge(spec.rollout.max_surge, count, spec.max_draining_pods)
     body: Obj = {
         "replicas": count,
-        "minReadySeconds": MIN_READY_SECONDS,
+        "minReadySeconds": min_ready_seconds(spec),
         "selector": {"matchLabels": selector_labels(owner.name)},
         "strategy": {
             "type": "RollingUpdate",
             "rollingUpdate": {"maxUnavailable": 0, "maxSurge": surge},
         },
-        "progressDeadlineSeconds": spec.rollout.progress_deadline_seconds,
+        "progressDeadlineSeconds": progress_deadline_seconds(spec),
         "revisionHistoryLimit": spec.revision_history_limit,
         "template": pod_template(owner, spec, release, revision),
         "paused": paused,

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from roomcast_operator import render
 from roomcast_operator.health import DeploymentState, Phase, PodState, judge_rollout
 from roomcast_operator.releases import Observed, Plan, Revision, decide
+from roomcast_operator.spec import ClusterSpec
 
 from .helpers import complete_deployment, make_spec
 
@@ -22,9 +23,9 @@ ROLLING = dataclasses.replace(COMPLETE, replicas=4, updated_replicas=1)
 SCALING = dataclasses.replace(COMPLETE, replicas=4, desired_replicas=4, updated_replicas=4)
 
 
-def rolling_out(last_progress: datetime | None, seconds: float) -> Plan:
+def rolling_out(last_progress: datetime | None, seconds: float, spec: ClusterSpec = SPEC) -> Plan:
     """Judge revision 1, started at T0, ``seconds`` later, on a Deployment still rolling."""
-    release = render.release_of(SPEC)
+    release = render.release_of(spec)
     status = {
         "specHash": release.hash,
         "currentRevision": 1,
@@ -44,7 +45,7 @@ def rolling_out(last_progress: datetime | None, seconds: float) -> Plan:
         pods=[],
         rollback_request=None,
     )
-    return decide(SPEC, 1, status, release, observed, T0 + timedelta(seconds=seconds))
+    return decide(spec, 1, status, release, observed, T0 + timedelta(seconds=seconds))
 
 
 def outcome(plan: Plan) -> tuple[str, str | None]:
@@ -102,6 +103,22 @@ def test_rollout_without_progress_fails_at_the_backstop() -> None:
     last = T0 + timedelta(seconds=100)
     assert outcome(rolling_out(last, 100 + DEADLINE + 30)) == ("Progressing", None)
     assert outcome(rolling_out(last, 100 + DEADLINE + 31)) == (
+        "Failed",
+        "ProgressDeadlineExceeded",
+    )
+
+
+def test_the_backstop_uses_the_deadline_as_rendered() -> None:
+    """A deadline below a drain is raised where it is rendered (a new pod waits a drain
+    between Ready and available); the operator's backstop waits as long."""
+    spec = make_spec(
+        drain={"preStopSeconds": 10, "drainWindowSeconds": 300},
+        rollout={"progressDeadlineSeconds": 60},
+    )
+    rendered = render.progress_deadline_seconds(spec)
+    assert rendered > 310
+    assert outcome(rolling_out(T0, rendered + 30, spec)) == ("Progressing", None)
+    assert outcome(rolling_out(T0, rendered + 31, spec)) == (
         "Failed",
         "ProgressDeadlineExceeded",
     )

@@ -12,17 +12,10 @@ def _pod(name: str, revision: int, terminating: bool = False) -> PodState:
     return PodState(name, revision, True, 0, 60.0, terminating=terminating)
 
 
-def test_a_rollout_is_held_while_the_limit_drains_and_old_pods_are_left() -> None:
-    old, new = [_pod("o1", 1), _pod("o2", 1)], [_pod("n1", 2), _pod("n2", 2)]
-    draining_one = [_pod("o0", 1, terminating=True)]
-    assert drains.draining([*old, *draining_one, *new]) == 1
-    assert not drains.hold_rollout([*old, *new], 2, 1)  # nothing drains: go on
-    assert drains.hold_rollout([*old, *draining_one, *new], 2, 1)
-    assert not drains.hold_rollout([*old, *draining_one, *new], 2, 2)  # room for one more
-    # The last old pod drains and none is left to replace: nothing to hold.
-    assert not drains.hold_rollout([*draining_one, *new], 2, 1)
-    # A pod evicted from the new release counts too: the next step would add a second.
-    assert drains.hold_rollout([*old, _pod("n0", 2, terminating=True), *new], 2, 1)
+def test_draining_counts_the_terminating_pods() -> None:
+    pods = [_pod("o1", 1), _pod("o0", 1, terminating=True), _pod("n1", 2)]
+    assert drains.draining(pods) == 1
+    assert drains.draining([*pods, _pod("n0", 2, terminating=True)]) == 2
 
 
 def test_max_surge_is_capped_at_the_limit() -> None:
@@ -36,8 +29,41 @@ def test_max_surge_is_capped_at_the_limit() -> None:
     spec = make_spec(rollout={"maxSurge": "50%"}, drain={"maxDrainingPods": 2})
     deployment = render.deployment(OWNER, spec, render.release_of(spec), 1, replicas=10)
     assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 2}
-    # A Ready pod counts as available only seconds later: the operator's time to hold.
-    assert deployment["spec"]["minReadySeconds"] == render.MIN_READY_SECONDS
+
+
+def test_a_new_pod_is_available_only_a_drain_after_it_is_ready() -> None:
+    """minReadySeconds is what a drain takes, so the old pod removed when a new pod was
+    created is gone before that pod lets the next one go, the rollout's last step too."""
+    spec = make_spec(drain={"preStopSeconds": 5, "drainWindowSeconds": 30})
+    deployment = render.deployment(OWNER, spec, render.release_of(spec), 1)["spec"]
+    assert deployment["minReadySeconds"] == 5 + 30 + render.DRAIN_EXIT_SECONDS
+    # Never longer than the kubelet lets a drain last, so a drain is what it waits.
+    assert deployment["minReadySeconds"] < render.termination_grace_seconds(spec)
+    # No drain to wait for (preStop and window 0): the exit alone.
+    quick = make_spec(drain={"preStopSeconds": 0, "drainWindowSeconds": 0})
+    assert render.min_ready_seconds(quick) == render.DRAIN_EXIT_SECONDS
+
+
+def test_the_progress_deadline_outlasts_the_wait_for_availability() -> None:
+    """Between Ready and available a new pod reports no progress: a deadline shorter than
+    minReadySeconds would fail every rollout, so the rendered one is raised above it."""
+    kept = make_spec(drain={"preStopSeconds": 5, "drainWindowSeconds": 30})
+    assert render.progress_deadline_seconds(kept) == 180  # the default, above twice 40
+    long_drain = make_spec(
+        drain={"preStopSeconds": 10, "drainWindowSeconds": 300},
+        rollout={"progressDeadlineSeconds": 120},
+    )
+    raised = render.PROGRESS_DEADLINE_FACTOR * (10 + 300 + render.DRAIN_EXIT_SECONDS)
+    assert render.progress_deadline_seconds(long_drain) == raised
+    deployment = render.deployment(OWNER, long_drain, render.release_of(long_drain), 1)["spec"]
+    assert deployment["progressDeadlineSeconds"] == raised
+    assert deployment["progressDeadlineSeconds"] > deployment["minReadySeconds"]
+    # No drain: the schema's shortest deadline (10 s) is already twice the exit margin.
+    short = make_spec(
+        drain={"preStopSeconds": 0, "drainWindowSeconds": 0},
+        rollout={"progressDeadlineSeconds": 10},
+    )
+    assert render.progress_deadline_seconds(short) == 10
 
 
 def test_scale_in_steps_down_by_the_pods_that_may_still_drain() -> None:
