@@ -22,19 +22,14 @@ import pytest
 from centrifuge import Client, ClientState, DeltaType, StreamPosition
 from centrifuge.fossil import apply_delta
 
-from roomcast.app import NODE, build_app
+from roomcast.app import NODE
 from roomcast.codes import DisconnectCode
-from roomcast.config import load_settings
-from roomcast.engine import Engine
-from roomcast.engine.memory import MemoryEngine
-from roomcast.engine.redis import RedisEngine
-from tests.processes import SECRET, token
+from tests.processes import token
 from tests.server.test_sdk_python import ClientRecorder, Recorder, next_item
-from tests.support.served import Served, serving
+from tests.support.served import Served
 from tests.wsclient import RawClient
 
-from .redis_servers import RedisServer
-from .test_engine_contract import redis_settings
+from .served_engines import ENGINES, served_on
 
 API_KEY = "binary-test-api-key"
 _OPEN = {
@@ -59,16 +54,9 @@ CONFIG: dict[str, Any] = {
 INAPPROPRIATE = int(DisconnectCode.INAPPROPRIATE_PROTOCOL)
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(params=ENGINES)
 async def served(request: pytest.FixtureRequest) -> AsyncIterator[Served]:
-    engine: Engine
-    if request.param == "memory":
-        engine = MemoryEngine()
-    else:
-        redis: RedisServer = request.getfixturevalue("shared_redis")
-        engine = RedisEngine(redis_settings(redis.url))
-    settings = load_settings(environ={"ROOMCAST_TOKEN_HMAC_SECRET": SECRET}, overrides=CONFIG)
-    async with serving(build_app(settings, engine)) as server:
+    async with served_on(request, CONFIG) as server:
         yield server
 
 

@@ -20,18 +20,14 @@ from typing import Any
 
 import pytest
 
-from roomcast.app import NODE, build_app
-from roomcast.config import load_settings
-from roomcast.engine import Engine, Publication
-from roomcast.engine.memory import MemoryEngine
-from roomcast.engine.redis import RedisEngine
+from roomcast.app import NODE
+from roomcast.engine import Publication
 from roomcast.node import Node
-from tests.processes import SECRET, token
-from tests.support.served import Served, serving
+from tests.processes import token
+from tests.support.served import Served
 from tests.wsclient import RawClient
 
-from .redis_servers import RedisServer
-from .test_engine_contract import redis_settings
+from .served_engines import ENGINES, served_on
 
 _STREAM = {"history_size": 10, "history_ttl": "300s", "allow_subscribe_for_client": True}
 CONFIG: dict[str, Any] = {
@@ -181,16 +177,9 @@ def expected_reply(row: Row, epoch: str) -> dict[str, Any]:
     return reply
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(params=ENGINES)
 async def served(request: pytest.FixtureRequest) -> AsyncIterator[Served]:
-    engine: Engine
-    if request.param == "memory":
-        engine = MemoryEngine()
-    else:
-        redis: RedisServer = request.getfixturevalue("shared_redis")
-        engine = RedisEngine(redis_settings(redis.url))
-    settings = load_settings(environ={"ROOMCAST_TOKEN_HMAC_SECRET": SECRET}, overrides=CONFIG)
-    async with serving(build_app(settings, engine)) as server:
+    async with served_on(request, CONFIG) as server:
         yield server
 
 
