@@ -57,7 +57,7 @@ unit: install ## Unit and integration tests (no Kubernetes)
 	$(PYTHON) -m pytest tests $(PYTEST_ARGS)
 
 # The e2e suite mostly waits (drains, rollouts, scaling windows), so the CPU-bound unit
-# suite and the soak run beside it, each with its lines kept whole.
+# suite and the soak run beside it; make prints each one's report whole when it ends.
 test: test-deps lint ## Install what the tests need, then run them all
 	$(MAKE) --no-print-directory -j3 --output-sync=line unit e2e soak-check
 
