@@ -56,8 +56,10 @@ format: $(STAMP) ## Format the code with ruff
 unit: install ## Unit and integration tests (no Kubernetes)
 	$(PYTHON) -m pytest tests $(PYTEST_ARGS)
 
-test: test-deps lint unit ## Install what the tests need, then run them all
-	$(MAKE) --no-print-directory -j2 e2e soak-check
+# The e2e suite mostly waits (drains, rollouts, scaling windows), so the CPU-bound unit
+# suite and the soak run beside it; make prints each one's report whole when it ends.
+test: test-deps lint ## Install what the tests need, then run them all
+	$(MAKE) --no-print-directory -j3 --output-sync=line unit e2e soak-check
 
 CONFORMANCE_ARGS ?=
 conformance: install ## The SDKs' own test suites (centrifuge-go, centrifuge-python) against Roomcast
