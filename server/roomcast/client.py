@@ -30,7 +30,7 @@ from .codes import (
     ProtocolError,
     UnsubscribeCode,
 )
-from .dataformat import json_form
+from .dataformat import json_form, wire_with
 from .engine import ClientInfo, EngineUnavailable, Publication, StreamPosition
 from .expiry import schedule_expiry
 from .fields import (
@@ -768,12 +768,7 @@ class Client:
         if form is None:
             self.node.refusals.note(channel)
             raise Disconnect(DisconnectCode.INAPPROPRIATE_PROTOCOL)
-        if as_string:
-            return string_wire(pub, full=form)
-        wire = pub.wire()
-        if form is not pub.data:
-            wire["data"] = orjson.Fragment(form)
-        return wire
+        return string_wire(pub, full=form) if as_string else wire_with(pub, form)
 
     def _refuse_data(self, channel: str) -> None:
         """The fan-out met a publication of ``channel`` this JSON connection cannot take."""

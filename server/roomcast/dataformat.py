@@ -53,8 +53,11 @@ def json_wire(pub: Publication) -> dict[str, Any] | None:
     """The Publication object for a JSON connection in a binary namespace; None when
     the data is not JSON and the connection cannot take it."""
     form = json_form(pub)
-    if form is None:
-        return None
+    return None if form is None else wire_with(pub, form)
+
+
+def wire_with(pub: Publication, form: bytes) -> dict[str, Any]:
+    """The Publication object carrying ``form``, the data as :func:`json_form` gave it."""
     out = pub.wire()
     if form is not pub.data:
         out["data"] = orjson.Fragment(form)

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from . import fossil, protobuf
-from .dataformat import json_form
+from .dataformat import json_form, wire_with
 from .engine import ClientInfo, Publication
 
 if TYPE_CHECKING:
@@ -303,9 +303,7 @@ class Hub:
                         wire.update(data=patch, delta=True)
                 elif kind >= 3:
                     assert form
-                    wire = string_wire(pub, full=form) if kind == 4 else pub.wire()
-                    if kind == 3:
-                        wire["data"] = orjson.Fragment(form)
+                    wire = string_wire(pub, full=form) if kind == 4 else wire_with(pub, form)
                 else:
                     wire = string_wire(pub) if kind == 1 and not binary else pub.wire()
                 out = encoded[(binary, kind)] = encode_push(channel, "pub", wire, binary)
