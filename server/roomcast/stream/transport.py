@@ -59,7 +59,7 @@ _TRANSPORTS = {
     Framing.EVENTS: "sse",
 }
 #: the ``transport`` label values, each exported even while it has no session
-TRANSPORTS = ("http_stream", "sse")
+TRANSPORTS = tuple(dict.fromkeys(_TRANSPORTS.values()))
 
 
 class _State(enum.Enum):
