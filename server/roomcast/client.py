@@ -621,7 +621,7 @@ class Client:
         channel = req.channel
         delta = req.delta and "fossil" in info.options.allowed_delta_types
         binary = self.transport.binary
-        guarded = not binary and info.data_format == "binary"
+        guarded = self._checks_json(info)
         subscriber = Subscriber(
             self.id,
             self.transport.send,
@@ -760,6 +760,10 @@ class Client:
             await self._engine_remove_presence(channel)
         if self.node.hub.remove(channel, self.id):
             await self._engine_unsubscribe(channel)
+
+    def _checks_json(self, info: ChannelInfo) -> bool:
+        """A JSON connection in a binary namespace: what it is sent must be JSON first."""
+        return not self.transport.binary and info.data_format == "binary"
 
     def _json_wire(self, pub: Publication, channel: str, as_string: bool = False) -> dict[str, Any]:
         """A publication of a binary namespace for this JSON connection (a JSON string
@@ -983,7 +987,7 @@ class Client:
             limit = max_limit
         since = optional_position(req, "since")
         wire: Callable[[Publication], dict[str, Any]] = Publication.wire
-        if not self.transport.binary and info.data_format == "binary":
+        if self._checks_json(info):
             wire = lambda pub: self._json_wire(pub, info.name)  # noqa: E731
         reverse = optional_bool(req, "reverse")
         return await node.read_history(info, since, limit, reverse, wire), None

@@ -88,6 +88,8 @@ class RedisEngine:
             "SPUBLISH" if settings.cluster and settings.sharded_pubsub else "PUBLISH"
         )
         self._handler: EngineEventHandler | None = None
+        #: set by close(): no slot map refresh may add or start a shard after it
+        self._closed = False
 
     @property
     def available(self) -> bool:
@@ -156,6 +158,13 @@ class RedisEngine:
         )
 
     async def close(self) -> None:
+        """Stop the slot map refresh, then every shard.
+
+        Closing first: a shard being closed may be inside its own refresh (after a
+        reconnect) or drop a subscription that asks for one, and a map applied then
+        would open and start a shard for a new master that nobody closes.
+        """
+        self._closed = True
         if self._refresh_task is not None:
             self._refresh_task.cancel()
             await asyncio.gather(self._refresh_task, return_exceptions=True)
@@ -281,6 +290,8 @@ class RedisEngine:
 
     def _slots_stale(self) -> None:
         """A MOVED reply or a dropped subscription: re-read the slot map soon, once."""
+        if self._closed:
+            return
         if self._refresh_task is not None and not self._refresh_task.done():
             self._refresh_again = True
             return
@@ -305,8 +316,12 @@ class RedisEngine:
             )
 
     async def _refresh_slots(self) -> None:
+        if self._closed:
+            return
         async with self._refresh_lock:
-            self._apply_slot_map(await self._read_slot_map())
+            ranges = await self._read_slot_map()
+            if not self._closed:  # close() may have come while the map was read
+                self._apply_slot_map(ranges)
 
     # Broker --------------------------------------------------------------------
     async def subscribe(self, channel: str) -> None:

@@ -158,3 +158,19 @@ async def test_tryagain_then_moved_is_followed(
     cluster.finish_migration(slot, target_id)
     position = await publishing
     assert position is not None and position.offset == 2
+
+
+async def test_a_closed_engine_reads_no_slot_map(
+    cluster: RedisCluster,
+    engines: list[RedisEngine],  # noqa: F811
+) -> None:
+    """Closing drops subscriptions, and a dropped subscription asks for a slot map
+    refresh: after close() none may start or apply, or it could open a shard for a new
+    master that nobody closes."""
+    engine, _ = await start(engines, cluster.urls[0], prefix="closed", cluster=True)
+    await engine.close()
+    refresh, slots, shards = engine._refresh_task, engine._slots, list(engine._shards)
+    engine._slots_stale()  # as a MOVED reply or a dropped subscription would
+    await engine._refresh_slots()  # as a shard's reconnect would
+    assert engine._refresh_task is refresh
+    assert engine._slots is slots and engine._shards == shards
