@@ -214,8 +214,8 @@ DRAIN = _obj(
             "the operator caps maxSurge at it, renders minReadySeconds as a drain "
             "(preStopSeconds + drainWindowSeconds + 5) while a rollout replaces pods, so "
             "a new pod lets the next old pod go only once the previous one is gone (a "
-            "rollout takes a drain per step), steps a lower replica count down while this many drain, and sets it "
-            "as the PodDisruptionBudget's maxUnavailable.",
+            "rollout takes a drain per step), steps a lower replica count down while "
+            "this many drain, and sets it as the PodDisruptionBudget's maxUnavailable.",
             minimum=1,
             maximum=100,
             default=1,
