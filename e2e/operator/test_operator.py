@@ -25,6 +25,7 @@ from e2e.operator.harness import (
     serving,
     status,
 )
+from roomcast_operator.render import REVISION_ANNOTATION
 
 NAME = "chat"
 GOOD = "ghcr.io/roomcast/roomcast:1.0.0"
@@ -158,14 +159,19 @@ def test_image_change_is_a_drained_rolling_update(
         rollout={"maxSurge": 1, "healthThresholds": {"observationSeconds": 2}},
         drain={"preStopSeconds": 1, "drainWindowSeconds": 1},
     )
+    installed = kube.get("deployment", NAME, namespace)
+    assert installed["spec"].get("minReadySeconds", 0) == 0, "an install has nothing to drain"
     patch(kube, namespace, {"image": NEXT})
     lowest_available = 3
+    waits: set[int] = set()
 
     def rolled() -> Obj | None:
         nonlocal lowest_available
         deployment = kube.get("deployment", NAME, namespace)
         available = (deployment.get("status") or {}).get("availableReplicas", 0)
         lowest_available = min(lowest_available, available)
+        if deployment["metadata"]["annotations"][REVISION_ANNOTATION] == "2":
+            waits.add(deployment["spec"].get("minReadySeconds", 0))
         st = status(kube, NAME, namespace)
         last = (st.get("releases") or [{}])[-1]
         done = st.get("currentRevision") == 2 and last.get("outcome") == "Succeeded"
@@ -177,8 +183,16 @@ def test_image_change_is_a_drained_rolling_update(
     assert lowest_available == 3, "capacity dropped during the rolling update"
     strategy = deployment["spec"]["strategy"]["rollingUpdate"]
     assert strategy == {"maxSurge": 1, "maxUnavailable": 0}
-    # A new pod is available a drain after it is Ready: preStop + drain window + exit.
-    assert deployment["spec"]["minReadySeconds"] == 1 + 1 + 5
+    # While it rolled, a new pod was available a drain after it was Ready: preStop +
+    # drain window + exit; once the old pods are gone, as soon as it is Ready again.
+    assert 1 + 1 + 5 in waits
+    eventually(
+        lambda: (
+            kube.get("deployment", NAME, namespace)["spec"].get("minReadySeconds", 0) == 0 or None
+        ),
+        cluster.timeout_seconds,
+        what="minReadySeconds back to 0 after the rollout",
+    )
     pod = kube.items("pods", namespace)[0]["spec"]
     assert pod["containers"][0]["lifecycle"]["preStop"] == {"sleep": {"seconds": 1}}
     assert pod["terminationGracePeriodSeconds"] == 1 + 1 + 10 + 5

@@ -212,10 +212,10 @@ DRAIN = _obj(
         "maxDrainingPods": _int(
             "Most pods draining (terminating) at once, in rollouts, scale-in and evictions: "
             "the operator caps maxSurge at it, renders minReadySeconds as a drain "
-            "(preStopSeconds + drainWindowSeconds + 5), so a new pod lets the next old "
-            "pod go only once the previous one is gone (a rollout takes a drain per "
-            "step), steps a lower replica count down while this many drain, and sets it "
-            "as the PodDisruptionBudget's maxUnavailable.",
+            "(preStopSeconds + drainWindowSeconds + 5) while a rollout replaces pods, so "
+            "a new pod lets the next old pod go only once the previous one is gone (a "
+            "rollout takes a drain per step), steps a lower replica count down while "
+            "this many drain, and sets it as the PodDisruptionBudget's maxUnavailable.",
             minimum=1,
             maximum=100,
             default=1,

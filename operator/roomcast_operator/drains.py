@@ -23,6 +23,12 @@ ReplicaSet to zero once the new one is available) included; so the operator caps
 rendered ``maxSurge`` at the limit. The cost is a drain period (plus a pod's start) per
 step, where the controller alone would take a start.
 
+Only a rollout needs that wait: a first install or a scale-out has no old pod to remove,
+and the wait would only hold back the moment new pods count as available (what
+``helm install --wait`` and ``kubectl rollout status`` wait for). So the rendered
+``minReadySeconds`` is kept from the write that changes the pod template until the old
+ReplicaSets have no pod left to give up, and is 0 otherwise (:func:`pace`).
+
 The operator does not pause a rollout while pods drain: a paused Deployment still scales
 its ReplicaSets up to ``replicas + maxSurge`` (the surplus to the largest), so a pause
 late in a rollout adds a pod that the resumed rollout removes again, one more drain. A
@@ -34,12 +40,49 @@ functions over what a pass observed.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # health imports render, which renders maxSurge from here
     from .health import PodState
+
+
+Obj = dict[str, Any]
+
+#: On the Deployment: a digest of the pod template it was last given, so that the write
+#: that changes the template, and so starts a rollout, is known to be one.
+TEMPLATE_DIGEST_ANNOTATION = "roomcast.io/pod-template-digest"
+
+
+def template_digest(template: Obj) -> str:
+    """A digest of a rendered pod template (the API server's defaults are not in it)."""
+    text = json.dumps(template, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def rolling(live: Obj | None, rendered: Obj) -> bool:
+    """Whether applying ``rendered`` over the ``live`` Deployment starts a rollout or
+    continues one: a new pod template, or old ReplicaSets that still have pods."""
+    if live is None:
+        return False  # a first install: no old pod to replace
+    digest = rendered["metadata"]["annotations"][TEMPLATE_DIGEST_ANNOTATION]
+    if (live["metadata"].get("annotations") or {}).get(TEMPLATE_DIGEST_ANNOTATION) != digest:
+        return True
+    status = live.get("status") or {}
+    if status.get("observedGeneration", 0) < live["metadata"].get("generation", 0):
+        # the controller has not acted on the last write yet: keep what it was given
+        return bool((live.get("spec") or {}).get("minReadySeconds"))
+    return int(status.get("replicas", 0)) > int(status.get("updatedReplicas", 0))
+
+
+def pace(children: list[Obj], live: Obj | None) -> None:
+    """Keep the rendered Deployment's ``minReadySeconds`` (a drain) only while it rolls."""
+    for child in children:
+        if child["kind"] == "Deployment" and not rolling(live, child):
+            child["spec"]["minReadySeconds"] = 0
 
 
 def draining(pods: Sequence[PodState]) -> int:

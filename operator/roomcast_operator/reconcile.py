@@ -340,6 +340,7 @@ class Reconciler:
         children = render.children(
             owner, spec, run.release, run.number, capabilities, replicas=replicas, paused=paused
         )
+        drains.pace(children, deployment)
         handover_after: int | None = None
         if not autoscaled:
             scaling.set_replicas(children, replicas)

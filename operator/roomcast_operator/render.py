@@ -437,7 +437,11 @@ def deployment(
     are paced by ``minReadySeconds`` instead (see :mod:`drains`)."""
     count = spec.min_replicas if replicas is None else replicas
     meta = _meta(owner, owner.name, release.version)
-    meta["annotations"] = {REVISION_ANNOTATION: str(revision)}
+    template = pod_template(owner, spec, release, revision)
+    meta["annotations"] = {
+        REVISION_ANNOTATION: str(revision),
+        drains.TEMPLATE_DIGEST_ANNOTATION: drains.template_digest(template),
+    }
     surge = drains.max_surge(spec.rollout.max_surge, count, spec.max_draining_pods)
     body: Obj = {
         "replicas": count,
@@ -449,7 +453,7 @@ def deployment(
         },
         "progressDeadlineSeconds": progress_deadline_seconds(spec),
         "revisionHistoryLimit": spec.revision_history_limit,
-        "template": pod_template(owner, spec, release, revision),
+        "template": template,
         "paused": paused,
     }
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": body}

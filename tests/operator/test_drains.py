@@ -85,3 +85,49 @@ def test_evictions_are_bounded_by_the_disruption_budget() -> None:
         "maxUnavailable": 3,
         "selector": {"matchLabels": render.selector_labels("chat")},
     }
+
+
+def _live(rendered: dict, *, generation: int = 2, observed: int = 2, **status: int) -> dict:
+    """The Deployment as the API server would return it after ``rendered`` was applied."""
+    live = {**rendered, "metadata": {**rendered["metadata"], "generation": generation}}
+    live["status"] = {"observedGeneration": observed, **status}
+    return live
+
+
+def test_only_a_rollout_waits_a_drain_for_availability() -> None:
+    """A first install and a scale-out have no old pod to remove: their pods count as
+    available when Ready. The write that changes the pod template keeps the drain, and
+    so does every pass while old ReplicaSets still have pods."""
+    spec = make_spec(drain={"preStopSeconds": 5, "drainWindowSeconds": 30})
+    drain = 5 + 30 + render.DRAIN_EXIT_SECONDS
+
+    def paced(live: dict | None, revision: int = 1) -> int:
+        children = [render.deployment(OWNER, spec, render.release_of(spec), revision)]
+        drains.pace(children, live)
+        return int(children[0]["spec"]["minReadySeconds"])
+
+    first = render.deployment(OWNER, spec, render.release_of(spec), 1)
+    assert paced(None) == 0  # installed: nothing to replace
+    settled = _live(first, replicas=3, updatedReplicas=3)
+    assert paced(settled) == 0  # scaled, or any other pass without a new template
+    assert paced(settled, revision=2) == drain  # a new release: this write starts a rollout
+    second = render.deployment(OWNER, spec, render.release_of(spec), 2)
+    assert paced(_live(second, replicas=4, updatedReplicas=2), revision=2) == drain
+    assert paced(_live(second, replicas=3, updatedReplicas=3), revision=2) == 0  # done
+    # Not yet seen by the controller: what it was last given stays.
+    assert paced(_live(second, generation=3, replicas=3, updatedReplicas=3), revision=2) == drain
+    second["spec"]["minReadySeconds"] = 0
+    assert paced(_live(second, generation=3, replicas=3, updatedReplicas=3), revision=2) == 0
+    # A Deployment from before the digest was kept: treated as rolling, once.
+    del first["metadata"]["annotations"][drains.TEMPLATE_DIGEST_ANNOTATION]
+    assert paced(_live(first, replicas=3, updatedReplicas=3)) == drain
+
+
+def test_the_template_digest_follows_the_pod_template_only() -> None:
+    spec = make_spec()
+    one = render.deployment(OWNER, spec, render.release_of(spec), 1, replicas=3)
+    more = render.deployment(OWNER, spec, render.release_of(spec), 1, replicas=9)
+    other = render.deployment(OWNER, spec, render.release_of(spec), 2, replicas=3)
+    digest = drains.TEMPLATE_DIGEST_ANNOTATION
+    assert one["metadata"]["annotations"][digest] == more["metadata"]["annotations"][digest]
+    assert one["metadata"]["annotations"][digest] != other["metadata"]["annotations"][digest]

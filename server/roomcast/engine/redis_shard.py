@@ -241,6 +241,13 @@ class Shard:
         return self._available
 
     def start(self, handler: EngineEventHandler) -> None:
+        """Connect, and stay connected until close(); a second call does nothing.
+
+        A Cluster master found by a later slot map read during discovery is started
+        there, and again by the engine's start: a second connection pair would deliver
+        every message of its channels twice and outlive close()."""
+        if self._task is not None:
+            return
         self.handler = handler
         self._task = asyncio.create_task(self._run(), name=f"redis-shard-{self.label}")
 

@@ -230,6 +230,27 @@ async def test_channels_are_sharded_over_several_redis(engines: list[RedisEngine
             assert set(await engine.presence(channel)) == {"c"}
 
 
+async def test_a_shard_started_again_keeps_one_connection_pair(
+    redis_server: RedisServer, engines: list[RedisEngine]
+) -> None:
+    """Cluster discovery can start a master's shard before the engine's start does: a
+    second pair of connections would deliver each message twice and outlive close()."""
+    engine, events = await start(engines, redis_server.url, prefix="twice")
+    shard = engine._shards[0]
+    task = shard._task
+    assert shard.handler is not None
+    shard.start(shard.handler)
+    assert shard._task is task
+    await engine.subscribe("once")
+    await engine.publish("once", Publication(b"1"), history=HISTORY)
+    await eventually(lambda: events.offsets("once") == [1])
+    with redis_server.client() as conn:
+        names = [c["name"] for c in conn.client_list() if c["name"].startswith("twice-")]
+    assert sorted(names) == ["twice-cmd", "twice-sub"]
+    await asyncio.sleep(0.2)
+    assert events.offsets("once") == [1]
+
+
 def test_jump_hash_moves_few_keys_when_a_shard_is_added() -> None:
     before = [jump_hash(key, 4) for key in range(10_000)]
     after = [jump_hash(key, 5) for key in range(10_000)]
