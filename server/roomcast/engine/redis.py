@@ -68,6 +68,9 @@ def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
 
 
+CLOSE_GRACE_SECONDS = 0.05
+
+
 class RedisEngine:
     """Broker, history, presence and node registry on one or more Redis servers."""
 
@@ -169,6 +172,10 @@ class RedisEngine:
             self._refresh_task.cancel()
             await asyncio.gather(self._refresh_task, return_exceptions=True)
         await asyncio.gather(*(shard.close() for shard in self._shards))
+        # A connection attempt cancelled above closes its socket a few loop turns later
+        # (the connect's cancellation, then the transport's close): give it those turns,
+        # so that a caller closing the loop next leaves no socket open.
+        await asyncio.sleep(CLOSE_GRACE_SECONDS)
 
     # Routing -------------------------------------------------------------------
     def _shard(self, channel: str) -> Shard:
