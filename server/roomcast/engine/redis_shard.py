@@ -264,10 +264,7 @@ class Shard:
                 task.cancel()
             await asyncio.wait(tasks, timeout=0.1)
             tasks = [task for task in tasks if not task.done()]
-        self._disconnect()
-        # abort() closes the sockets on the loop's next turn: take it, so that a caller
-        # that closes the loop right after close() leaves no socket open
-        await asyncio.sleep(0)
+        self._disconnect()  # the sockets close a loop turn later: see RedisEngine.close
 
     async def _run(self) -> None:
         failures = 0
